@@ -1,0 +1,431 @@
+"""SmtpProvider against a real SMTP server (aiosmtpd) listening on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from touchline.channels.providers.base import (
+    OutboundMessage,
+    PermanentSendError,
+    TransientSendError,
+)
+from touchline.channels.providers.smtp import SmtpConfig, SmtpProvider
+
+USERNAME = "mailer"
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    over_tls: bool
+    authenticated: bool
+
+
+@dataclass
+class RecordingHandler:
+    """Stores every accepted message; can be told to refuse at RCPT or DATA."""
+
+    received: list[Received] = field(default_factory=list)
+    rcpt_reply: str | None = None
+    data_reply: str | None = None
+    require_auth: bool = False
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if self.require_auth and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.rcpt_reply is not None:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply is not None:
+            return self.data_reply
+        parsed = message_from_bytes(envelope.original_content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.received.append(
+            Received(
+                mail_from=envelope.mail_from,
+                rcpt_tos=list(envelope.rcpt_tos),
+                message=parsed,
+                over_tls=session.ssl is not None,
+                authenticated=bool(session.authenticated),
+            )
+        )
+        return "250 Message accepted for delivery"
+
+
+class EphemeralPortController(Controller):
+    """A Controller bound to port 0, so tests never race for a "free" port.
+
+    Controller connects to its own port once it is listening; by then the server
+    socket exists, so its real port can be read back first.
+    """
+
+    def _trigger_server(self) -> None:
+        assert isinstance(self.server, asyncio.Server)
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
+def check_password(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == USERNAME.encode()
+        and auth_data.password == PASSWORD.encode()
+    )
+    # handled=False: aiosmtpd then sends the 535 reply itself.
+    return AuthResult(success=ok, handled=False)
+
+
+StartServer = Callable[..., tuple[RecordingHandler, int]]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[StartServer]:
+    """Start an SMTP server: `smtp_server(**controller_kwargs) -> (handler, port)`."""
+    controllers: list[Controller] = []
+
+    def start(**kwargs: Any) -> tuple[RecordingHandler, int]:
+        handler = RecordingHandler()
+        controller = EphemeralPortController(
+            handler,
+            hostname="127.0.0.1",
+            port=0,
+            # Skips aiosmtpd's getfqdn(), which can be slow without DNS.
+            server_hostname="mx.test",
+            ready_timeout=2.0,
+            **kwargs,
+        )
+        controller.start()
+        controllers.append(controller)
+        return handler, controller.port
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with the openssl CLI
+    (the cryptography package is not a dependency)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl CLI not available to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            # An EC key is generated in milliseconds; RSA would dominate the test time.
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def server_tls(tls_files: tuple[Path, Path]) -> ssl.SSLContext:
+    cert, key = tls_files
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.fixture
+def client_tls(tls_files: tuple[Path, Path]) -> ssl.SSLContext:
+    # Full verification, hostname included: only the trust anchor differs from the
+    # provider's default context.
+    return ssl.create_default_context(cafile=str(tls_files[0]))
+
+
+def make_message(**overrides: Any) -> OutboundMessage:
+    fields: dict[str, Any] = {
+        "id": uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e"),
+        "channel_type": "email",
+        "to": "ann@example.com",
+        "from_address": "Touchline <noreply@example.org>",
+        "subject": "Your appointment",
+        "body": "Hi Ann,\nsee you tomorrow at 10.",
+    }
+    fields.update(overrides)
+    return OutboundMessage(**fields)
+
+
+def config(port: int, **overrides: Any) -> SmtpConfig:
+    return SmtpConfig.model_validate({"host": "127.0.0.1", "port": port, "timeout": 2} | overrides)
+
+
+def test_delivers_headers_and_body(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+    message = make_message()
+
+    result = SmtpProvider(config(port)).send(message)
+
+    assert result.provider_message_id == "<0f8fad5b-d9cb-469f-a165-70867728950e@touchline>"
+    assert result.delivery_status == "sent"
+    [received] = handler.received
+    assert received.mail_from == "noreply@example.org"
+    assert received.rcpt_tos == ["ann@example.com"]
+    email = received.message
+    assert email["From"] == "Touchline <noreply@example.org>"
+    assert email["To"] == "ann@example.com"
+    assert email["Subject"] == "Your appointment"
+    assert email["Message-ID"] == result.provider_message_id
+    assert email["Date"] is not None
+    assert email.get_content_type() == "text/plain"
+    assert email.get_content().replace("\r\n", "\n") == "Hi Ann,\nsee you tomorrow at 10.\n"
+    assert not received.over_tls
+    assert not received.authenticated
+
+
+def test_retry_reuses_the_message_id(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+    provider = SmtpProvider(config(port))
+
+    first = provider.send(make_message())
+    second = provider.send(make_message())
+
+    assert first.provider_message_id == second.provider_message_id
+    assert [r.message["Message-ID"] for r in handler.received] == [
+        first.provider_message_id,
+        first.provider_message_id,
+    ]
+
+
+def test_non_ascii_subject_and_body(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+
+    SmtpProvider(config(port)).send(make_message(subject="Café ☕ à 10h", body="Bientôt — 🙂"))
+
+    [received] = handler.received
+    assert received.message["Subject"] == "Café ☕ à 10h"
+    assert received.message.get_content() == "Bientôt — 🙂\r\n"
+
+
+def test_no_subject_header_without_subject(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+
+    SmtpProvider(config(port)).send(make_message(subject=None))
+
+    assert handler.received[0].message["Subject"] is None
+
+
+def test_header_injection_is_refused_before_connecting(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+
+    with pytest.raises(PermanentSendError, match="cannot build email"):
+        SmtpProvider(config(port)).send(make_message(subject="Hi\r\nBcc: victim@example.com"))
+
+    assert handler.received == []
+
+
+def test_login_with_right_password_delivers(smtp_server: StartServer) -> None:
+    handler, port = smtp_server(authenticator=check_password, auth_require_tls=False)
+    handler.require_auth = True
+
+    SmtpProvider(config(port, username=USERNAME, password=PASSWORD)).send(make_message())
+
+    [received] = handler.received
+    assert received.authenticated
+
+
+def test_login_with_wrong_password_is_permanent(smtp_server: StartServer) -> None:
+    handler, port = smtp_server(authenticator=check_password, auth_require_tls=False)
+
+    with pytest.raises(PermanentSendError, match="535"):
+        SmtpProvider(config(port, username=USERNAME, password="wrong")).send(make_message())
+
+    assert handler.received == []
+
+
+def test_missing_credentials_are_permanent(smtp_server: StartServer) -> None:
+    handler, port = smtp_server(authenticator=check_password, auth_require_tls=False)
+    handler.require_auth = True
+
+    with pytest.raises(PermanentSendError, match="530"):
+        SmtpProvider(config(port)).send(make_message())
+
+
+def test_refused_recipient_is_permanent(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+    handler.rcpt_reply = "550 5.1.1 No such user here"
+
+    with pytest.raises(PermanentSendError, match=r"550 5\.1\.1 No such user here"):
+        SmtpProvider(config(port)).send(make_message())
+
+
+def test_deferred_recipient_is_transient(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+    handler.rcpt_reply = "451 4.7.1 Greylisted, try again later"
+
+    with pytest.raises(TransientSendError, match="451"):
+        SmtpProvider(config(port)).send(make_message())
+
+
+def test_4xx_at_data_is_transient(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+    handler.data_reply = "451 4.3.0 Local error in processing"
+
+    with pytest.raises(TransientSendError, match="451"):
+        SmtpProvider(config(port)).send(make_message())
+
+
+def test_5xx_at_data_is_permanent(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+    handler.data_reply = "554 5.6.0 Message rejected as spam"
+
+    with pytest.raises(PermanentSendError, match="554"):
+        SmtpProvider(config(port)).send(make_message())
+
+
+def test_nothing_listening_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The port was free a moment ago and nothing listens on it now.
+
+    with pytest.raises(TransientSendError, match="cannot reach SMTP server"):
+        SmtpProvider(config(port)).send(make_message())
+
+
+def test_silent_server_times_out_as_transient() -> None:
+    # Accepts the TCP connection (the kernel does, via the backlog) but never greets.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+
+        with pytest.raises(TransientSendError):
+            SmtpProvider(config(port, timeout=0.2)).send(make_message())
+
+
+def test_starttls(
+    smtp_server: StartServer, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    handler, port = smtp_server(tls_context=server_tls, require_starttls=True)
+
+    SmtpProvider(config(port, starttls=True), ssl_context=client_tls).send(make_message())
+
+    [received] = handler.received
+    assert received.over_tls
+
+
+def test_starttls_then_login(
+    smtp_server: StartServer, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    # The usual submission setup: AUTH only offered once the connection is encrypted.
+    handler, port = smtp_server(
+        tls_context=server_tls, require_starttls=True, authenticator=check_password
+    )
+    handler.require_auth = True
+    cfg = config(port, starttls=True, username=USERNAME, password=PASSWORD)
+
+    SmtpProvider(cfg, ssl_context=client_tls).send(make_message())
+
+    [received] = handler.received
+    assert received.over_tls
+    assert received.authenticated
+
+
+def test_starttls_with_untrusted_certificate_fails(
+    smtp_server: StartServer, server_tls: ssl.SSLContext
+) -> None:
+    handler, port = smtp_server(tls_context=server_tls, require_starttls=True)
+
+    # The default context trusts the system CAs only, not the self-signed test cert.
+    with pytest.raises(TransientSendError, match="CERTIFICATE_VERIFY_FAILED"):
+        SmtpProvider(config(port, starttls=True)).send(make_message())
+
+    assert handler.received == []
+
+
+def test_starttls_unsupported_by_server_is_permanent(smtp_server: StartServer) -> None:
+    handler, port = smtp_server()
+
+    with pytest.raises(PermanentSendError, match="STARTTLS"):
+        SmtpProvider(config(port, starttls=True)).send(make_message())
+
+    assert handler.received == []
+
+
+def test_implicit_tls(
+    smtp_server: StartServer, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    handler, port = smtp_server(ssl_context=server_tls)
+
+    SmtpProvider(config(port, ssl=True), ssl_context=client_tls).send(make_message())
+
+    [received] = handler.received
+    assert received.message["Message-ID"] == "<0f8fad5b-d9cb-469f-a165-70867728950e@touchline>"
+
+
+def test_config_defaults_and_validation() -> None:
+    cfg = SmtpConfig.model_validate({"host": "smtp.example.com", "unknown": 1})
+    assert cfg.model_dump() == {
+        "host": "smtp.example.com",
+        "port": 587,
+        "username": None,
+        "password": None,
+        "starttls": False,
+        "ssl": False,
+        "timeout": 10.0,
+    }
+    for bad in (
+        {},
+        {"host": ""},
+        {"host": "h", "port": 0},
+        {"host": "h", "timeout": 0},
+        {"host": "h", "ssl": True, "starttls": True},
+    ):
+        with pytest.raises(ValueError, match="validation error"):
+            SmtpConfig.model_validate(bad)

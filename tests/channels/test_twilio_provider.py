@@ -1,0 +1,379 @@
+"""TwilioProvider against a local HTTP server that speaks Twilio's Messages API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from touchline.channels.providers.base import (
+    OutboundMessage,
+    PermanentSendError,
+    TransientSendError,
+)
+from touchline.channels.providers.twilio import (
+    TwilioConfig,
+    TwilioProvider,
+    compute_twilio_signature,
+    validate_twilio_signature,
+)
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "f" * 32
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    form: dict[str, list[str]]
+
+
+@dataclass
+class TwilioState:
+    requests: list[Recorded] = field(default_factory=list)
+    # When set, the next requests are answered with this status and Twilio's body for it.
+    fail_with: int | None = None
+
+
+def twilio_error(status: int, code: int, message: str, **extra: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+        **extra,
+    }
+
+
+class FakeTwilioServer(ThreadingHTTPServer):
+    state: TwilioState
+
+
+class FakeTwilioHandler(BaseHTTPRequestHandler):
+    server: FakeTwilioServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # Keep test output clean.
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        state = self.server.state
+        form = parse_qs(raw.decode("ascii"), keep_blank_values=True)
+        state.requests.append(Recorded(self.path, dict(self.headers.items()), form))
+
+        expected_auth = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        if self.headers.get("Authorization") != expected_auth:
+            self._reply(
+                401,
+                twilio_error(
+                    401, 20003, "Authenticate", detail="Your AccountSid or AuthToken was incorrect."
+                ),
+            )
+            return
+        if self.path != f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json":
+            self._reply(
+                404, twilio_error(404, 20404, f"The requested resource {self.path} was not found")
+            )
+            return
+        if not self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            self._reply(400, twilio_error(400, 20001, "Unsupported Content-Type"))
+            return
+        if state.fail_with == 400:
+            to = form.get("To", [""])[0]
+            self._reply(400, twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to[:-4]}XXXX"))
+            return
+        if state.fail_with == 429:
+            self._reply(429, twilio_error(429, 20429, "Too Many Requests"))
+            return
+        if state.fail_with == 500:
+            self._reply(500, twilio_error(500, 20500, "Internal Server Error"))
+            return
+        sid = "SM" + secrets.token_hex(16)
+        self._reply(
+            201,
+            {
+                "account_sid": ACCOUNT_SID,
+                "api_version": "2010-04-01",
+                "body": form["Body"][0],
+                "date_created": "Thu, 24 Aug 2023 05:01:45 +0000",
+                "date_sent": None,
+                "date_updated": "Thu, 24 Aug 2023 05:01:45 +0000",
+                "direction": "outbound-api",
+                "error_code": None,
+                "error_message": None,
+                "from": form["From"][0],
+                "messaging_service_sid": None,
+                "num_media": "0",
+                "num_segments": "1",
+                "price": None,
+                "price_unit": "USD",
+                "sid": sid,
+                "status": "queued",
+                "subresource_uris": {
+                    "media": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}/Media.json"
+                },
+                "to": form["To"][0],
+                "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
+            },
+        )
+
+
+@pytest.fixture
+def twilio() -> Iterator[tuple[TwilioState, str]]:
+    """A running fake Twilio: (state, base_url)."""
+    server = FakeTwilioServer(("127.0.0.1", 0), FakeTwilioHandler)
+    server.state = TwilioState()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    try:
+        yield server.state, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def make_message(**overrides: Any) -> OutboundMessage:
+    fields: dict[str, Any] = {
+        "id": uuid.UUID("6f1c2b8e-3d4a-4f5b-9c6d-7e8f9a0b1c2d"),
+        "channel_type": "sms",
+        "to": "+15558675310",
+        "from_address": "+15017122661",
+        "body": "Hi Ann & Bob, 50% off = today only! ✓",
+        "status_callback_url": "https://touchline.example.com/hooks/twilio/status?x=1",
+    }
+    fields.update(overrides)
+    return OutboundMessage(**fields)
+
+
+def provider(base_url: str, client: httpx.Client | None = None, **overrides: Any) -> TwilioProvider:
+    config = TwilioConfig.model_validate(
+        {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": base_url, "timeout": 2}
+        | overrides
+    )
+    return TwilioProvider(config, client)
+
+
+def test_sends_the_form_twilio_expects(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+    message = make_message()
+
+    result = provider(base_url).send(message)
+
+    [request] = state.requests
+    assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    assert request.form == {
+        "To": ["+15558675310"],
+        "From": ["+15017122661"],
+        "Body": ["Hi Ann & Bob, 50% off = today only! ✓"],
+    }
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request.headers["I-Twilio-Idempotency-Token"] == str(message.id)
+    credentials = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {credentials}"
+    assert result.provider_message_id is not None
+    assert result.provider_message_id.startswith("SM")
+    assert len(result.provider_message_id) == 34
+    assert result.delivery_status == "sent"
+
+
+def test_status_callback_only_when_enabled_and_given(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+    url = "https://touchline.example.com/hooks/twilio/status?x=1"
+
+    provider(base_url, status_callback=True).send(make_message())
+    provider(base_url, status_callback=True).send(make_message(status_callback_url=None))
+    provider(base_url, status_callback=False).send(make_message())
+
+    assert [r.form.get("StatusCallback") for r in state.requests] == [[url], None, None]
+
+
+def test_shared_client_is_reused_and_left_open(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+    with httpx.Client() as client:
+        sender = provider(base_url, client)
+        first = sender.send(make_message())
+        second = sender.send(make_message(id=uuid.uuid4()))
+        assert not client.is_closed
+
+    assert first.provider_message_id != second.provider_message_id
+    assert len(state.requests) == 2
+
+
+def test_wrong_credentials_are_permanent(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+
+    with pytest.raises(PermanentSendError) as caught:
+        provider(base_url, auth_token="not-the-token").send(make_message())
+
+    assert len(state.requests) == 1
+
+    assert "HTTP 401" in str(caught.value)
+    assert "Your AccountSid or AuthToken was incorrect." in str(caught.value)
+    assert "20003" in str(caught.value)
+
+
+def test_invalid_to_is_permanent_with_twilio_message(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+    state.fail_with = 400
+
+    with pytest.raises(PermanentSendError) as caught:
+        provider(base_url).send(make_message())
+
+    assert str(caught.value) == (
+        "Twilio: HTTP 400: Invalid 'To' Phone Number: +1555867XXXX (code 21211)"
+    )
+
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_rate_limit_and_server_error_are_transient(
+    twilio: tuple[TwilioState, str], status: int
+) -> None:
+    state, base_url = twilio
+    state.fail_with = status
+
+    with pytest.raises(TransientSendError, match=f"HTTP {status}"):
+        provider(base_url).send(make_message())
+
+
+def test_unknown_account_path_is_permanent(twilio: tuple[TwilioState, str]) -> None:
+    _, base_url = twilio
+
+    with pytest.raises(PermanentSendError, match="20404"):
+        provider(base_url + "/nested").send(make_message())
+
+
+def test_connection_refused_is_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(TransientSendError, match="ConnectError"):
+        provider(f"http://127.0.0.1:{port}").send(make_message())
+
+
+def test_timeout_is_transient() -> None:
+    # Accepts the connection (via the backlog) but never answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+
+        with pytest.raises(TransientSendError, match="ReadTimeout"):
+            provider(f"http://127.0.0.1:{port}", timeout=0.2).send(make_message())
+
+
+def test_config_defaults_and_validation() -> None:
+    config = TwilioConfig.model_validate(
+        {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "extra": True}
+    )
+    assert config.model_dump() == {
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "base_url": "https://api.twilio.com",
+        "status_callback": False,
+        "timeout": 10.0,
+    }
+    trimmed = TwilioConfig.model_validate(
+        {"account_sid": "AC1", "auth_token": "t", "base_url": "http://twilio.test:8080/"}
+    )
+    assert trimmed.base_url == "http://twilio.test:8080"
+    for bad in (
+        {"auth_token": "t"},
+        {"account_sid": "AC1"},
+        {"account_sid": "AC1", "auth_token": "t", "base_url": "ftp://x"},
+        {"account_sid": "AC1", "auth_token": "t", "timeout": -1},
+    ):
+        with pytest.raises(ValueError, match="validation error"):
+            TwilioConfig.model_validate(bad)
+
+
+# X-Twilio-Signature
+
+DOCS_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+DOCS_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+12349013030",
+    "Digits": "1234",
+    "From": "+12349013030",
+    "To": "+18005551212",
+}
+
+
+def test_signature_matches_twilio_docs_example() -> None:
+    # The worked example on twilio.com/docs/usage/security, auth token "12345".
+    assert compute_twilio_signature(DOCS_URL, DOCS_PARAMS, "12345") == (
+        "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    )
+    assert validate_twilio_signature(DOCS_URL, DOCS_PARAMS, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=", "12345")
+
+
+def test_signature_matches_older_docs_example() -> None:
+    # "GvWf1cFY/Q7PnoempGyD5oXAezc=" is the same example with the phone numbers an
+    # earlier version of the docs (and twilio-node's tests) used: +14158675310.
+    params = DOCS_PARAMS | {"Caller": "+14158675310", "From": "+14158675310"}
+    assert compute_twilio_signature(DOCS_URL, params, "12345") == "GvWf1cFY/Q7PnoempGyD5oXAezc="
+    assert not validate_twilio_signature(
+        DOCS_URL, DOCS_PARAMS, "GvWf1cFY/Q7PnoempGyD5oXAezc=", "12345"
+    )
+
+
+def test_signature_rejects_tampering() -> None:
+    signature = compute_twilio_signature(DOCS_URL, DOCS_PARAMS, "12345")
+
+    assert not validate_twilio_signature(DOCS_URL, DOCS_PARAMS, signature, "54321")
+    assert not validate_twilio_signature(
+        DOCS_URL, DOCS_PARAMS | {"Digits": "9999"}, signature, "12345"
+    )
+    assert not validate_twilio_signature(DOCS_URL, DOCS_PARAMS | {"Extra": ""}, signature, "12345")
+    assert not validate_twilio_signature(
+        DOCS_URL.replace("bar=2", "bar=3"), DOCS_PARAMS, signature, "12345"
+    )
+    assert not validate_twilio_signature(DOCS_URL, DOCS_PARAMS, signature[:-1], "12345")
+    assert not validate_twilio_signature(DOCS_URL, DOCS_PARAMS, "", "12345")
+    assert not validate_twilio_signature(DOCS_URL, DOCS_PARAMS, "é", "12345")
+
+
+def test_signature_ignores_param_order_but_not_name_case() -> None:
+    reordered = dict(reversed(list(DOCS_PARAMS.items())))
+    signature = compute_twilio_signature(DOCS_URL, DOCS_PARAMS, "12345")
+
+    assert compute_twilio_signature(DOCS_URL, reordered, "12345") == signature
+    # Twilio sorts case-sensitively, so "a" after "Z": plain code-point order.
+    assert compute_twilio_signature("https://x.test/", {"a": "1", "Z": "2"}, "t") == (
+        compute_twilio_signature("https://x.test/Z2a1", {}, "t")
+    )
+
+
+def test_signature_tolerates_default_port_differences() -> None:
+    # Twilio's own validators accept either form, because Twilio is not consistent
+    # about whether the signed URL carries the port.
+    signed_without = compute_twilio_signature(DOCS_URL, DOCS_PARAMS, "12345")
+    with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+    signed_with = compute_twilio_signature(with_port, DOCS_PARAMS, "12345")
+
+    assert validate_twilio_signature(with_port, DOCS_PARAMS, signed_without, "12345")
+    assert validate_twilio_signature(DOCS_URL, DOCS_PARAMS, signed_with, "12345")
+    assert not validate_twilio_signature(
+        DOCS_URL.replace("https", "http"), DOCS_PARAMS, signed_without, "12345"
+    )

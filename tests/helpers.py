@@ -1,0 +1,113 @@
+"""Test data helpers: a few make_* functions that go through the public API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from touchline.db import unit_of_work
+from touchline.engine.worker import Worker
+
+
+@dataclass
+class Api:
+    """A client of one organization: every call carries its key."""
+
+    client: TestClient
+    key: str
+    organization_id: uuid.UUID
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-WHIPPY-KEY": self.key}
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return cast(httpx.Response, self.client.get(path, headers=self.headers, **kw))
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return cast(httpx.Response, self.client.post(path, headers=self.headers, **kw))
+
+    def put(self, path: str, **kw: Any) -> httpx.Response:
+        return cast(httpx.Response, self.client.put(path, headers=self.headers, **kw))
+
+    def delete(self, path: str, **kw: Any) -> httpx.Response:
+        return cast(httpx.Response, self.client.request("DELETE", path, headers=self.headers, **kw))
+
+
+def make_org(app: FastAPI, client: TestClient, name: str = "Acme") -> Api:
+    from touchline.auth.service import create_api_key, create_organization
+
+    with unit_of_work(app.state.sessions) as session:
+        org = create_organization(session, name)
+        key = create_api_key(session, org.id)
+    return Api(client, key, org.id)
+
+
+def make_channel(api: Api, **fields: Any) -> dict[str, Any]:
+    body = {"name": "SMS", "type": "sms", "address": "+14155550100", **fields}
+    response = api.post("/v1/channels", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json()["data"])
+
+
+def make_sequence(
+    api: Api,
+    steps: list[dict[str, Any]] | None = None,
+    *,
+    status: str = "active",
+    channel_id: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A sequence with steps (default: three steps 0, 2 and 3 days apart), active."""
+    if channel_id is None:
+        channel_id = make_channel(api)["id"]
+    body: dict[str, Any] = {"title": "Onboarding", "default_channel_id": channel_id, **fields}
+    # Quiet hours off by default here so delays are exact; tests of windows turn them on.
+    body.setdefault("settings", {}).setdefault("support_sms_quiet_hours", {"enabled": False})
+    response = api.post("/v1/sequences", json=body)
+    assert response.status_code == 201, response.text
+    sequence = response.json()["data"]
+    for step in (
+        steps
+        if steps is not None
+        else [
+            {"title": "Welcome", "body": "Hi {{first_name}}", "schedule_options": {"days": 0}},
+            {"title": "Day 2", "body": "Day 2", "schedule_options": {"days": 2}},
+            {"title": "Day 5", "body": "Day 5", "schedule_options": {"days": 3}},
+        ]
+    ):
+        r = api.post(f"/v1/sequences/{sequence['id']}/steps", json=step)
+        assert r.status_code == 201, r.text
+    if status != "draft":
+        r = api.put(f"/v1/sequences/{sequence['id']}", json={"status": status})
+        assert r.status_code == 200, r.text
+    return dict(api.get(f"/v1/sequences/{sequence['id']}").json()["data"])
+
+
+def enroll(
+    api: Api,
+    worker: Worker,
+    sequence_id: str,
+    to: list[dict[str, Any]],
+    now: datetime,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Add contacts and let the worker process the job at `now`; returns the finished job."""
+    response = api.post(f"/v1/sequences/{sequence_id}/contacts", json={"to": to, **fields})
+    assert response.status_code == 202, response.text
+    worker.run_once(now)
+    job = api.get(f"/v1/jobs/{response.json()['data']['job_id']}").json()["data"]
+    assert job["status"] == "done", job
+    return dict(job)
+
+
+def contact_sequences(api: Api, contact_id: str, **body: Any) -> dict[str, Any]:
+    response = api.post(f"/v1/contacts/{contact_id}/sequences", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())

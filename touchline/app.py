@@ -1,0 +1,180 @@
+"""create_app(): routers, error handlers, middleware and the embedded worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from touchline.config import Settings, get_settings
+from touchline.db import make_engine, make_sessionmaker
+from touchline.errors import (
+    BadRequest,
+    ErrorDetail,
+    PayloadTooLarge,
+    TouchlineError,
+    ValidationFailed,
+)
+
+log = logging.getLogger("touchline")
+
+
+def _error_response(error: TouchlineError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str | None:
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or None
+
+
+def validation_error(exc: RequestValidationError) -> TouchlineError:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return BadRequest("Malformed JSON body")
+    details = []
+    for e in errors:
+        message = str(e.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        details.append(ErrorDetail(message, _field_name(tuple(e.get("loc", ())))))
+    return ValidationFailed(details=details)
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _error_response(PayloadTooLarge())(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise PayloadTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if run_worker:
+            from touchline.engine.runner import BackgroundWorker
+
+            worker = BackgroundWorker(settings, app.state.sessions)
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Touchline",
+        version="0.1.0",
+        description="Multi-step SMS and email sequences with a Whippy-compatible API. "
+        "Authenticate with `X-WHIPPY-KEY: <key>` or `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+        responses={
+            400: {"model": _error_model(), "description": "Malformed request"},
+            401: {"model": _error_model(), "description": "Missing or invalid API key"},
+            404: {"model": _error_model(), "description": "Unknown id"},
+            413: {"model": _error_model(), "description": "Body too large"},
+            422: {"model": _error_model(), "description": "Validation failed"},
+        },
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.read_sessions = make_sessionmaker(engine, writer=False)
+
+    _install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    _include_routers(app)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database is reachable")
+    def readyz() -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app
+
+
+def _error_model() -> Any:
+    from touchline.schemas import ErrorBody
+
+    return ErrorBody
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def touchline_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, TouchlineError)
+        return _error_response(exc)
+
+    async def request_validation(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _error_response(validation_error(exc))
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        error = TouchlineError(str(exc.detail))
+        error.status = exc.status_code  # type: ignore[misc]
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+    async def json_decode(_request: Request, _exc: Exception) -> JSONResponse:
+        return _error_response(BadRequest("Malformed JSON body"))
+
+    app.add_exception_handler(TouchlineError, touchline_error)
+    app.add_exception_handler(RequestValidationError, request_validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(json.JSONDecodeError, json_decode)
+
+
+def _include_routers(app: FastAPI) -> None:
+    from touchline.channels.routes import router as channels
+    from touchline.contacts.routes import router as contacts
+    from touchline.enrollment.routes import jobs_router
+    from touchline.enrollment.routes import router as enrollment
+    from touchline.runs.routes import router as runs
+    from touchline.sequences.routes import router as sequences
+
+    for router in (contacts, channels, runs, enrollment, sequences, jobs_router):
+        app.include_router(router)
+
+
+Handler = Callable[[Request], Awaitable[Any]]

@@ -1,0 +1,96 @@
+"""The provider registry: the one place that knows every provider by name.
+
+A channel stores its provider as a name plus a JSON config; everything that needs to
+check, show or use such a config goes through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+from pydantic import BaseModel
+
+from touchline.channels.providers.base import Provider
+from touchline.channels.providers.outbox import OutboxProvider
+from touchline.channels.providers.smtp import SmtpConfig, SmtpProvider
+from touchline.channels.providers.twilio import TwilioConfig, TwilioProvider
+from touchline.channels.providers.webhook import WebhookConfig, WebhookProvider
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "SECRET_FIELDS",
+    "UnknownProviderError",
+    "build_provider",
+    "public_config",
+    "validate_provider_config",
+]
+
+PROVIDER_NAMES: tuple[str, ...] = ("outbox", "smtp", "twilio", "webhook")
+
+# Config keys the API accepts but never returns.
+SECRET_FIELDS: dict[str, frozenset[str]] = {
+    "outbox": frozenset(),
+    "smtp": frozenset({"password"}),
+    "twilio": frozenset({"auth_token"}),
+    "webhook": frozenset({"secret"}),
+}
+
+_CONFIG_MODELS: dict[str, type[BaseModel]] = {
+    "smtp": SmtpConfig,
+    "twilio": TwilioConfig,
+    "webhook": WebhookConfig,
+}
+
+
+class UnknownProviderError(ValueError):
+    def __init__(self, provider: str) -> None:
+        super().__init__(
+            f"unknown provider {provider!r}; expected one of {', '.join(PROVIDER_NAMES)}"
+        )
+        self.provider = provider
+
+
+def _check_name(provider: str) -> None:
+    if provider not in PROVIDER_NAMES:
+        raise UnknownProviderError(provider)
+
+
+def validate_provider_config(provider: str, config: Mapping[str, object]) -> dict[str, object]:
+    """Validate a config and return it normalized, defaults filled in, as plain JSON
+    values ready to store.
+
+    Raises pydantic.ValidationError for a bad config and UnknownProviderError (a
+    ValueError) for an unknown provider name.
+    """
+    _check_name(provider)
+    model = _CONFIG_MODELS.get(provider)
+    if model is None:
+        # The outbox has no settings.
+        return {}
+    return model.model_validate(dict(config)).model_dump(mode="json")
+
+
+def public_config(provider: str, config: Mapping[str, object]) -> dict[str, object]:
+    """The config without its secret fields, for API responses."""
+    _check_name(provider)
+    secrets = SECRET_FIELDS[provider]
+    return {key: value for key, value in config.items() if key not in secrets}
+
+
+def build_provider(
+    provider: str,
+    config: Mapping[str, object],
+    *,
+    http_client: httpx.Client | None = None,
+) -> Provider:
+    """A ready provider for a stored config. `http_client` is used by the HTTP-based
+    providers (the caller keeps ownership of it) and ignored by the others."""
+    _check_name(provider)
+    if provider == "smtp":
+        return SmtpProvider(SmtpConfig.model_validate(dict(config)))
+    if provider == "twilio":
+        return TwilioProvider(TwilioConfig.model_validate(dict(config)), http_client)
+    if provider == "webhook":
+        return WebhookProvider(WebhookConfig.model_validate(dict(config)), http_client)
+    return OutboxProvider()

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from touchline.channels import service
+from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelOut, ChannelUpdate
+from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.schemas import Data, Page
+
+router = APIRouter(prefix="/v1/channels", tags=["channels"])
+
+
+@router.post("", response_model=Data[ChannelOut], status_code=201, summary="Create a channel")
+def create_channel(body: ChannelCreate, session: DbSession, org: OrgId) -> Data[ChannelOut]:
+    return Data(data=service.channel_out(service.create_channel(session, org, body)))
+
+
+@router.get("", response_model=Page[ChannelOut], summary="List channels")
+def list_channels(
+    query: Annotated[ChannelListQuery, Query()], session: ReadSession, org: OrgId
+) -> Page[ChannelOut]:
+    rows, total = service.list_channels(session, org, query)
+    return Page(data=[service.channel_out(c) for c in rows], total=total)
+
+
+@router.get("/{channel_id}", response_model=Data[ChannelOut], summary="Get a channel")
+def get_channel(channel_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[ChannelOut]:
+    return Data(data=service.channel_out(service.get_channel(session, org, channel_id)))
+
+
+@router.put("/{channel_id}", response_model=Data[ChannelOut], summary="Update a channel")
+def update_channel(
+    channel_id: uuid.UUID, body: ChannelUpdate, session: DbSession, org: OrgId
+) -> Data[ChannelOut]:
+    return Data(data=service.channel_out(service.update_channel(session, org, channel_id, body)))

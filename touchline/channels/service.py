@@ -1,0 +1,122 @@
+"""Channel rules: the address matches the type, the provider config is valid."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from touchline.channels.providers import public_config, validate_provider_config
+from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelOut, ChannelUpdate
+from touchline.errors import NotFound, ValidationFailed, from_pydantic
+from touchline.models import Channel
+from touchline.validation import normalize_email, normalize_phone
+
+
+def get_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID) -> Channel:
+    channel = session.get(Channel, channel_id)
+    if channel is None or channel.organization_id != org_id:
+        raise NotFound("Channel not found")
+    return channel
+
+
+def find_channel(session: Session, org_id: uuid.UUID, ref: str) -> Channel | None:
+    """A channel by id or by address (Whippy's `from` accepts either)."""
+    try:
+        by_id = session.get(Channel, uuid.UUID(ref))
+    except ValueError:
+        by_id = None
+    if by_id is not None and by_id.organization_id == org_id:
+        return by_id
+    return session.scalars(
+        select(Channel).where(Channel.organization_id == org_id, Channel.address == ref).limit(1)
+    ).first()
+
+
+def _normalize_address(channel_type: str, address: str) -> str:
+    try:
+        return normalize_phone(address) if channel_type == "sms" else normalize_email(address)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field="address") from exc
+
+
+def _provider_config(provider: str, config: dict[str, object]) -> dict[str, object]:
+    try:
+        return validate_provider_config(provider, config)
+    except ValidationError as exc:
+        raise from_pydantic(exc, "provider_config") from exc
+
+
+def create_channel(session: Session, org_id: uuid.UUID, data: ChannelCreate) -> Channel:
+    channel = Channel(
+        organization_id=org_id,
+        name=data.name,
+        type=data.type,
+        address=_normalize_address(data.type, data.address),
+        provider=data.provider,
+        provider_config=_provider_config(data.provider, data.provider_config or {}),
+        timezone=data.timezone,
+        opening_hours=data.opening_hours,
+    )
+    session.add(channel)
+    session.flush()
+    return channel
+
+
+def update_channel(
+    session: Session, org_id: uuid.UUID, channel_id: uuid.UUID, data: ChannelUpdate
+) -> Channel:
+    channel = get_channel(session, org_id, channel_id)
+    given = data.model_dump(exclude_unset=True)
+    if data.name is not None:
+        channel.name = data.name
+    if data.address is not None:
+        channel.address = _normalize_address(channel.type, data.address)
+    if data.provider is not None or data.provider_config is not None:
+        provider = data.provider or channel.provider
+        # Secrets are never shown, so clients send configs without them: keep the old ones.
+        base = dict(channel.provider_config) if provider == channel.provider else {}
+        channel.provider = provider
+        channel.provider_config = _provider_config(
+            provider, {**base, **(data.provider_config or {})}
+        )
+    if "timezone" in given:
+        channel.timezone = data.timezone
+    if "opening_hours" in given:
+        channel.opening_hours = data.opening_hours
+    session.flush()
+    return channel
+
+
+def list_channels(
+    session: Session, org_id: uuid.UUID, query: ChannelListQuery
+) -> tuple[list[Channel], int]:
+    conditions = [Channel.organization_id == org_id]
+    if query.type:
+        conditions.append(Channel.type == query.type)
+    total = session.scalar(select(func.count()).select_from(Channel).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Channel)
+        .where(*conditions)
+        .order_by(Channel.created_at, Channel.id)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return list(rows), total
+
+
+def channel_out(channel: Channel) -> ChannelOut:
+    return ChannelOut(
+        id=channel.id,
+        name=channel.name,
+        type=channel.type,
+        address=channel.address,
+        provider=channel.provider,
+        provider_config=public_config(channel.provider, channel.provider_config),
+        timezone=channel.timezone,
+        opening_hours=channel.opening_hours,
+        created_at=channel.created_at,
+        updated_at=channel.updated_at,
+    )

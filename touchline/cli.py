@@ -1,0 +1,189 @@
+"""The `touchline` command: serve, worker, db, org, key, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from touchline.config import Settings, get_settings
+
+app = typer.Typer(help="Touchline: multi-step SMS and email sequences.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+app.add_typer(key_app, name="key")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    return settings
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from touchline.db import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine(settings.database_url))
+
+
+def _print_key(org_id: object, api_key: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"organization_id": str(org_id), "api_key": api_key}))
+    else:
+        typer.echo(f"organization_id: {org_id}\napi_key: {api_key}\n(the key is shown only once)")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from touchline.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    typer.echo("database is at the latest schema")
+
+
+@org_app.command("create")
+def org_create(name: str, as_json: JsonFlag = False) -> None:
+    """Create an organization and print its id and a first API key."""
+    from touchline.auth.service import create_api_key, create_organization
+    from touchline.db import unit_of_work
+
+    with unit_of_work(_sessions(_settings())) as session:
+        org = create_organization(session, name)
+        key = create_api_key(session, org.id)
+    _print_key(org.id, key, as_json)
+
+
+@key_app.command("create")
+def key_create(
+    org: Annotated[str, typer.Option("--org", help="Organization id.")], as_json: JsonFlag = False
+) -> None:
+    """Add an API key to an organization."""
+    import uuid
+
+    from touchline.auth.service import create_api_key
+    from touchline.db import unit_of_work
+    from touchline.models import Organization
+
+    try:
+        org_id = uuid.UUID(org)
+    except ValueError:
+        raise typer.BadParameter("not a UUID", param_hint="--org") from None
+    with unit_of_work(_sessions(_settings())) as session:
+        if session.get(Organization, org_id) is None:
+            typer.echo(f"no organization {org_id}", err=True)
+            raise typer.Exit(1)
+        key = create_api_key(session, org_id)
+    _print_key(org_id, key, as_json)
+
+
+@key_app.command("revoke")
+def key_revoke(key_prefix: str) -> None:
+    """Revoke the key that starts with KEY_PREFIX (its first 12 characters or more)."""
+    from touchline.auth.service import PREFIX_LENGTH, revoke_api_key
+    from touchline.db import unit_of_work
+
+    if len(key_prefix) < PREFIX_LENGTH:
+        raise typer.BadParameter(f"give at least the first {PREFIX_LENGTH} characters")
+    with unit_of_work(_sessions(_settings())) as session:
+        count = revoke_api_key(session, key_prefix)
+    if count == 0:
+        typer.echo("no live key with that prefix", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {count} key(s)")
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter("expected ISO 8601, e.g. 2026-01-05T09:00:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Process what is due, then exit.")] = False,
+    now: Annotated[
+        str | None, typer.Option("--now", help="With --once: the instant to process as of.")
+    ] = None,
+) -> None:
+    """Claim due step contacts, send, advance; runs until SIGTERM unless --once."""
+    from touchline.engine.runner import run_forever
+    from touchline.engine.worker import Worker
+
+    settings = _settings()
+    at = _parse_now(now)
+    if at is not None and not once:
+        raise typer.BadParameter("--now only goes with --once")
+    w = Worker(_sessions(settings), settings)
+    if once:
+        summary = w.run_once(at)
+        typer.echo(
+            f"jobs: {summary.jobs}, sent: {summary.sent}, inactive: {summary.inactive}, "
+            f"failed: {summary.failed}, retrying: {summary.retried}, expired: {summary.expired}"
+        )
+        return
+    run_forever(w, settings.worker_poll_seconds)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default TOUCHLINE_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default TOUCHLINE_PORT.")] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API only: run workers elsewhere.")
+    ] = False,
+) -> None:
+    """Run the API (and, unless --no-worker, a worker in the same process)."""
+    import uvicorn
+
+    from touchline.app import create_app
+    from touchline.migrate import upgrade
+
+    settings = _settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url)
+    uvicorn.run(
+        create_app(settings, run_worker=not no_worker),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def demo() -> None:
+    """Create a demo organization with a known key and contacts in every state."""
+    from touchline.demo import create_demo
+    from touchline.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    info = create_demo(_sessions(settings), settings)
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo("demo organization " + ("created" if info.created else "already there"))
+    typer.echo(f"API key: {info.api_key}")
+    typer.echo("List Contact Sequences for a contact in two sequences:")
+    typer.echo(
+        f"  curl -s -X POST -H 'X-WHIPPY-KEY: {info.api_key}' "
+        f"{base}/v1/contacts/{info.contact_id}/sequences"
+    )
+    typer.echo(f"API docs: {base}/docs")
+
+
+if __name__ == "__main__":
+    app()

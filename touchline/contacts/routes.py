@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+
+from touchline.contacts import service
+from touchline.contacts.schemas import (
+    ContactFields,
+    ContactInput,
+    ContactListQuery,
+    ContactOut,
+    ContactSearch,
+    OptChange,
+)
+from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.schemas import Data, Page
+
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+
+
+@router.post(
+    "",
+    response_model=Data[ContactOut],
+    status_code=201,
+    summary="Create a contact (or update its duplicate)",
+    description="A contact with the same phone, else external_id, else email is updated and "
+    "returned with 200 instead of being duplicated; a new one is returned with 201.",
+    responses={200: {"model": Data[ContactOut], "description": "An existing contact updated"}},
+)
+def create_contact(
+    body: ContactInput, session: DbSession, org: OrgId, response: Response
+) -> Data[ContactOut]:
+    contact, created = service.upsert_contact(session, org, body)
+    response.status_code = 201 if created else 200
+    return Data(data=service.contact_out(session, contact))
+
+
+@router.get("", response_model=Page[ContactOut], summary="List contacts")
+def list_contacts(
+    query: Annotated[ContactListQuery, Query()], session: ReadSession, org: OrgId
+) -> Page[ContactOut]:
+    rows, total = service.search_contacts(session, org, ContactSearch(**query.model_dump()))
+    return Page(data=service.contacts_out(session, rows), total=total)
+
+
+@router.post("/search", response_model=Page[ContactOut], summary="Search contacts")
+def search_contacts(
+    session: ReadSession, org: OrgId, body: Annotated[ContactSearch | None, Body()] = None
+) -> Page[ContactOut]:
+    rows, total = service.search_contacts(session, org, body or ContactSearch())
+    return Page(data=service.contacts_out(session, rows), total=total)
+
+
+@router.get("/{contact_id}", response_model=Data[ContactOut], summary="Get a contact")
+def get_contact(contact_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[ContactOut]:
+    return Data(data=service.contact_out(session, service.get_contact(session, org, contact_id)))
+
+
+@router.put("/{contact_id}", response_model=Data[ContactOut], summary="Update a contact")
+def update_contact(
+    contact_id: uuid.UUID, body: ContactFields, session: DbSession, org: OrgId
+) -> Data[ContactOut]:
+    contact = service.update_contact(session, org, contact_id, body)
+    return Data(data=service.contact_out(session, contact))
+
+
+@router.delete("/{contact_id}", response_model=Data[ContactOut], summary="Delete a contact")
+def delete_contact(contact_id: uuid.UUID, session: DbSession, org: OrgId) -> Data[ContactOut]:
+    contact = service.get_contact(session, org, contact_id)
+    out = service.contact_out(session, contact)
+    service.delete_contact(session, org, contact_id)
+    return Data(data=out)
+
+
+@router.post(
+    "/{contact_id}/opt_out",
+    response_model=Data[ContactOut],
+    summary="Opt a contact out of one channel, or of all channels",
+)
+def opt_out(
+    contact_id: uuid.UUID,
+    session: DbSession,
+    org: OrgId,
+    body: Annotated[OptChange | None, Body()] = None,
+) -> Data[ContactOut]:
+    channel_id = body.channel_id if body else None
+    contact = service.set_opt_in(session, org, contact_id, channel_id, opt_in=False)
+    return Data(data=service.contact_out(session, contact))
+
+
+@router.post(
+    "/{contact_id}/opt_in",
+    response_model=Data[ContactOut],
+    summary="Opt a contact back in to one channel, or to all channels",
+)
+def opt_in(
+    contact_id: uuid.UUID,
+    session: DbSession,
+    org: OrgId,
+    body: Annotated[OptChange | None, Body()] = None,
+) -> Data[ContactOut]:
+    channel_id = body.channel_id if body else None
+    contact = service.set_opt_in(session, org, contact_id, channel_id, opt_in=True)
+    return Data(data=service.contact_out(session, contact))

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from touchline.schemas import Pagination, RequestModel, Timestamps
+from touchline.validation import Email, Phone, TimeZoneName
+
+ContactState = Literal["open", "archived", "blocked"]
+
+
+class ContactFields(RequestModel):
+    """Fields a client may set on a contact; all optional so PUT can change a few."""
+
+    name: str | None = Field(default=None, max_length=200)
+    phone: Phone | None = None
+    email: Email | None = None
+    external_id: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=20)
+    timezone: TimeZoneName | None = None
+    state: ContactState | None = None
+    blocked: bool | None = None
+    properties: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _join_first_last(cls, data: Any) -> Any:
+        # Whippy clients send first_name/last_name; they make `name` when it is absent.
+        if isinstance(data, dict) and not data.get("name"):
+            parts = [str(data.get(k) or "").strip() for k in ("first_name", "last_name")]
+            joined = " ".join(p for p in parts if p)
+            if joined:
+                data = {**data, "name": joined}
+        return data
+
+
+class ContactInput(ContactFields):
+    """A new contact, or an existing one found by phone, external_id or email."""
+
+    @model_validator(mode="after")
+    def _needs_address(self) -> ContactInput:
+        if not self.phone and not self.email:
+            raise ValueError("a contact needs a phone or an email")
+        return self
+
+
+class ContactListQuery(Pagination):
+    name: str | None = Field(default=None, description="Case-insensitive substring of the name.")
+    email: str | None = None
+    phone: str | None = None
+
+
+class ContactSearch(ContactListQuery):
+    external_id: str | None = None
+
+
+class OptChange(RequestModel):
+    channel_id: uuid.UUID | None = Field(
+        default=None, description="The channel to change; none means every channel."
+    )
+
+
+class CommunicationPreference(BaseModel):
+    channel_id: uuid.UUID
+    opt_in: bool
+    opt_in_date: datetime | None
+    opt_out_date: datetime | None
+
+
+class ContactOut(Timestamps):
+    id: uuid.UUID
+    name: str | None
+    phone: str | None
+    email: str | None
+    external_id: str | None
+    language: str | None
+    timezone: str | None
+    state: ContactState
+    blocked: bool
+    properties: dict[str, Any]
+    communication_preferences: list[CommunicationPreference]
+
+
+class ContactSummary(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    phone: str | None
+    email: str | None

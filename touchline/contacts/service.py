@@ -1,0 +1,202 @@
+"""Contact rules: dedupe by phone, then external_id, then email; opt-in and opt-out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from touchline.contacts.schemas import (
+    CommunicationPreference,
+    ContactFields,
+    ContactInput,
+    ContactOut,
+    ContactSearch,
+)
+from touchline.db import utc_now
+from touchline.errors import Conflict, NotFound
+from touchline.models import Channel, Contact, ContactPreference
+from touchline.validation import normalize_email, normalize_phone
+
+
+def get_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None or contact.organization_id != org_id:
+        raise NotFound("Contact not found")
+    return contact
+
+
+def find_existing(session: Session, org_id: uuid.UUID, data: ContactFields) -> Contact | None:
+    """The contact a new input refers to: same phone, else same external_id, else email."""
+    for column, value in (
+        (Contact.phone, data.phone),
+        (Contact.external_id, data.external_id),
+        (Contact.email, data.email),
+    ):
+        if value:
+            found = session.scalars(
+                select(Contact)
+                .where(Contact.organization_id == org_id, column == value)
+                .order_by(Contact.created_at)
+                .limit(1)
+            ).first()
+            if found is not None:
+                return found
+    return None
+
+
+def _apply(session: Session, contact: Contact, data: ContactFields) -> None:
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "phone" in changes and changes["phone"] != contact.phone:
+        taken = session.scalar(
+            select(Contact.id).where(
+                Contact.organization_id == contact.organization_id,
+                Contact.phone == changes["phone"],
+                Contact.id != contact.id,
+            )
+        )
+        if taken is not None:
+            raise Conflict("Another contact has this phone", field="phone")
+    if "state" in changes:
+        changes.setdefault("blocked", changes["state"] == "blocked")
+    elif changes.get("blocked") is not None:
+        changes["state"] = "blocked" if changes["blocked"] else "open"
+    for key, value in changes.items():
+        setattr(contact, key, value)
+
+
+def upsert_contact(session: Session, org_id: uuid.UUID, data: ContactInput) -> tuple[Contact, bool]:
+    """Create a contact, or update the one it duplicates; returns (contact, created)."""
+    contact = find_existing(session, org_id, data)
+    created = contact is None
+    if contact is None:
+        contact = Contact(organization_id=org_id, properties={})
+        session.add(contact)
+    _apply(session, contact, data)
+    session.flush()
+    return contact, created
+
+
+def update_contact(
+    session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, data: ContactFields
+) -> Contact:
+    contact = get_contact(session, org_id, contact_id)
+    _apply(session, contact, data)
+    session.flush()
+    return contact
+
+
+def delete_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
+    contact = get_contact(session, org_id, contact_id)
+    session.delete(contact)
+    session.flush()
+    return contact
+
+
+def search_contacts(
+    session: Session, org_id: uuid.UUID, query: ContactSearch
+) -> tuple[list[Contact], int]:
+    conditions = [Contact.organization_id == org_id]
+    if query.name:
+        conditions.append(func.lower(Contact.name).contains(query.name.lower(), autoescape=True))
+    if query.email:
+        conditions.append(Contact.email == _normalized(query.email, normalize_email))
+    if query.phone:
+        conditions.append(Contact.phone == _normalized(query.phone, normalize_phone))
+    if query.external_id:
+        conditions.append(Contact.external_id == query.external_id)
+    total = session.scalar(select(func.count()).select_from(Contact).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Contact)
+        .where(*conditions)
+        .order_by(Contact.created_at.desc(), Contact.id)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return list(rows), total
+
+
+def _normalized(value: str, normalize: Callable[[str], str]) -> str:
+    # A filter value that is not a valid phone or email simply matches nothing as written.
+    try:
+        return normalize(value)
+    except ValueError:
+        return value
+
+
+def set_opt_in(
+    session: Session,
+    org_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    channel_id: uuid.UUID | None,
+    opt_in: bool,
+) -> Contact:
+    contact = get_contact(session, org_id, contact_id)
+    channel_ids: Sequence[uuid.UUID]
+    if channel_id is None:
+        channel_ids = session.scalars(
+            select(Channel.id).where(Channel.organization_id == org_id)
+        ).all()
+    else:
+        channel = session.get(Channel, channel_id)
+        if channel is None or channel.organization_id != org_id:
+            raise NotFound("Channel not found", field="channel_id")
+        channel_ids = [channel_id]
+    now = utc_now()
+    for cid in channel_ids:
+        pref = session.get(ContactPreference, (contact.id, cid))
+        if pref is None:
+            pref = ContactPreference(contact_id=contact.id, channel_id=cid, opt_in=opt_in)
+            session.add(pref)
+        pref.opt_in = opt_in
+        if opt_in:
+            pref.opt_in_date = now
+        else:
+            pref.opt_out_date = now
+    contact.updated_at = now
+    session.flush()
+    return contact
+
+
+def is_opted_out(session: Session, contact_id: uuid.UUID, channel_id: uuid.UUID) -> bool:
+    pref = session.get(ContactPreference, (contact_id, channel_id))
+    return pref is not None and not pref.opt_in
+
+
+def contact_out(session: Session, contact: Contact) -> ContactOut:
+    return contacts_out(session, [contact])[0]
+
+
+def contacts_out(session: Session, contacts: Sequence[Contact]) -> list[ContactOut]:
+    """Serialize contacts with their preferences, read in one query for the whole page."""
+    prefs: dict[uuid.UUID, list[CommunicationPreference]] = {c.id: [] for c in contacts}
+    if contacts:
+        rows = session.scalars(
+            select(ContactPreference)
+            .where(ContactPreference.contact_id.in_(list(prefs)))
+            .order_by(ContactPreference.channel_id)
+        ).all()
+        for p in rows:
+            prefs[p.contact_id].append(
+                CommunicationPreference(
+                    channel_id=p.channel_id,
+                    opt_in=p.opt_in,
+                    opt_in_date=p.opt_in_date,
+                    opt_out_date=p.opt_out_date,
+                )
+            )
+    return [
+        ContactOut.model_validate(
+            {
+                **{
+                    k: getattr(c, k)
+                    for k in ContactOut.model_fields
+                    if k != "communication_preferences"
+                },
+                "communication_preferences": prefs[c.id],
+            }
+        )
+        for c in contacts
+    ]

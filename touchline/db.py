@@ -1,0 +1,106 @@
+"""Database engines and sessions: SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+WRITER_OPTION = "touchline_writer"
+
+
+_clock: ContextVar[datetime | None] = ContextVar("touchline_clock", default=None)
+
+
+def utc_now() -> datetime:
+    """The current instant, or the one a `worker --once --now` pass runs as of."""
+    return _clock.get() or datetime.now(UTC)
+
+
+@contextmanager
+def frozen_clock(at: datetime | None) -> Iterator[None]:
+    """Make `utc_now()` return `at` in this context (a no-op for None).
+
+    The worker's `--now` must be the engine's now for everything in its pass, including
+    the created_at/updated_at defaults the ORM fills in.
+    """
+    if at is None:
+        yield
+        return
+    token = _clock.set(at)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and use the psycopg 3 driver for them."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Several processes (API, workers) share one file: WAL lets readers run beside the
+    # writer, and busy_timeout makes writers queue instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _begin(conn: Any) -> None:
+    # Writers take SQLite's write lock when their transaction starts, not halfway through
+    # it: in WAL mode a transaction that reads and then writes fails at once with "database
+    # is locked" (busy_timeout does not apply) when another writer committed in between.
+    # Readers begin deferred so that they never wait on writers.
+    if conn.get_execution_options().get(WRITER_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _configure_sqlite)
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
+        event.listen(engine, "begin", _begin)
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: Engine, *, writer: bool = True) -> sessionmaker[Session]:
+    """Sessions for units of work; `writer=False` for read-only requests."""
+    bind = engine.execution_options(**{WRITER_OPTION: True}) if writer else engine
+    return sessionmaker(bind, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

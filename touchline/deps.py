@@ -1,0 +1,61 @@
+"""Request dependencies: the unit of work and the caller's organization."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from touchline.auth.service import organization_for_key
+from touchline.errors import Unauthorized
+
+
+def _session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _write_session(request: Request) -> Iterator[Session]:
+    yield from _session(request.app.state.sessions)
+
+
+def _read_session(request: Request) -> Iterator[Session]:
+    yield from _session(request.app.state.read_sessions)
+
+
+# scope="function": commit before the response is sent, so a failed commit is an error
+# answer rather than a success for data that was never written.
+DbSession = Annotated[Session, Depends(_write_session, scope="function")]
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+
+_whippy_key = APIKeyHeader(name="X-WHIPPY-KEY", auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _organization(
+    request: Request,
+    whippy_key: Annotated[str | None, Depends(_whippy_key)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> uuid.UUID:
+    key = whippy_key or (bearer.credentials if bearer else None)
+    if not key:
+        raise Unauthorized("Missing API key: send X-WHIPPY-KEY or Authorization: Bearer")
+    with request.app.state.read_sessions() as session:
+        org_id = organization_for_key(session, key)
+    if org_id is None:
+        raise Unauthorized("Unknown or revoked API key")
+    return org_id
+
+
+OrgId = Annotated[uuid.UUID, Depends(_organization)]

@@ -1,0 +1,84 @@
+"""Claiming due work: one UPDATE per batch, safe with any number of workers.
+
+On PostgreSQL the inner SELECT locks the rows it picks with FOR UPDATE SKIP LOCKED, so
+concurrent workers take disjoint batches without waiting on each other. SQLite has no row
+locks; its writers are serialized by `BEGIN IMMEDIATE` (see db.py), which makes the same
+statement atomic there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy.orm import Session
+
+from touchline.models import Job, Sequence, StepContact
+
+
+def _claim(
+    session: Session, where: ColumnElement[bool], now: datetime, lease_until: datetime, limit: int
+) -> list[uuid.UUID]:
+    picked = (
+        select(StepContact.id)
+        .join(Sequence, Sequence.id == StepContact.sequence_id)
+        .where(where, Sequence.status == "active")
+        .order_by(StepContact.scheduled_at)
+        .limit(limit)
+        .with_for_update(of=StepContact, skip_locked=True)
+    )
+    result = session.execute(
+        update(StepContact)
+        .where(StepContact.id.in_(picked.scalar_subquery()))
+        .values(
+            status="active",
+            locked_until=lease_until,
+            attempts=StepContact.attempts + 1,
+            updated_at=now,
+        )
+        .returning(StepContact.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [row[0] for row in result]
+
+
+def claim_step_contacts(
+    session: Session, now: datetime, lease_until: datetime, limit: int
+) -> list[uuid.UUID]:
+    """Due pending step contacts, then active ones whose lease ran out (a worker died)."""
+    claimed = _claim(
+        session,
+        and_(StepContact.status == "pending", StepContact.scheduled_at <= now),
+        now,
+        lease_until,
+        limit,
+    )
+    if len(claimed) < limit:
+        claimed += _claim(
+            session,
+            and_(StepContact.status == "active", StepContact.locked_until <= now),
+            now,
+            lease_until,
+            limit - len(claimed),
+        )
+    return claimed
+
+
+def claim_job(session: Session, now: datetime, lease_until: datetime) -> uuid.UUID | None:
+    picked = (
+        select(Job.id)
+        .where((Job.status == "queued") | ((Job.status == "running") & (Job.locked_until <= now)))
+        .order_by(Job.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    result = session.execute(
+        update(Job)
+        .where(Job.id.in_(picked.scalar_subquery()))
+        .values(status="running", locked_until=lease_until, updated_at=now)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    row = result.first()
+    return row[0] if row else None

@@ -1,0 +1,190 @@
+"""The one place where step contacts and runs change status.
+
+The API (enrollment, removal, moves, replies) and the worker both call these functions, so
+the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`) and
+`updated_at` stay true whoever made the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from touchline.engine.schedule import NoSendWindowError
+from touchline.engine.states import FinishReason, check_transition
+from touchline.engine.windows import due_at
+from touchline.models import Channel, Contact, Sequence, SequenceRun, Step, StepContact
+from touchline.sequences.schemas import SequenceSettings
+
+
+def step_channel(
+    session: Session, step: Step, run: SequenceRun, sequence: Sequence
+) -> Channel | None:
+    """The step's own channel, else the run's, else the sequence's default."""
+    channel_id = step.channel_id or run.channel_id or sequence.default_channel_id
+    return session.get(Channel, channel_id) if channel_id else None
+
+
+def next_step(session: Session, step: Step) -> Step | None:
+    if step.position is None:
+        return None
+    return session.scalars(
+        select(Step)
+        .where(
+            Step.sequence_id == step.sequence_id,
+            Step.deleted_at.is_(None),
+            Step.position > step.position,
+        )
+        .order_by(Step.position)
+        .limit(1)
+    ).first()
+
+
+def set_status(sc: StepContact, status: str, now: datetime) -> None:
+    check_transition(sc.status, status)
+    sc.status = status
+    sc.updated_at = now
+    if status != "active":
+        sc.locked_until = None
+
+
+def start_run(
+    session: Session,
+    sequence: Sequence,
+    contact: Contact,
+    channel_id: uuid.UUID | None,
+    now: datetime,
+) -> SequenceRun:
+    previous = session.scalars(
+        select(SequenceRun).where(
+            SequenceRun.sequence_id == sequence.id,
+            SequenceRun.contact_id == contact.id,
+            SequenceRun.is_latest.is_(True),
+        )
+    ).all()
+    for old in previous:
+        old.is_latest = False
+    run = SequenceRun(
+        id=uuid.uuid4(),
+        organization_id=sequence.organization_id,
+        sequence_id=sequence.id,
+        contact_id=contact.id,
+        channel_id=channel_id,
+        status="active",
+        is_latest=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(run)
+    return run
+
+
+def enter_step(
+    session: Session,
+    run: SequenceRun,
+    sequence: Sequence,
+    step: Step,
+    contact: Contact,
+    start: datetime,
+    now: datetime,
+) -> StepContact:
+    """Put the contact in `step`: pending until its message is due.
+
+    A step whose send windows never open leaves the contact `inactive` in it.
+    """
+    channel = step_channel(session, step, run, sequence)
+    status = "pending"
+    try:
+        scheduled = due_at(
+            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
+        )
+    except NoSendWindowError:
+        scheduled, status = start, "inactive"
+    sc = StepContact(
+        id=uuid.uuid4(),
+        organization_id=run.organization_id,
+        sequence_id=run.sequence_id,
+        step_id=step.id,
+        sequence_run_id=run.id,
+        contact_id=contact.id,
+        channel_id=channel.id if channel else None,
+        status=status,
+        scheduled_at=scheduled,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(sc)
+    run.current_step_contact_id = sc.id
+    run.last_step_id = step.id
+    run.updated_at = now
+    return sc
+
+
+def reschedule(
+    session: Session,
+    sc: StepContact,
+    run: SequenceRun,
+    sequence: Sequence,
+    step: Step,
+    contact: Contact,
+    start: datetime,
+    now: datetime,
+) -> None:
+    """Start the contact's wait in its current step over from `start` (reprocessing)."""
+    channel = step_channel(session, step, run, sequence)
+    try:
+        sc.scheduled_at = due_at(
+            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
+        )
+        if sc.status != "pending":
+            set_status(sc, "pending", now)
+    except NoSendWindowError:
+        if sc.status != "inactive":
+            set_status(sc, "inactive", now)
+    sc.updated_at = now
+    run.updated_at = now
+
+
+def finish_step_contact(
+    sc: StepContact, run: SequenceRun, reason: FinishReason, now: datetime
+) -> None:
+    set_status(sc, "finished", now)
+    sc.finish_reason = reason
+    sc.completed_at = now
+    run.last_completed_step_contact_id = sc.id
+    run.updated_at = now
+    if reason != "completed":
+        finish_run(run, reason, now)
+
+
+def finish_run(run: SequenceRun, reason: str, now: datetime) -> None:
+    run.status = "finished"
+    run.finish_reason = reason
+    run.finished_at = now
+    run.updated_at = now
+
+
+def mark_inactive(sc: StepContact, run: SequenceRun, now: datetime) -> None:
+    set_status(sc, "inactive", now)
+    run.updated_at = now
+
+
+def complete_and_advance(
+    session: Session,
+    sc: StepContact,
+    run: SequenceRun,
+    sequence: Sequence,
+    step: Step,
+    contact: Contact,
+    now: datetime,
+) -> StepContact | None:
+    """The step's message went out: finish it and enter the next step, or end the run."""
+    finish_step_contact(sc, run, "completed", now)
+    following = next_step(session, step)
+    if following is None:
+        finish_run(run, "completed", now)
+        return None
+    return enter_step(session, run, sequence, following, contact, now, now)

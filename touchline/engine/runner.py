@@ -1,0 +1,64 @@
+"""Running the worker continuously: in its own process, or in a thread beside the API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from touchline.config import Settings
+from touchline.engine.worker import Worker
+
+log = logging.getLogger("touchline.worker")
+
+
+def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float) -> None:
+    """Work while there is work; sleep `poll_seconds` when there is none.
+
+    `stop` is checked between batches, so a stop finishes the batch in hand (its claims
+    are settled, never abandoned) and then returns.
+    """
+    while not stop.is_set():
+        try:
+            busy = worker.run_job() or worker.run_batch().step_contacts > 0
+        except Exception:
+            log.exception("worker pass failed; retrying after a pause")
+            busy = False
+        if not busy:
+            stop.wait(poll_seconds)
+
+
+def run_forever(worker: Worker, poll_seconds: float) -> None:
+    """The `touchline worker` process: stops cleanly on SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    run_until_stopped(worker, stop, poll_seconds)
+
+
+class BackgroundWorker:
+    """The worker `touchline serve` runs in a thread unless told --no-worker."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self._worker = Worker(sessions, settings)
+        self._stop = threading.Event()
+        self._poll = settings.worker_poll_seconds
+        self._thread = threading.Thread(target=self._run, name="touchline-worker", daemon=True)
+
+    def _run(self) -> None:
+        run_until_stopped(self._worker, self._stop, self._poll)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)

@@ -1,0 +1,340 @@
+"""The worker: claim due step contacts, send their messages, advance the runs.
+
+Each batch takes two short transactions around the sends:
+1. claim: mark the batch `active` with a lease, decide who may receive the step, and write
+   the outbound message row (unique per step contact) for each;
+2. settle: record each provider's answer, finish the step contacts, enter the next steps.
+A worker that dies between the two leaves `active` rows whose lease runs out; the next
+claim finds their message rows already written and sends those same rows again, with the
+same id as the provider's idempotency key, so no step contact ever gets a second message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from touchline.channels.providers import build_provider
+from touchline.channels.providers.base import (
+    OutboundMessage,
+    PermanentSendError,
+    Provider,
+    SendResult,
+    TransientSendError,
+)
+from touchline.config import Settings
+from touchline.db import frozen_clock, unit_of_work, utc_now
+from touchline.engine import progress
+from touchline.engine.claims import claim_job, claim_step_contacts
+from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
+from touchline.enrollment.service import run_enrollment
+from touchline.errors import TouchlineError
+from touchline.messaging.templates import contact_variables, render
+from touchline.models import (
+    Channel,
+    Contact,
+    ContactPreference,
+    Job,
+    Message,
+    Sequence,
+    SequenceRun,
+    Step,
+    StepContact,
+)
+
+log = logging.getLogger("touchline.worker")
+
+JOB_HANDLERS = {"enroll": run_enrollment}
+
+
+@dataclass
+class PassSummary:
+    jobs: int = 0
+    sent: int = 0
+    inactive: int = 0
+    failed: int = 0
+    retried: int = 0
+    expired: int = 0
+
+    def add(self, other: PassSummary) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def step_contacts(self) -> int:
+        return self.sent + self.inactive + self.failed + self.retried + self.expired
+
+
+@dataclass
+class _Send:
+    """A message to hand to a provider, outside any transaction."""
+
+    message_id: uuid.UUID
+    step_contact_id: uuid.UUID
+    channel_id: uuid.UUID
+    outbound: OutboundMessage
+
+
+@dataclass
+class _Loaded:
+    """The rows a batch of step contacts needs, read with one query per table."""
+
+    step_contacts: list[StepContact]
+    runs: dict[uuid.UUID, SequenceRun] = field(default_factory=dict)
+    steps: dict[uuid.UUID, Step] = field(default_factory=dict)
+    sequences: dict[uuid.UUID, Sequence] = field(default_factory=dict)
+    contacts: dict[uuid.UUID, Contact] = field(default_factory=dict)
+    channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
+    messages: dict[uuid.UUID, Message] = field(default_factory=dict)
+
+
+def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, Any]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {row.id: row for row in session.scalars(select(model).where(model.id.in_(wanted)))}
+
+
+def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
+    scs = list(session.scalars(select(StepContact).where(StepContact.id.in_(ids))))
+    loaded = _Loaded(step_contacts=scs)
+    loaded.runs = _by_id(session, SequenceRun, (sc.sequence_run_id for sc in scs))
+    loaded.steps = _by_id(session, Step, (sc.step_id for sc in scs))
+    loaded.sequences = _by_id(session, Sequence, (sc.sequence_id for sc in scs))
+    loaded.contacts = _by_id(session, Contact, (sc.contact_id for sc in scs))
+    loaded.channels = _by_id(session, Channel, (sc.channel_id for sc in scs))
+    loaded.messages = {
+        m.step_contact_id: m
+        for m in session.scalars(select(Message).where(Message.step_contact_id.in_(ids)))
+        if m.step_contact_id is not None
+    }
+    return loaded
+
+
+class Worker:
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self._providers: dict[tuple[uuid.UUID, datetime], Provider] = {}
+        # Channels of the batch being sent, kept past the claim transaction.
+        self._channels: dict[uuid.UUID, Channel] = {}
+
+    # ------------------------------------------------------------------ the loop
+
+    def run_once(self, now: datetime | None = None) -> PassSummary:
+        """Everything due at `now` (default: the clock): jobs, then step contacts."""
+        summary = PassSummary()
+        with frozen_clock(now):
+            while self.run_job():
+                summary.jobs += 1
+            while True:
+                batch = self.run_batch()
+                summary.add(batch)
+                if batch.step_contacts == 0:
+                    return summary
+
+    def run_job(self) -> bool:
+        at = utc_now()
+        lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
+        with unit_of_work(self.sessions) as session:
+            job_id = claim_job(session, at, lease)
+        if job_id is None:
+            return False
+        try:
+            with unit_of_work(self.sessions) as session:
+                job = session.get_one(Job, job_id)
+                JOB_HANDLERS[job.kind](session, job, at)
+                job.status, job.finished_at, job.locked_until = "done", at, None
+        except TouchlineError as exc:
+            self._fail_job(job_id, str(exc), at)
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            self._fail_job(job_id, f"internal error: {type(exc).__name__}", at)
+        return True
+
+    def _fail_job(self, job_id: uuid.UUID, error: str, at: datetime) -> None:
+        with unit_of_work(self.sessions) as session:
+            job = session.get_one(Job, job_id)
+            job.status, job.error, job.finished_at, job.locked_until = "failed", error, at, None
+
+    def run_batch(self) -> PassSummary:
+        at = utc_now()
+        summary = PassSummary()
+        with unit_of_work(self.sessions) as session:
+            lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
+            ids = claim_step_contacts(session, at, lease, self.settings.worker_batch_size)
+            if not ids:
+                return summary
+            sends = self._prepare(session, ids, at, summary)
+        results = {s.step_contact_id: self._send(s) for s in sends}
+        if results:
+            with unit_of_work(self.sessions) as session:
+                self._settle(session, sends, results, utc_now(), summary)
+        return summary
+
+    # ------------------------------------------------------------------ claim transaction
+
+    def _prepare(
+        self, session: Session, ids: list[uuid.UUID], now: datetime, summary: PassSummary
+    ) -> list[_Send]:
+        loaded = _load(session, ids)
+        opted_out = {
+            (p.contact_id, p.channel_id)
+            for p in session.scalars(
+                select(ContactPreference).where(
+                    ContactPreference.contact_id.in_(loaded.contacts),
+                    ContactPreference.opt_in.is_(False),
+                )
+            )
+        }
+        sends: list[_Send] = []
+        for sc in loaded.step_contacts:
+            run = loaded.runs[sc.sequence_run_id]
+            sequence = loaded.sequences[sc.sequence_id]
+            contact = loaded.contacts[sc.contact_id]
+            channel = loaded.channels.get(sc.channel_id) if sc.channel_id else None
+            max_time = (sequence.settings or {}).get("max_time")
+            if max_time and run.created_at + timedelta(seconds=int(max_time)) <= now:
+                progress.finish_step_contact(sc, run, "expired", now)
+                summary.expired += 1
+                continue
+            if (
+                channel is None
+                or contact.blocked
+                or contact.state == "blocked"
+                or (contact.id, channel.id) in opted_out
+                or not (contact.phone if channel.type == "sms" else contact.email)
+            ):
+                progress.mark_inactive(sc, run, now)
+                summary.inactive += 1
+                continue
+            message = loaded.messages.get(sc.id)
+            if message is None:
+                message = self._write_message(sc, loaded.steps[sc.step_id], contact, channel, now)
+                session.add(message)
+            sends.append(
+                _Send(
+                    message_id=message.id,
+                    step_contact_id=sc.id,
+                    channel_id=channel.id,
+                    outbound=OutboundMessage(
+                        id=message.id,
+                        channel_type="sms" if channel.type == "sms" else "email",
+                        to=message.to_address,
+                        from_address=message.from_address,
+                        body=message.body,
+                        subject=message.subject,
+                        status_callback_url=self._status_callback_url(channel),
+                    ),
+                )
+            )
+            self._channels[channel.id] = channel
+        return sends
+
+    def _write_message(
+        self, sc: StepContact, step: Step, contact: Contact, channel: Channel, now: datetime
+    ) -> Message:
+        variables = contact_variables(contact)
+        to = contact.phone if channel.type == "sms" else contact.email
+        return Message(
+            id=uuid.uuid4(),
+            organization_id=sc.organization_id,
+            direction="OUTBOUND",
+            channel_id=channel.id,
+            contact_id=contact.id,
+            sequence_id=sc.sequence_id,
+            step_id=sc.step_id,
+            step_contact_id=sc.id,
+            to_address=to or "",
+            from_address=channel.address,
+            body=render(step.body, variables),
+            subject=render(step.subject, variables) if step.subject else None,
+            delivery_status="queued",
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _status_callback_url(self, channel: Channel) -> str | None:
+        if channel.provider != "twilio":
+            return None
+        return f"{self.settings.public_url.rstrip('/')}/v1/providers/twilio/status"
+
+    # ------------------------------------------------------------------ sending
+
+    def _provider(self, channel: Channel) -> Provider:
+        key = (channel.id, channel.updated_at)
+        provider = self._providers.get(key)
+        if provider is None:
+            provider = build_provider(channel.provider, channel.provider_config)
+            self._providers[key] = provider
+        return provider
+
+    def _send(self, send: _Send) -> SendResult | Exception:
+        try:
+            return self._provider(self._channels[send.channel_id]).send(send.outbound)
+        except (TransientSendError, PermanentSendError) as exc:
+            return exc
+        except Exception as exc:
+            # A provider bug must not take the batch down; retry it like an outage.
+            log.exception("provider raised unexpectedly")
+            return TransientSendError(f"{type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------------ settle transaction
+
+    def _settle(
+        self,
+        session: Session,
+        sends: list[_Send],
+        results: dict[uuid.UUID, SendResult | Exception],
+        now: datetime,
+        summary: PassSummary,
+    ) -> None:
+        loaded = _load(session, [s.step_contact_id for s in sends])
+        for sc in loaded.step_contacts:
+            result = results[sc.id]
+            message = loaded.messages[sc.id]
+            run = loaded.runs[sc.sequence_run_id]
+            step = loaded.steps[sc.step_id]
+            message.attempts += 1
+            message.updated_at = now
+            still_ours = sc.status == "active"
+            if isinstance(result, SendResult):
+                message.delivery_status = result.delivery_status
+                message.provider_message_id = result.provider_message_id
+                message.error = None
+                message.next_attempt_at = None
+                step.sent_messages += 1
+                if still_ours:
+                    progress.complete_and_advance(
+                        session,
+                        sc,
+                        run,
+                        loaded.sequences[sc.sequence_id],
+                        step,
+                        loaded.contacts[sc.contact_id],
+                        now,
+                    )
+                summary.sent += 1
+            elif isinstance(result, TransientSendError) and message.attempts < MAX_SEND_ATTEMPTS:
+                wait = retry_backoff(message.attempts)
+                message.error = str(result)
+                message.next_attempt_at = now + wait
+                if still_ours:
+                    # The lease doubles as the retry timer: the row is claimed again then.
+                    sc.locked_until = now + wait
+                summary.retried += 1
+            else:
+                message.delivery_status = "failed"
+                message.error = str(result)
+                message.next_attempt_at = None
+                step.failed_deliveries += 1
+                if still_ours:
+                    progress.finish_step_contact(sc, run, "failed", now)
+                summary.failed += 1

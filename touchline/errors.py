@@ -1,0 +1,96 @@
+"""One error hierarchy, rendered in Whippy's envelope: {"errors": [...], "status": n}."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    description: str
+    field: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"description": self.description}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class TouchlineError(Exception):
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal error"
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        field: str | None = None,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        message = description or self.default_message
+        super().__init__(message)
+        self.details = details or [ErrorDetail(message, field)]
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"errors": [d.as_dict() for d in self.details], "status": self.status}
+
+
+class BadRequest(TouchlineError):
+    status = 400
+    default_message = "Malformed request"
+
+
+class Unauthorized(TouchlineError):
+    status = 401
+    default_message = "Missing or invalid API key"
+
+
+class NotFound(TouchlineError):
+    status = 404
+    default_message = "Not found"
+
+
+class MethodNotAllowed(TouchlineError):
+    status = 405
+    default_message = "Method not allowed"
+
+
+class Conflict(TouchlineError):
+    status = 409
+    default_message = "Conflict"
+
+
+class PayloadTooLarge(TouchlineError):
+    status = 413
+    default_message = "Request body too large"
+
+
+class UnsupportedMediaType(TouchlineError):
+    status = 415
+    default_message = "Unsupported media type"
+
+
+class ValidationFailed(TouchlineError):
+    status = 422
+    default_message = "Validation failed"
+
+
+class RateLimited(TouchlineError):
+    status = 429
+    default_message = "Rate limit exceeded"
+
+
+def from_pydantic(exc: Any, prefix: str = "") -> ValidationFailed:
+    """A pydantic ValidationError raised inside a service, as a 422 naming each field."""
+    details = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e.get("loc", ()))
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or None)
+        details.append(
+            ErrorDetail(str(e.get("msg", "invalid")).removeprefix("Value error, "), field)
+        )
+    return ValidationFailed(details=details)

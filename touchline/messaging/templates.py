@@ -1,0 +1,60 @@
+"""Step bodies and subjects: Jinja2 templates in a sandbox, checked when a step is saved."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from touchline.models import Contact
+
+# The variables a template may use; `properties.KEY` is open-ended because each
+# contact carries its own properties.
+CONTACT_VARIABLES = frozenset(
+    {"name", "first_name", "last_name", "phone", "email", "external_id", "language", "timezone"}
+)
+ALLOWED_VARIABLES = CONTACT_VARIABLES | {"properties"}
+
+
+@lru_cache(maxsize=1)
+def _env() -> SandboxedEnvironment:
+    # Autoescape stays off: bodies are SMS and plain-text email, not HTML.
+    return SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+
+
+def check_template(source: str) -> str | None:
+    """The reason a template cannot be saved, or None when it is fine."""
+    try:
+        tree = _env().parse(source)
+    except TemplateSyntaxError as exc:
+        return f"template syntax error on line {exc.lineno}: {exc.message}"
+    unknown = sorted(meta.find_undeclared_variables(tree) - ALLOWED_VARIABLES)
+    if unknown:
+        return (
+            f"unknown template variable(s): {', '.join(unknown)}; "
+            f"use {', '.join(sorted(ALLOWED_VARIABLES))} or properties.KEY"
+        )
+    return None
+
+
+def contact_variables(contact: Contact) -> dict[str, Any]:
+    name = contact.name or ""
+    first, _, last = name.partition(" ")
+    return {
+        "name": name,
+        "first_name": first,
+        "last_name": last,
+        "phone": contact.phone or "",
+        "email": contact.email or "",
+        "external_id": contact.external_id or "",
+        "language": contact.language or "",
+        "timezone": contact.timezone or "",
+        "properties": dict(contact.properties or {}),
+    }
+
+
+def render(source: str, variables: dict[str, Any]) -> str:
+    # A property a contact does not have renders as empty text, never a failed send.
+    return _env().from_string(source).render(variables)

@@ -1,0 +1,31 @@
+"""Every table, imported here so that Alembic and the app see one metadata."""
+
+from touchline.models.base import Base
+from touchline.models.channel import Channel
+from touchline.models.contact import Contact, ContactPreference
+from touchline.models.job import Job
+from touchline.models.message import Message, TrackedLink
+from touchline.models.organization import ApiKey, Organization
+from touchline.models.run import OPEN_STEP_CONTACT_STATUSES, SequenceRun, StepContact
+from touchline.models.sequence import Sequence, Step
+from touchline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
+
+__all__ = [
+    "OPEN_STEP_CONTACT_STATUSES",
+    "ApiKey",
+    "Base",
+    "Channel",
+    "Contact",
+    "ContactPreference",
+    "Job",
+    "Message",
+    "Organization",
+    "Sequence",
+    "SequenceRun",
+    "Step",
+    "StepContact",
+    "TrackedLink",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
+]

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from touchline.models.base import Base, IdMixin, TimestampMixin
+
+
+class Contact(IdMixin, TimestampMixin, Base):
+    __tablename__ = "contacts"
+    __table_args__ = (
+        # Dedupe looks contacts up by phone, then external_id, then email.
+        Index(
+            "uq_contacts_org_phone",
+            "organization_id",
+            "phone",
+            unique=True,
+            sqlite_where=text("phone IS NOT NULL"),
+            postgresql_where=text("phone IS NOT NULL"),
+        ),
+        Index("ix_contacts_org_external_id", "organization_id", "external_id"),
+        Index("ix_contacts_org_email", "organization_id", "email"),
+        Index("ix_contacts_org_created", "organization_id", "created_at"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(320))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(20))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    blocked: Mapped[bool] = mapped_column(default=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ContactPreference(Base):
+    """Whether a contact may be messaged on one channel (opt-in / opt-out)."""
+
+    __tablename__ = "contact_preferences"
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    opt_in: Mapped[bool]
+    opt_in_date: Mapped[datetime | None]
+    opt_out_date: Mapped[datetime | None]

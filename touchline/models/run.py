@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from touchline.models.base import Base, IdMixin, TimestampMixin
+
+OPEN_STEP_CONTACT_STATUSES = ("pending", "active", "inactive")
+
+
+class SequenceRun(IdMixin, TimestampMixin, Base):
+    """One pass of one contact through one sequence."""
+
+    __tablename__ = "sequence_runs"
+    __table_args__ = (
+        # List Contact Sequences reads a contact's latest run of each sequence.
+        Index("ix_sequence_runs_contact_latest", "contact_id", "is_latest", "updated_at"),
+        Index("ix_sequence_runs_sequence_created", "sequence_id", "created_at"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    sequence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    # True for the newest run of this contact in this sequence; re-adding clears the old one.
+    is_latest: Mapped[bool] = mapped_column(default=True)
+    last_step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("steps.id", ondelete="SET NULL")
+    )
+    # Pointers kept by the engine so that reading where a run stands is a join, not a scan.
+    # No foreign keys: the two tables would reference each other.
+    current_step_contact_id: Mapped[uuid.UUID | None]
+    last_completed_step_contact_id: Mapped[uuid.UUID | None]
+    finished_at: Mapped[datetime | None]
+
+
+class StepContact(IdMixin, TimestampMixin, Base):
+    """One contact's stay in one step within a run."""
+
+    __tablename__ = "step_contacts"
+    __table_args__ = (
+        # The queue: due pending rows, and claimed rows whose lease ran out.
+        Index(
+            "ix_step_contacts_due",
+            "scheduled_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_step_contacts_lease",
+            "locked_until",
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+        Index("ix_step_contacts_sequence_created", "sequence_id", "created_at"),
+        Index("ix_step_contacts_step_status", "step_id", "status"),
+        Index("ix_step_contacts_run", "sequence_run_id", "created_at"),
+        Index("ix_step_contacts_contact_status", "contact_id", "status"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    sequence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
+    step_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
+    sequence_run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sequence_runs.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("channels.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    scheduled_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    # Set while a worker holds the row; a row still `active` after this is claimed again.
+    locked_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    responded: Mapped[bool] = mapped_column(default=False)
+    clicked_link: Mapped[bool] = mapped_column(default=False)
+    unsubscribed: Mapped[bool] = mapped_column(default=False)

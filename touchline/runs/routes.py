@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Body, Query, Response
+
+from touchline.deps import OrgId, ReadSession
+from touchline.errors import NotFound
+from touchline.runs import queries, service
+from touchline.runs.schemas import (
+    ContactSequencesPage,
+    ContactSequencesQuery,
+    RunOut,
+    RunsQuery,
+    SequenceContactsQuery,
+    StepContactOut,
+)
+from touchline.schemas import Data, Page
+from touchline.sequences.service import get_sequence
+
+router = APIRouter(tags=["sequence contacts"])
+
+_LIST_DOC = (
+    "Every sequence the contact is part of, one item per sequence (its latest run): the last "
+    "step the contact completed, the step it is in now and the step that comes next. Most "
+    "recently updated run first."
+)
+
+
+def _contact_sequences(
+    session: ReadSession, org: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
+) -> Response:
+    found = queries.contact_sequences(session, org, contact_id, query)
+    if found is None:
+        raise NotFound("Contact not found")
+    items, total = found
+    # Serialized straight from the rows: this is the endpoint users call most.
+    return Response(orjson.dumps({"data": items, "total": total}), media_type="application/json")
+
+
+@router.post(
+    "/v1/contacts/{contact_id}/sequences",
+    response_model=ContactSequencesPage,
+    summary="List Contact Sequences",
+    description=_LIST_DOC + " An empty or absent body means all defaults.",
+)
+def list_contact_sequences(
+    contact_id: uuid.UUID,
+    session: ReadSession,
+    org: OrgId,
+    body: Annotated[ContactSequencesQuery | None, Body()] = None,
+) -> Response:
+    return _contact_sequences(session, org, contact_id, body or ContactSequencesQuery())
+
+
+@router.get(
+    "/v1/contacts/{contact_id}/sequences",
+    response_model=ContactSequencesPage,
+    summary="List Contact Sequences (query parameters)",
+    description=_LIST_DOC,
+)
+def list_contact_sequences_get(
+    contact_id: uuid.UUID,
+    query: Annotated[ContactSequencesQuery, Query()],
+    session: ReadSession,
+    org: OrgId,
+) -> Response:
+    return _contact_sequences(session, org, contact_id, query)
+
+
+@router.get(
+    "/v1/sequences/{sequence_id}/contacts",
+    response_model=Page[StepContactOut],
+    summary="List a sequence's step contacts",
+)
+def list_sequence_contacts(
+    sequence_id: uuid.UUID,
+    query: Annotated[SequenceContactsQuery, Query()],
+    session: ReadSession,
+    org: OrgId,
+) -> Page[StepContactOut]:
+    sequence = get_sequence(session, org, sequence_id)
+    rows, total = service.list_step_contacts(session, sequence.id, query)
+    return Page(data=rows, total=total)
+
+
+@router.get(
+    "/v1/sequences/{sequence_id}/sequence_runs",
+    response_model=Page[RunOut],
+    summary="List a sequence's runs",
+)
+def list_runs(
+    sequence_id: uuid.UUID,
+    query: Annotated[RunsQuery, Query()],
+    session: ReadSession,
+    org: OrgId,
+) -> Page[RunOut]:
+    sequence = get_sequence(session, org, sequence_id)
+    rows, total = service.list_runs(session, sequence.id, query)
+    return Page(data=rows, total=total)
+
+
+@router.get(
+    "/v1/sequences/{sequence_id}/sequence_runs/{run_id}",
+    response_model=Data[RunOut],
+    summary="Get a sequence run",
+)
+def get_run(
+    sequence_id: uuid.UUID, run_id: uuid.UUID, session: ReadSession, org: OrgId
+) -> Data[RunOut]:
+    sequence = get_sequence(session, org, sequence_id)
+    return Data(data=service.get_run(session, sequence.id, run_id))

@@ -1,0 +1,157 @@
+"""Step contacts and runs of one sequence, as the API lists them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence as Seq
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from touchline.contacts.schemas import ContactSummary
+from touchline.errors import NotFound
+from touchline.models import Contact, SequenceRun, StepContact
+from touchline.runs.schemas import (
+    RunOut,
+    RunsQuery,
+    SequenceContactsQuery,
+    StepContactOut,
+)
+from touchline.validation import normalize_phone
+
+
+def _status_condition(status: str) -> ColumnElement[bool]:
+    if status == "complete":
+        return (StepContact.status == "finished") & (
+            func.coalesce(StepContact.finish_reason, "") != "removed"
+        )
+    if status == "removed":
+        return (StepContact.status == "finished") & (StepContact.finish_reason == "removed")
+    return StepContact.status == status
+
+
+def list_step_contacts(
+    session: Session, sequence_id: uuid.UUID, query: SequenceContactsQuery
+) -> tuple[list[StepContactOut], int]:
+    conditions: list[ColumnElement[bool]] = [StepContact.sequence_id == sequence_id]
+    if query.status:
+        conditions.append(_status_condition(query.status))
+    if step_ids := query.step_id_list():
+        conditions.append(StepContact.step_id.in_(step_ids))
+    for flag in ("responded", "unsubscribed", "clicked_link"):
+        value = getattr(query, flag)
+        if value is not None:
+            conditions.append(getattr(StepContact, flag).is_(value))
+    total = session.scalar(select(func.count()).select_from(StepContact).where(*conditions)) or 0
+    rows = session.execute(
+        select(StepContact, Contact)
+        .join(Contact, Contact.id == StepContact.contact_id)
+        .where(*conditions)
+        .order_by(StepContact.updated_at.desc(), StepContact.id)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return [step_contact_out(sc, contact) for sc, contact in rows], total
+
+
+def step_contact_out(sc: StepContact, contact: Contact) -> StepContactOut:
+    return StepContactOut(
+        id=sc.id,
+        status=sc.status,
+        finish_reason=sc.finish_reason,
+        sequence_id=sc.sequence_id,
+        step_id=sc.step_id,
+        sequence_run_id=sc.sequence_run_id,
+        channel_id=sc.channel_id,
+        contact=summary(contact),
+        responded=sc.responded,
+        clicked_link=sc.clicked_link,
+        unsubscribed=sc.unsubscribed,
+        scheduled_at=sc.scheduled_at,
+        completed_at=sc.completed_at,
+        created_at=sc.created_at,
+        updated_at=sc.updated_at,
+    )
+
+
+def summary(contact: Contact) -> ContactSummary:
+    return ContactSummary(
+        id=contact.id, name=contact.name, phone=contact.phone, email=contact.email
+    )
+
+
+def list_runs(
+    session: Session, sequence_id: uuid.UUID, query: RunsQuery
+) -> tuple[list[RunOut], int]:
+    conditions: list[ColumnElement[bool]] = [SequenceRun.sequence_id == sequence_id]
+    if query.phone:
+        try:
+            phone = normalize_phone(query.phone)
+        except ValueError:
+            phone = query.phone
+        conditions.append(Contact.phone == phone)
+    if query.status:
+        conditions.append(SequenceRun.status == query.status)
+    if query.channel_id:
+        conditions.append(SequenceRun.channel_id == query.channel_id)
+    if query.before:
+        conditions.append(SequenceRun.created_at < query.before)
+    if query.after:
+        conditions.append(SequenceRun.created_at > query.after)
+    base = select(SequenceRun, Contact).join(Contact, Contact.id == SequenceRun.contact_id)
+    total = (
+        session.scalar(
+            select(func.count())
+            .select_from(SequenceRun)
+            .join(Contact, Contact.id == SequenceRun.contact_id)
+            .where(*conditions)
+        )
+        or 0
+    )
+    rows = session.execute(
+        base.where(*conditions)
+        .order_by(SequenceRun.created_at.desc(), SequenceRun.id)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return runs_out(session, rows), total
+
+
+def get_run(session: Session, sequence_id: uuid.UUID, run_id: uuid.UUID) -> RunOut:
+    row = session.execute(
+        select(SequenceRun, Contact)
+        .join(Contact, Contact.id == SequenceRun.contact_id)
+        .where(SequenceRun.id == run_id, SequenceRun.sequence_id == sequence_id)
+    ).first()
+    if row is None:
+        raise NotFound("Sequence run not found")
+    return runs_out(session, [row])[0]
+
+
+def runs_out(session: Session, rows: Seq[Any]) -> list[RunOut]:
+    """Runs with their step contacts in order, read in one query for the page."""
+    ids = [run.id for run, _ in rows]
+    by_run: dict[uuid.UUID, list[StepContact]] = {i: [] for i in ids}
+    if ids:
+        for sc in session.scalars(
+            select(StepContact)
+            .where(StepContact.sequence_run_id.in_(ids))
+            .order_by(StepContact.created_at, StepContact.id)
+        ):
+            by_run[sc.sequence_run_id].append(sc)
+    return [
+        RunOut(
+            id=run.id,
+            status=run.status,
+            finish_reason=run.finish_reason,
+            sequence_id=run.sequence_id,
+            channel_id=run.channel_id,
+            contact=summary(contact),
+            last_step_id=run.last_step_id,
+            step_contacts=[step_contact_out(sc, contact) for sc in by_run[run.id]],
+            created_at=run.created_at,
+            updated_at=run.updated_at,
+        )
+        for run, contact in rows
+    ]

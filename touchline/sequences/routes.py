@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.schemas import Data, Page, Pagination
+from touchline.sequences import service
+from touchline.sequences.schemas import (
+    SequenceCreate,
+    SequenceListQuery,
+    SequenceOut,
+    SequenceUpdate,
+    StepCreate,
+    StepOut,
+    StepUpdate,
+)
+
+router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
+
+
+@router.post("", response_model=Data[SequenceOut], status_code=201, summary="Create a sequence")
+def create_sequence(body: SequenceCreate, session: DbSession, org: OrgId) -> Data[SequenceOut]:
+    sequence = service.create_sequence(session, org, body)
+    return Data(data=service.sequences_out(session, [sequence])[0])
+
+
+@router.get("", response_model=Page[SequenceOut], summary="List sequences")
+def list_sequences(
+    query: Annotated[SequenceListQuery, Query()], session: ReadSession, org: OrgId
+) -> Page[SequenceOut]:
+    rows, total = service.list_sequences(session, org, query)
+    return Page(data=service.sequences_out(session, rows), total=total)
+
+
+@router.get("/{sequence_id}", response_model=Data[SequenceOut], summary="Get a sequence")
+def get_sequence(sequence_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[SequenceOut]:
+    sequence = service.get_sequence(session, org, sequence_id)
+    return Data(data=service.sequences_out(session, [sequence])[0])
+
+
+@router.put(
+    "/{sequence_id}",
+    response_model=Data[SequenceOut],
+    summary="Update a sequence",
+    description="Title, description, default channel, status (draft <-> active, -> archived) "
+    "and settings; a partial `settings` object changes only the keys it names.",
+)
+def update_sequence(
+    sequence_id: uuid.UUID, body: SequenceUpdate, session: DbSession, org: OrgId
+) -> Data[SequenceOut]:
+    sequence = service.update_sequence(session, org, sequence_id, body)
+    return Data(data=service.sequences_out(session, [sequence])[0])
+
+
+@router.delete("/{sequence_id}", response_model=Data[SequenceOut], summary="Archive a sequence")
+def archive_sequence(sequence_id: uuid.UUID, session: DbSession, org: OrgId) -> Data[SequenceOut]:
+    sequence = service.archive_sequence(session, org, sequence_id)
+    return Data(data=service.sequences_out(session, [sequence])[0])
+
+
+@router.post(
+    "/{sequence_id}/steps", response_model=Data[StepOut], status_code=201, summary="Add a step"
+)
+def create_step(
+    sequence_id: uuid.UUID, body: StepCreate, session: DbSession, org: OrgId
+) -> Data[StepOut]:
+    step = service.create_step(session, org, sequence_id, body)
+    return Data(data=service.steps_out(session, [step])[0])
+
+
+@router.get("/{sequence_id}/steps", response_model=Page[StepOut], summary="List steps")
+def list_steps(
+    sequence_id: uuid.UUID,
+    query: Annotated[Pagination, Query()],
+    session: ReadSession,
+    org: OrgId,
+) -> Page[StepOut]:
+    sequence = service.get_sequence(session, org, sequence_id)
+    steps = service.live_steps(session, sequence.id)
+    page = steps[query.offset : query.offset + query.limit]
+    return Page(data=service.steps_out(session, page), total=len(steps))
+
+
+@router.get("/{sequence_id}/steps/{step_id}", response_model=Data[StepOut], summary="Get a step")
+def get_step(
+    sequence_id: uuid.UUID, step_id: uuid.UUID, session: ReadSession, org: OrgId
+) -> Data[StepOut]:
+    step = service.get_step(session, service.get_sequence(session, org, sequence_id), step_id)
+    return Data(data=service.steps_out(session, [step])[0])
+
+
+@router.put("/{sequence_id}/steps/{step_id}", response_model=Data[StepOut], summary="Update a step")
+def update_step(
+    sequence_id: uuid.UUID, step_id: uuid.UUID, body: StepUpdate, session: DbSession, org: OrgId
+) -> Data[StepOut]:
+    step = service.update_step(session, org, sequence_id, step_id, body)
+    return Data(data=service.steps_out(session, [step])[0])
+
+
+@router.delete(
+    "/{sequence_id}/steps/{step_id}",
+    response_model=Data[StepOut],
+    summary="Delete a step",
+    description="Refused with 409 while contacts are pending, active or inactive in the step.",
+    responses={409: {"description": "Contacts are still in the step"}},
+)
+def delete_step(
+    sequence_id: uuid.UUID, step_id: uuid.UUID, session: DbSession, org: OrgId
+) -> Data[StepOut]:
+    step = service.delete_step(session, org, sequence_id, step_id)
+    return Data(data=service.steps_out(session, [step])[0])

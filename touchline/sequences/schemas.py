@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from touchline.engine.schedule import Delay
+from touchline.messaging.templates import check_template
+from touchline.schemas import Pagination, RequestModel, Timestamps
+from touchline.validation import TimeZoneName
+
+SequenceStatus = Literal["draft", "active", "archived"]
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class QuietHoursSetting(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    enabled: bool = True
+    use_contact_timezone: bool = True
+    start: str = Field(default="21:00", pattern=_HHMM)
+    end: str = Field(default="08:00", pattern=_HHMM)
+
+
+class WindowSetting(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    enabled: bool = False
+    use_contact_timezone: bool = False
+
+
+class SequenceSettings(BaseModel):
+    """A sequence's settings, with the defaults of a new sequence (Whippy's keys)."""
+
+    model_config = ConfigDict(extra="ignore")
+    on_response: Literal["continue", "remove"] = "remove"
+    on_re_add: Literal["re_add", "exclude"] = "exclude"
+    max_contact_sequence_runs: int | None = Field(default=None, ge=1)
+    max_add_per_time: int | None = Field(default=None, ge=1)
+    max_add_time: int | None = Field(default=None, ge=1, description="Seconds.")
+    max_time: int | None = Field(default=None, ge=1, description="Seconds a run may stay open.")
+    support_sms_quiet_hours: QuietHoursSetting = QuietHoursSetting()
+    skip_sending_on_weekend: WindowSetting = WindowSetting()
+    only_send_during_business_hours: WindowSetting = WindowSetting()
+    timezone: TimeZoneName = "UTC"
+    link_tracking: bool = False
+
+
+class QuietHoursPatch(RequestModel):
+    enabled: bool | None = None
+    use_contact_timezone: bool | None = None
+    start: str | None = Field(default=None, pattern=_HHMM)
+    end: str | None = Field(default=None, pattern=_HHMM)
+
+
+class WindowPatch(RequestModel):
+    enabled: bool | None = None
+    use_contact_timezone: bool | None = None
+
+
+class SettingsPatch(RequestModel):
+    """Settings to change: keys left out keep their value; null clears a cap."""
+
+    on_response: Literal["continue", "remove"] | None = None
+    on_re_add: Literal["re_add", "exclude"] | None = None
+    max_contact_sequence_runs: int | None = Field(default=None, ge=1)
+    max_add_per_time: int | None = Field(default=None, ge=1)
+    max_add_time: int | None = Field(default=None, ge=1)
+    max_time: int | None = Field(default=None, ge=1)
+    support_sms_quiet_hours: QuietHoursPatch | None = None
+    skip_sending_on_weekend: WindowPatch | None = None
+    only_send_during_business_hours: WindowPatch | None = None
+    timezone: TimeZoneName | None = None
+    link_tracking: bool | None = None
+
+
+class SequenceUpdate(RequestModel):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = None
+    status: SequenceStatus | None = None
+    default_channel_id: uuid.UUID | None = None
+    settings: SettingsPatch | None = Field(
+        default=None, description="Partial settings: only the keys given change."
+    )
+
+
+class SequenceCreate(SequenceUpdate):
+    title: str = Field(min_length=1, max_length=300)
+    type: Literal["sequential"] = "sequential"
+    access_level: Literal["organization"] = "organization"
+    status: SequenceStatus = "draft"
+
+
+class SequenceListQuery(Pagination):
+    title: str | None = Field(default=None, description="Case-insensitive substring.")
+    status: SequenceStatus | None = None
+
+
+class ScheduleOptions(BaseModel):
+    days: int = 0
+    hours: int = 0
+    minutes: int = 0
+
+
+class StepUpdate(RequestModel):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    body: str | None = Field(
+        default=None, description="Template: {{first_name}}, {{properties.KEY}}, ..."
+    )
+    subject: str | None = Field(default=None, max_length=500)
+    channel_id: uuid.UUID | None = None
+    position: int | None = Field(default=None, ge=0)
+    schedule_options: dict[str, Any] | None = Field(
+        default=None,
+        description="Delay before the step's message: {days, hours, minutes}; numbers or "
+        "strings of digits.",
+    )
+    attachments: list[Any] | None = None
+
+    @field_validator("body", "subject")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and (problem := check_template(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("schedule_options")
+    @classmethod
+    def _delay(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        delay = Delay.parse(value)
+        return {**value, "days": delay.days, "hours": delay.hours, "minutes": delay.minutes}
+
+
+class StepCreate(StepUpdate):
+    title: str = Field(min_length=1, max_length=300)
+    body: str = ""
+
+
+class StepAnalytics(BaseModel):
+    sent_messages: int
+    slated_messages: int
+    failed_deliveries: int
+    responses: int
+    link_clicks: int
+    unsubscribes: int
+
+
+class StepOut(Timestamps):
+    id: uuid.UUID
+    sequence_id: uuid.UUID
+    title: str
+    body: str
+    subject: str | None
+    channel_id: uuid.UUID | None
+    position: int | None = Field(description="0..n-1 for live steps; null once deleted.")
+    schedule_options: ScheduleOptions
+    attachments: list[Any]
+    analytics: StepAnalytics
+
+
+class SequenceOut(Timestamps):
+    id: uuid.UUID
+    title: str
+    description: str | None
+    type: Literal["sequential"]
+    status: SequenceStatus
+    access_level: Literal["organization"]
+    default_channel_id: uuid.UUID | None
+    settings: SequenceSettings
+    steps: list[StepOut]
+
+
+class SequenceRef(BaseModel):
+    id: uuid.UUID
+    title: str
+    status: SequenceStatus
+
+
+class StepRef(BaseModel):
+    id: uuid.UUID
+    title: str
+    position: int | None

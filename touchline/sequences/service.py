@@ -1,0 +1,338 @@
+"""Sequence and step rules: status transitions, settings merges, positions kept 0..n-1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence as Seq
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from touchline.channels.service import get_channel
+from touchline.db import utc_now
+from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
+from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
+from touchline.sequences.schemas import (
+    ScheduleOptions,
+    SequenceCreate,
+    SequenceListQuery,
+    SequenceOut,
+    SequenceSettings,
+    SequenceUpdate,
+    SettingsPatch,
+    StepAnalytics,
+    StepCreate,
+    StepOut,
+    StepUpdate,
+)
+
+ALLOWED_TRANSITIONS = {
+    ("draft", "active"),
+    ("active", "draft"),
+    ("draft", "archived"),
+    ("active", "archived"),
+}
+
+
+def get_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID) -> Sequence:
+    sequence = session.get(Sequence, sequence_id)
+    if sequence is None or sequence.organization_id != org_id:
+        raise NotFound("Sequence not found")
+    return sequence
+
+
+def live_steps(session: Session, sequence_id: uuid.UUID) -> list[Step]:
+    return list(
+        session.scalars(
+            select(Step)
+            .where(Step.sequence_id == sequence_id, Step.deleted_at.is_(None))
+            .order_by(Step.position)
+        ).all()
+    )
+
+
+def get_step(session: Session, sequence: Sequence, step_id: uuid.UUID) -> Step:
+    step = session.get(Step, step_id)
+    if step is None or step.sequence_id != sequence.id or step.deleted_at is not None:
+        raise NotFound("Step not found")
+    return step
+
+
+def settings_of(sequence: Sequence) -> SequenceSettings:
+    return SequenceSettings.model_validate(sequence.settings or {})
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merged_settings(current: dict[str, Any], patch: SettingsPatch | None) -> dict[str, Any]:
+    base = SequenceSettings.model_validate(current).model_dump()
+    changes = patch.model_dump(exclude_unset=True) if patch else {}
+    try:
+        return SequenceSettings.model_validate(_merge(base, changes)).model_dump()
+    except ValidationError as exc:
+        raise from_pydantic(exc, "settings") from exc
+
+
+def _check_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None) -> None:
+    if channel_id is not None:
+        try:
+            get_channel(session, org_id, channel_id)
+        except NotFound as exc:
+            raise ValidationFailed("Channel not found", field="default_channel_id") from exc
+
+
+def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -> Sequence:
+    _check_channel(session, org_id, data.default_channel_id)
+    if data.status == "active":
+        raise ValidationFailed("Add steps before activating a sequence", field="status")
+    sequence = Sequence(
+        organization_id=org_id,
+        title=data.title,
+        description=data.description,
+        type=data.type,
+        status=data.status,
+        access_level=data.access_level,
+        default_channel_id=data.default_channel_id,
+        settings=_merged_settings({}, data.settings),
+    )
+    session.add(sequence)
+    session.flush()
+    return sequence
+
+
+def update_sequence(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, data: SequenceUpdate
+) -> Sequence:
+    sequence = get_sequence(session, org_id, sequence_id)
+    given = data.model_dump(exclude_unset=True)
+    if data.title is not None:
+        sequence.title = data.title
+    if "description" in given:
+        sequence.description = data.description
+    if "default_channel_id" in given:
+        _check_channel(session, org_id, data.default_channel_id)
+        sequence.default_channel_id = data.default_channel_id
+    if data.settings is not None:
+        sequence.settings = _merged_settings(sequence.settings, data.settings)
+    if data.status is not None and data.status != sequence.status:
+        change_status(session, sequence, data.status)
+    sequence.updated_at = utc_now()
+    session.flush()
+    return sequence
+
+
+def change_status(session: Session, sequence: Sequence, status: str) -> None:
+    if (sequence.status, status) not in ALLOWED_TRANSITIONS:
+        raise ValidationFailed(
+            f"A sequence cannot go from {sequence.status} to {status}", field="status"
+        )
+    if status == "active" and not live_steps(session, sequence.id):
+        raise ValidationFailed("Add steps before activating a sequence", field="status")
+    sequence.status = status
+
+
+def archive_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID) -> Sequence:
+    sequence = get_sequence(session, org_id, sequence_id)
+    if sequence.status != "archived":
+        change_status(session, sequence, "archived")
+        sequence.updated_at = utc_now()
+        session.flush()
+    return sequence
+
+
+def list_sequences(
+    session: Session, org_id: uuid.UUID, query: SequenceListQuery
+) -> tuple[list[Sequence], int]:
+    conditions = [Sequence.organization_id == org_id]
+    if query.title:
+        conditions.append(func.lower(Sequence.title).contains(query.title.lower(), autoescape=True))
+    if query.status:
+        conditions.append(Sequence.status == query.status)
+    total = session.scalar(select(func.count()).select_from(Sequence).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Sequence)
+        .where(*conditions)
+        .order_by(Sequence.created_at.desc(), Sequence.id)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return list(rows), total
+
+
+def _renumber(steps: Seq[Step]) -> None:
+    for index, step in enumerate(steps):
+        if step.position != index:
+            step.position = index
+
+
+def _place(steps: list[Step], step: Step, position: int | None) -> None:
+    """Put `step` at `position` (clamped; None = last) and renumber the rest."""
+    others = [s for s in steps if s.id != step.id]
+    index = len(others) if position is None else min(position, len(others))
+    others.insert(index, step)
+    _renumber(others)
+
+
+def create_step(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, data: StepCreate
+) -> Step:
+    sequence = get_sequence(session, org_id, sequence_id)
+    _refuse_archived(sequence)
+    _check_step_channel(session, org_id, data.channel_id)
+    steps = live_steps(session, sequence.id)
+    step = Step(
+        id=uuid.uuid4(),
+        organization_id=org_id,
+        sequence_id=sequence.id,
+        title=data.title,
+        body=data.body,
+        subject=data.subject,
+        channel_id=data.channel_id,
+        schedule_options=data.schedule_options or {"days": 0, "hours": 0, "minutes": 0},
+        attachments=data.attachments or [],
+    )
+    _place(steps, step, data.position)
+    session.add(step)
+    sequence.updated_at = utc_now()
+    session.flush()
+    return step
+
+
+def update_step(
+    session: Session,
+    org_id: uuid.UUID,
+    sequence_id: uuid.UUID,
+    step_id: uuid.UUID,
+    data: StepUpdate,
+) -> Step:
+    sequence = get_sequence(session, org_id, sequence_id)
+    _refuse_archived(sequence)
+    step = get_step(session, sequence, step_id)
+    given = data.model_dump(exclude_unset=True)
+    for key in ("title", "body", "schedule_options", "attachments"):
+        if given.get(key) is not None:
+            setattr(step, key, getattr(data, key))
+    if "subject" in given:
+        step.subject = data.subject
+    if "channel_id" in given:
+        _check_step_channel(session, org_id, data.channel_id)
+        step.channel_id = data.channel_id
+    if data.position is not None and data.position != step.position:
+        _place(live_steps(session, sequence.id), step, data.position)
+    step.updated_at = utc_now()
+    session.flush()
+    return step
+
+
+def delete_step(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, step_id: uuid.UUID
+) -> Step:
+    sequence = get_sequence(session, org_id, sequence_id)
+    step = get_step(session, sequence, step_id)
+    open_count = session.scalar(
+        select(func.count())
+        .select_from(StepContact)
+        .where(StepContact.step_id == step.id, StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES))
+    )
+    if open_count:
+        raise Conflict(f"{open_count} contact(s) are still in this step; remove or move them first")
+    # The row stays for the history of runs that passed through it.
+    step.deleted_at = utc_now()
+    step.position = None
+    _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
+    sequence.updated_at = utc_now()
+    session.flush()
+    return step
+
+
+def _refuse_archived(sequence: Sequence) -> None:
+    if sequence.status == "archived":
+        raise ValidationFailed("An archived sequence cannot be changed", field="status")
+
+
+def _check_step_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None) -> None:
+    if channel_id is not None:
+        try:
+            get_channel(session, org_id, channel_id)
+        except NotFound as exc:
+            raise ValidationFailed("Channel not found", field="channel_id") from exc
+
+
+def _slated_counts(session: Session, step_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    if not step_ids:
+        return {}
+    rows = session.execute(
+        select(StepContact.step_id, func.count())
+        .where(StepContact.step_id.in_(step_ids), StepContact.status == "pending")
+        .group_by(StepContact.step_id)
+    ).all()
+    return dict(rows)
+
+
+def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
+    slated = _slated_counts(session, [s.id for s in steps])
+    return [
+        StepOut(
+            id=s.id,
+            sequence_id=s.sequence_id,
+            title=s.title,
+            body=s.body,
+            subject=s.subject,
+            channel_id=s.channel_id,
+            position=s.position,
+            schedule_options=ScheduleOptions.model_validate(s.schedule_options or {}),
+            attachments=list(s.attachments or []),
+            analytics=StepAnalytics(
+                sent_messages=s.sent_messages,
+                slated_messages=slated.get(s.id, 0),
+                failed_deliveries=s.failed_deliveries,
+                responses=s.responses,
+                link_clicks=s.link_clicks,
+                unsubscribes=s.unsubscribes,
+            ),
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+        )
+        for s in steps
+    ]
+
+
+def sequences_out(session: Session, sequences: Seq[Sequence]) -> list[SequenceOut]:
+    """Serialize sequences with their live steps, read in one query for the page."""
+    ids = [s.id for s in sequences]
+    by_sequence: dict[uuid.UUID, list[Step]] = {i: [] for i in ids}
+    if ids:
+        for step in session.scalars(
+            select(Step)
+            .where(Step.sequence_id.in_(ids), Step.deleted_at.is_(None))
+            .order_by(Step.sequence_id, Step.position)
+        ).all():
+            by_sequence[step.sequence_id].append(step)
+    all_steps = steps_out(session, [st for i in ids for st in by_sequence[i]])
+    out_by_id = {st.id: st for st in all_steps}
+    return [
+        SequenceOut(
+            id=s.id,
+            title=s.title,
+            description=s.description,
+            type="sequential",
+            status=s.status,
+            access_level="organization",
+            default_channel_id=s.default_channel_id,
+            settings=settings_of(s),
+            steps=[out_by_id[st.id] for st in by_sequence[s.id]],
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+        )
+        for s in sequences
+    ]
