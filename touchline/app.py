@@ -173,7 +173,7 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.runs.routes import router as runs
     from touchline.sequences.routes import router as sequences
 
-    for router in (contacts, channels, runs, enrollment, sequences, jobs_router):
+    for router in (contacts, channels, enrollment, runs, sequences, jobs_router):
         app.include_router(router)
 
 

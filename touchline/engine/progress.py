@@ -8,7 +8,7 @@ the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`)
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -67,8 +67,10 @@ def start_run(
     ).all()
     for old in previous:
         old.is_latest = False
+    max_time = SequenceSettings.model_validate(sequence.settings).max_time
     run = SequenceRun(
         id=uuid.uuid4(),
+        expires_at=now + timedelta(seconds=max_time) if max_time else None,
         organization_id=sequence.organization_id,
         sequence_id=sequence.id,
         contact_id=contact.id,
@@ -165,6 +167,31 @@ def finish_run(run: SequenceRun, reason: str, now: datetime) -> None:
     run.finish_reason = reason
     run.finished_at = now
     run.updated_at = now
+
+
+def remove(sc: StepContact, run: SequenceRun, now: datetime) -> None:
+    """Take the contact out of the sequence: the open step contact finishes as removed."""
+    finish_step_contact(sc, run, "removed", now)
+
+
+def move(
+    session: Session,
+    sc: StepContact,
+    run: SequenceRun,
+    target_sequence: Sequence,
+    target_step: Step,
+    contact: Contact,
+    now: datetime,
+) -> StepContact:
+    """Leave the current step for `target_step`, in this run or in a new run of another
+    sequence; the contact waits in the target step as if it had just entered it."""
+    set_status(sc, "moved", now)
+    sc.completed_at = now
+    if target_sequence.id == run.sequence_id:
+        return enter_step(session, run, target_sequence, target_step, contact, now, now)
+    finish_run(run, "moved", now)
+    new_run = start_run(session, target_sequence, contact, run.channel_id, now)
+    return enter_step(session, new_run, target_sequence, target_step, contact, now, now)
 
 
 def mark_inactive(sc: StepContact, run: SequenceRun, now: datetime) -> None:

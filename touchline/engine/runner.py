@@ -23,7 +23,9 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
     """
     while not stop.is_set():
         try:
-            busy = worker.run_job() or worker.run_batch().step_contacts > 0
+            busy = (
+                worker.run_job() or worker.expire_runs() > 0 or worker.run_batch().step_contacts > 0
+            )
         except Exception:
             log.exception("worker pass failed; retrying after a pause")
             busy = False

@@ -34,7 +34,7 @@ from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.engine import progress
 from touchline.engine.claims import claim_job, claim_step_contacts
 from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
-from touchline.enrollment.service import run_enrollment
+from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
 from touchline.messaging.templates import contact_variables, render
 from touchline.models import (
@@ -51,7 +51,7 @@ from touchline.models import (
 
 log = logging.getLogger("touchline.worker")
 
-JOB_HANDLERS = {"enroll": run_enrollment}
+JOB_HANDLERS = {"enroll": run_enrollment, "remove": run_removal}
 
 
 @dataclass
@@ -134,6 +134,7 @@ class Worker:
         with frozen_clock(now):
             while self.run_job():
                 summary.jobs += 1
+            summary.expired += self.expire_runs()
             while True:
                 batch = self.run_batch()
                 summary.add(batch)
@@ -163,6 +164,33 @@ class Worker:
         with unit_of_work(self.sessions) as session:
             job = session.get_one(Job, job_id)
             job.status, job.error, job.finished_at, job.locked_until = "failed", error, at, None
+
+    def expire_runs(self) -> int:
+        """Finish, as `expired`, the open step contacts of runs past their max_time.
+
+        Claims expire due step contacts too, but a contact `inactive` in a step (or
+        waiting in a held draft sequence) is never claimed; this catches those.
+        """
+        now = utc_now()
+        expired = 0
+        while True:
+            with unit_of_work(self.sessions) as session:
+                rows = session.execute(
+                    select(StepContact, SequenceRun)
+                    .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
+                    .where(
+                        SequenceRun.status == "active",
+                        SequenceRun.expires_at <= now,
+                        StepContact.status.in_(("pending", "inactive")),
+                    )
+                    .limit(self.settings.worker_batch_size)
+                    .with_for_update(of=StepContact, skip_locked=True)
+                ).all()
+                for sc, run in rows:
+                    progress.finish_step_contact(sc, run, "expired", now)
+            expired += len(rows)
+            if len(rows) < self.settings.worker_batch_size:
+                return expired
 
     def run_batch(self) -> PassSummary:
         at = utc_now()
@@ -197,11 +225,9 @@ class Worker:
         sends: list[_Send] = []
         for sc in loaded.step_contacts:
             run = loaded.runs[sc.sequence_run_id]
-            sequence = loaded.sequences[sc.sequence_id]
             contact = loaded.contacts[sc.contact_id]
             channel = loaded.channels.get(sc.channel_id) if sc.channel_id else None
-            max_time = (sequence.settings or {}).get("max_time")
-            if max_time and run.created_at + timedelta(seconds=int(max_time)) <= now:
+            if run.expires_at is not None and run.expires_at <= now:
                 progress.finish_step_contact(sc, run, "expired", now)
                 summary.expired += 1
                 continue

@@ -4,9 +4,13 @@ import uuid
 
 from fastapi import APIRouter
 
+from touchline.db import utc_now
 from touchline.deps import DbSession, OrgId, ReadSession
 from touchline.enrollment import service
-from touchline.enrollment.schemas import EnrollRequest, JobOut
+from touchline.enrollment.schemas import EnrollRequest, JobOut, MoveRequest, RemoveRequest
+from touchline.models import Contact
+from touchline.runs.schemas import StepContactOut
+from touchline.runs.service import step_contact_out
 from touchline.schemas import AcceptedJob, Data
 
 router = APIRouter(tags=["sequence contacts"])
@@ -26,6 +30,49 @@ def enroll(
 ) -> Data[AcceptedJob]:
     job = service.accept_enrollment(session, org, sequence_id, body)
     return Data(data=AcceptedJob(message="Contacts are being added", job_id=str(job.id)))
+
+
+@router.delete(
+    "/v1/sequences/contacts",
+    response_model=Data[AcceptedJob],
+    status_code=202,
+    summary="Remove contacts from every sequence",
+    description="Each contact's open step contacts, in any sequence, finish with "
+    "`finish_reason: removed`. Done in the background; see `GET /v1/jobs/{job_id}`.",
+)
+def remove_everywhere(body: RemoveRequest, session: DbSession, org: OrgId) -> Data[AcceptedJob]:
+    job = service.accept_removal(session, org, None, body)
+    return Data(data=AcceptedJob(message="Contacts are being removed", job_id=str(job.id)))
+
+
+@router.delete(
+    "/v1/sequences/{sequence_id}/contacts",
+    response_model=Data[AcceptedJob],
+    status_code=202,
+    summary="Remove contacts from a sequence",
+    description="Each contact's open step contact in this sequence finishes with "
+    "`finish_reason: removed`. Done in the background; see `GET /v1/jobs/{job_id}`.",
+)
+def remove(
+    sequence_id: uuid.UUID, body: RemoveRequest, session: DbSession, org: OrgId
+) -> Data[AcceptedJob]:
+    job = service.accept_removal(session, org, sequence_id, body)
+    return Data(data=AcceptedJob(message="Contacts are being removed", job_id=str(job.id)))
+
+
+@router.post(
+    "/v1/sequences/{sequence_id}/contacts/move",
+    response_model=Data[StepContactOut],
+    summary="Move a contact to another step",
+    description="The contact's open step contact becomes `moved`; the target step (of this "
+    "sequence, or of `target_sequence_id` in a new run) gets a new `pending` step contact.",
+    responses={409: {"description": "The contact is being sent to, or already in the target"}},
+)
+def move(
+    sequence_id: uuid.UUID, body: MoveRequest, session: DbSession, org: OrgId
+) -> Data[StepContactOut]:
+    sc = service.move_contact(session, org, sequence_id, body, utc_now())
+    return Data(data=step_contact_out(sc, session.get_one(Contact, sc.contact_id)))
 
 
 jobs_router = APIRouter(prefix="/v1/jobs", tags=["jobs"])

@@ -99,3 +99,11 @@ class JobOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class MoveRequest(RequestModel):
+    contact_id: uuid.UUID
+    step_id: uuid.UUID = Field(description="The step to move the contact to.")
+    target_sequence_id: uuid.UUID | None = Field(
+        default=None, description="The step's sequence when it is not this one."
+    )

@@ -41,6 +41,9 @@ class SequenceRun(IdMixin, TimestampMixin, Base):
     current_step_contact_id: Mapped[uuid.UUID | None]
     last_completed_step_contact_id: Mapped[uuid.UUID | None]
     finished_at: Mapped[datetime | None]
+    # created_at + the sequence's max_time when the run started; the worker expires open
+    # runs past it. Fixed at the start so that later settings changes do not reach back.
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class StepContact(IdMixin, TimestampMixin, Base):
