@@ -98,5 +98,7 @@ def other_api(app: FastAPI, client: TestClient) -> Api:
 
 
 @pytest.fixture
-def worker(app: FastAPI, settings: Settings) -> Worker:
-    return Worker(app.state.sessions, settings)
+def worker(app: FastAPI, settings: Settings) -> Iterator[Worker]:
+    w = Worker(app.state.sessions, settings)
+    yield w
+    w.close()

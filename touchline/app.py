@@ -33,7 +33,8 @@ def _error_response(error: TouchlineError) -> JSONResponse:
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str | None:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    # Only the first element is the location: a field may itself be called "body".
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
     name = ""
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
@@ -74,7 +75,11 @@ class BodySizeLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise PayloadTooLarge()
+                # An HTTPException, not our own error: FastAPI turns anything else raised
+                # while it reads the body into a 400.
+                raise StarletteHTTPException(
+                    PayloadTooLarge.status, PayloadTooLarge.default_message
+                )
             return message
 
         await self.app(scope, limited_receive, send)

@@ -131,7 +131,10 @@ def worker(
         raise typer.BadParameter("--now only goes with --once")
     w = Worker(_sessions(settings), settings)
     if once:
-        summary = w.run_once(at)
+        try:
+            summary = w.run_once(at)
+        finally:
+            w.close()
         typer.echo(
             f"jobs: {summary.jobs}, sent: {summary.sent}, inactive: {summary.inactive}, "
             f"failed: {summary.failed}, retrying: {summary.retried}, expired: {summary.expired}"

@@ -143,6 +143,7 @@ def create_demo(sessions: sessionmaker[Session], settings: Settings) -> DemoInfo
                         ),
                     )
         worker.run_once(tick)
+    worker.close()
     with unit_of_work(sessions) as session:
         contact_id = session.scalars(
             select(Contact.id).where(

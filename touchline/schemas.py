@@ -26,10 +26,32 @@ class RequestModel(BaseModel):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        # PostgreSQL cannot store NUL in text: refuse it on every engine rather than fail later.
+        if isinstance(data, dict):
+            bad = [str(k).replace("\x00", "\\0") for k, v in data.items() if _has_nul(k, v)]
+            if bad:
+                raise ValueError(f"text must not contain NUL characters: {', '.join(bad)}")
+        return data
+
+
+def _has_nul(*values: Any) -> bool:
+    for value in values:
+        if isinstance(value, str) and "\x00" in value:
+            return True
+        if isinstance(value, dict) and any(_has_nul(k, v) for k, v in value.items()):
+            return True
+        if isinstance(value, list) and _has_nul(*value):
+            return True
+    return False
+
 
 class Pagination(RequestModel):
     limit: int = Field(default=50, ge=1, le=500, description="Page size, 1-500.")
-    offset: int = Field(default=0, ge=0, description="Rows to skip.")
+    # Capped at the largest integer the databases accept, so a huge offset is a 422, not a 500.
+    offset: int = Field(default=0, ge=0, le=2**63 - 1, description="Rows to skip.")
 
 
 class Data(BaseModel, Generic[T]):

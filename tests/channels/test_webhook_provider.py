@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.fakes import ReceiverState, running_receiver
 from touchline.channels.providers.base import (
     OutboundMessage,
     PermanentSendError,
@@ -26,55 +24,10 @@ from touchline.signing import sign_payload, verify_signature
 SECRET = "whsec_test_8d2f0c"
 
 
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class ReceiverState:
-    requests: list[Recorded] = field(default_factory=list)
-    status: int = 200
-    response_body: bytes = b'{"id": "remote-42"}'
-    content_type: str = "application/json"
-
-
-class ReceiverServer(ThreadingHTTPServer):
-    state: ReceiverState
-
-
-class ReceiverHandler(BaseHTTPRequestHandler):
-    server: ReceiverServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # Keep test output clean.
-
-    def do_POST(self) -> None:
-        state = self.server.state
-        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        state.requests.append(Recorded(self.path, dict(self.headers.items()), raw))
-        self.send_response(state.status)
-        self.send_header("Content-Type", state.content_type)
-        self.send_header("Content-Length", str(len(state.response_body)))
-        self.end_headers()
-        self.wfile.write(state.response_body)
-
-
 @pytest.fixture
 def receiver() -> Iterator[tuple[ReceiverState, str]]:
-    """A running receiver: (state, url)."""
-    server = ReceiverServer(("127.0.0.1", 0), ReceiverHandler)
-    server.state = ReceiverState()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    try:
-        yield server.state, f"http://127.0.0.1:{server.server_address[1]}/hooks/touchline?k=1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with running_receiver() as running:
+        yield running
 
 
 def make_message(**overrides: Any) -> OutboundMessage:

@@ -36,6 +36,16 @@ class ContactFields(RequestModel):
                 data = {**data, "name": joined}
         return data
 
+    @model_validator(mode="after")
+    def _state_matches_blocked(self) -> ContactFields:
+        if (
+            self.state is not None
+            and self.blocked is not None
+            and (self.state == "blocked") != self.blocked
+        ):
+            raise ValueError(f"state {self.state!r} contradicts blocked {self.blocked}")
+        return self
+
 
 class ContactInput(ContactFields):
     """A new contact, or an existing one found by phone, external_id or email."""

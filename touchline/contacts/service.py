@@ -61,8 +61,11 @@ def _apply(session: Session, contact: Contact, data: ContactFields) -> None:
             raise Conflict("Another contact has this phone", field="phone")
     if "state" in changes:
         changes.setdefault("blocked", changes["state"] == "blocked")
-    elif changes.get("blocked") is not None:
-        changes["state"] = "blocked" if changes["blocked"] else "open"
+    elif changes.get("blocked") is True:
+        changes["state"] = "blocked"
+    elif changes.get("blocked") is False and contact.state == "blocked":
+        # Unblocking reopens a blocked contact; an archived one stays archived.
+        changes["state"] = "open"
     for key, value in changes.items():
         setattr(contact, key, value)
 

@@ -204,13 +204,13 @@ def complete_and_advance(
     sc: StepContact,
     run: SequenceRun,
     sequence: Sequence,
-    step: Step,
+    following: Step | None,
     contact: Contact,
     now: datetime,
 ) -> StepContact | None:
-    """The step's message went out: finish it and enter the next step, or end the run."""
+    """The step's message went out: finish it and enter `following` (the next step, see
+    `next_step`), or end the run when there is none."""
     finish_step_contact(sc, run, "completed", now)
-    following = next_step(session, step)
     if following is None:
         finish_run(run, "completed", now)
         return None

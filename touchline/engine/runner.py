@@ -43,7 +43,10 @@ def run_forever(worker: Worker, poll_seconds: float) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    run_until_stopped(worker, stop, poll_seconds)
+    try:
+        run_until_stopped(worker, stop, poll_seconds)
+    finally:
+        worker.close()
 
 
 class BackgroundWorker:
@@ -64,3 +67,4 @@ class BackgroundWorker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._worker.close()

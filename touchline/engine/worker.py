@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +94,15 @@ class _Loaded:
     contacts: dict[uuid.UUID, Contact] = field(default_factory=dict)
     channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
     messages: dict[uuid.UUID, Message] = field(default_factory=dict)
+    live_steps: dict[uuid.UUID, list[Step]] = field(default_factory=dict)
+
+    def following(self, step: Step) -> Step | None:
+        later = [
+            s
+            for s in self.live_steps.get(step.sequence_id, [])
+            if step.position is not None and s.position is not None and s.position > step.position
+        ]
+        return later[0] if later else None
 
 
 def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, Any]:
@@ -110,6 +120,23 @@ def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     loaded.sequences = _by_id(session, Sequence, (sc.sequence_id for sc in scs))
     loaded.contacts = _by_id(session, Contact, (sc.contact_id for sc in scs))
     loaded.channels = _by_id(session, Channel, (sc.channel_id for sc in scs))
+    # The live steps of every sequence in the batch, in order: the next step of each step
+    # contact is found here rather than by a query per row.
+    for step in session.scalars(
+        select(Step)
+        .where(Step.sequence_id.in_(loaded.sequences), Step.deleted_at.is_(None))
+        .order_by(Step.sequence_id, Step.position)
+    ):
+        loaded.live_steps.setdefault(step.sequence_id, []).append(step)
+    loaded.channels.update(
+        _by_id(
+            session,
+            Channel,
+            {s.channel_id for steps in loaded.live_steps.values() for s in steps}
+            | {r.channel_id for r in loaded.runs.values()}
+            | {q.default_channel_id for q in loaded.sequences.values()},
+        )
+    )
     loaded.messages = {
         m.step_contact_id: m
         for m in session.scalars(select(Message).where(Message.step_contact_id.in_(ids)))
@@ -125,6 +152,12 @@ class Worker:
         self._providers: dict[tuple[uuid.UUID, datetime], Provider] = {}
         # Channels of the batch being sent, kept past the claim transaction.
         self._channels: dict[uuid.UUID, Channel] = {}
+        # One pool of connections for every HTTP provider: a client per send would pay
+        # for a new connection (and TLS setup) on every message.
+        self._http = httpx.Client()
+
+    def close(self) -> None:
+        self._http.close()
 
     # ------------------------------------------------------------------ the loop
 
@@ -298,7 +331,9 @@ class Worker:
         key = (channel.id, channel.updated_at)
         provider = self._providers.get(key)
         if provider is None:
-            provider = build_provider(channel.provider, channel.provider_config)
+            provider = build_provider(
+                channel.provider, channel.provider_config, http_client=self._http
+            )
             self._providers[key] = provider
         return provider
 
@@ -323,6 +358,19 @@ class Worker:
         summary: PassSummary,
     ) -> None:
         loaded = _load(session, [s.step_contact_id for s in sends])
+        # Everything the loop needs is loaded; flushing once at commit lets the ORM batch
+        # the inserts and updates instead of flushing before every lookup.
+        with session.no_autoflush:
+            self._settle_loaded(session, loaded, results, now, summary)
+
+    def _settle_loaded(
+        self,
+        session: Session,
+        loaded: _Loaded,
+        results: dict[uuid.UUID, SendResult | Exception],
+        now: datetime,
+        summary: PassSummary,
+    ) -> None:
         for sc in loaded.step_contacts:
             result = results[sc.id]
             message = loaded.messages[sc.id]
@@ -343,7 +391,7 @@ class Worker:
                         sc,
                         run,
                         loaded.sequences[sc.sequence_id],
-                        step,
+                        loaded.following(step),
                         loaded.contacts[sc.contact_id],
                         now,
                     )

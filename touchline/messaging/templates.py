@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from touchline.models import Contact
@@ -55,6 +55,12 @@ def contact_variables(contact: Contact) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=1024)
+def _compiled(source: str) -> Template:
+    # Compiling is most of a render's cost, and a batch sends the same few step bodies.
+    return _env().from_string(source)
+
+
 def render(source: str, variables: dict[str, Any]) -> str:
     # A property a contact does not have renders as empty text, never a failed send.
-    return _env().from_string(source).render(variables)
+    return _compiled(source).render(variables)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
@@ -122,6 +122,12 @@ class RunsQuery(Pagination):
     channel_id: uuid.UUID | None = None
     before: datetime | None = Field(default=None, description="Runs started before this.")
     after: datetime | None = Field(default=None, description="Runs started after this.")
+
+    @field_validator("before", "after")
+    @classmethod
+    def _utc_when_no_zone(cls, value: datetime | None) -> datetime | None:
+        # Every timestamp of the API is UTC, so one written without a zone is read as UTC.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 class RunOut(BaseModel):

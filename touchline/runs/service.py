@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from touchline.contacts.schemas import ContactSummary
 from touchline.errors import NotFound
-from touchline.models import Contact, SequenceRun, StepContact
+from touchline.models import Contact, SequenceRun, Step, StepContact
 from touchline.runs.schemas import (
     RunOut,
     RunsQuery,
@@ -136,8 +136,10 @@ def runs_out(session: Session, rows: Seq[Any]) -> list[RunOut]:
     if ids:
         for sc in session.scalars(
             select(StepContact)
+            .join(Step, Step.id == StepContact.step_id)
             .where(StepContact.sequence_run_id.in_(ids))
-            .order_by(StepContact.created_at, StepContact.id)
+            # Steps with no delay are entered within one instant: their position keeps order.
+            .order_by(StepContact.created_at, Step.position, StepContact.id)
         ):
             by_run[sc.sequence_run_id].append(sc)
     return [

@@ -1,0 +1,206 @@
+"""Local stand-ins for the services Touchline talks to, speaking their real wire formats.
+
+`FakeTwilio` answers Twilio's Messages API (auth, form fields, status codes, error bodies);
+`Receiver` is any HTTP endpoint a webhook posts to. Both run a real HTTP server on
+127.0.0.1 in a thread and record every request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "f" * 32
+
+
+@dataclass
+class TwilioRequest:
+    path: str
+    headers: dict[str, str]
+    form: dict[str, list[str]]
+
+
+@dataclass
+class TwilioState:
+    requests: list[TwilioRequest] = field(default_factory=list)
+    # When set, requests are answered with this status and Twilio's body for it.
+    fail_with: int | None = None
+    # Statuses for the next requests, one each, before `fail_with` applies.
+    fail_next: list[int] = field(default_factory=list)
+
+
+def twilio_error(status: int, code: int, message: str, **extra: str) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+        **extra,
+    }
+
+
+class FakeTwilioServer(ThreadingHTTPServer):
+    state: TwilioState
+
+
+class FakeTwilioHandler(BaseHTTPRequestHandler):
+    server: FakeTwilioServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # Keep test output clean.
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        state = self.server.state
+        form = parse_qs(raw.decode("ascii"), keep_blank_values=True)
+        state.requests.append(TwilioRequest(self.path, dict(self.headers.items()), form))
+
+        expected_auth = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        if self.headers.get("Authorization") != expected_auth:
+            self._reply(
+                401,
+                twilio_error(
+                    401, 20003, "Authenticate", detail="Your AccountSid or AuthToken was incorrect."
+                ),
+            )
+            return
+        if self.path != f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json":
+            self._reply(
+                404, twilio_error(404, 20404, f"The requested resource {self.path} was not found")
+            )
+            return
+        if not self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            self._reply(400, twilio_error(400, 20001, "Unsupported Content-Type"))
+            return
+        failure = state.fail_next.pop(0) if state.fail_next else state.fail_with
+        if failure == 400:
+            to = form.get("To", [""])[0]
+            self._reply(400, twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to[:-4]}XXXX"))
+            return
+        if failure == 429:
+            self._reply(429, twilio_error(429, 20429, "Too Many Requests"))
+            return
+        if failure == 500:
+            self._reply(500, twilio_error(500, 20500, "Internal Server Error"))
+            return
+        sid = "SM" + secrets.token_hex(16)
+        self._reply(
+            201,
+            {
+                "account_sid": ACCOUNT_SID,
+                "api_version": "2010-04-01",
+                "body": form["Body"][0],
+                "date_created": "Thu, 24 Aug 2023 05:01:45 +0000",
+                "date_sent": None,
+                "date_updated": "Thu, 24 Aug 2023 05:01:45 +0000",
+                "direction": "outbound-api",
+                "error_code": None,
+                "error_message": None,
+                "from": form["From"][0],
+                "messaging_service_sid": None,
+                "num_media": "0",
+                "num_segments": "1",
+                "price": None,
+                "price_unit": "USD",
+                "sid": sid,
+                "status": "queued",
+                "subresource_uris": {
+                    "media": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}/Media.json"
+                },
+                "to": form["To"][0],
+                "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
+            },
+        )
+
+
+@contextmanager
+def running_twilio() -> Iterator[tuple[TwilioState, str]]:
+    """A running fake Twilio: (state, base_url)."""
+    server = FakeTwilioServer(("127.0.0.1", 0), FakeTwilioHandler)
+    server.state = TwilioState()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    try:
+        yield server.state, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@dataclass
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class ReceiverState:
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    status: int = 200
+    response_body: bytes = b'{"id": "remote-42"}'
+    content_type: str = "application/json"
+    # Seconds to wait before answering: a slow endpoint.
+    delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Statuses for the next requests, one each, before `status` applies.
+    status_next: list[int] = field(default_factory=list)
+
+
+class ReceiverServer(ThreadingHTTPServer):
+    state: ReceiverState
+
+
+class ReceiverHandler(BaseHTTPRequestHandler):
+    server: ReceiverServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # Keep test output clean.
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if state.delay:
+            time.sleep(state.delay)
+        with state.lock:
+            state.requests.append(ReceivedRequest(self.path, dict(self.headers.items()), raw))
+            status = state.status_next.pop(0) if state.status_next else state.status
+        self.send_response(status)
+        self.send_header("Content-Type", state.content_type)
+        self.send_header("Content-Length", str(len(state.response_body)))
+        self.end_headers()
+        self.wfile.write(state.response_body)
+
+
+@contextmanager
+def running_receiver() -> Iterator[tuple[ReceiverState, str]]:
+    """A running receiver: (state, url)."""
+    server = ReceiverServer(("127.0.0.1", 0), ReceiverHandler)
+    server.state = ReceiverState()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01})
+    thread.start()
+    try:
+        yield server.state, f"http://127.0.0.1:{server.server_address[1]}/hooks/touchline?k=1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -1,0 +1,164 @@
+"""Real `touchline worker` processes sharing one database: exactly once, never lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from tests.fakes import running_receiver
+from tests.helpers import Api, make_channel, make_sequence
+from touchline.config import Settings
+from touchline.db import frozen_clock, unit_of_work, utc_now
+from touchline.engine.worker import Worker
+from touchline.models import Message, StepContact
+
+TOUCHLINE = str(Path(sys.executable).parent / "touchline")
+
+
+def _due_contacts(api: Api, worker: Worker, sequence_id: str, count: int) -> None:
+    """Enroll `count` contacts whose first step is already due (processed a minute ago)."""
+    to = [{"phone": f"+1415555{i:04d}"} for i in range(count)]
+    response = api.post(f"/v1/sequences/{sequence_id}/contacts", json={"to": to})
+    assert response.status_code == 202, response.text
+    with frozen_clock(utc_now() - timedelta(minutes=1)):
+        assert worker.run_job()
+
+
+@contextmanager
+def workers(settings: Settings, count: int, **env: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    environment = {
+        **os.environ,
+        "TOUCHLINE_DATABASE_URL": settings.database_url,
+        "TOUCHLINE_WORKER_POLL_SECONDS": "0.05",
+        "TOUCHLINE_WORKER_BATCH_SIZE": "50",
+        "TOUCHLINE_LOG_LEVEL": "warning",
+        **env,
+    }
+    procs = [
+        subprocess.Popen([TOUCHLINE, "worker"], env=environment, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            if proc.stderr:
+                proc.stderr.close()
+
+
+def _counts(app: FastAPI) -> dict[str, Any]:
+    with unit_of_work(app.state.sessions) as session:
+        statuses = dict(
+            session.execute(
+                select(StepContact.status, func.count()).group_by(StepContact.status)
+            ).all()
+        )
+        return {
+            "statuses": statuses,
+            "open": sum(statuses.get(s, 0) for s in ("pending", "active", "inactive")),
+            "messages": session.scalar(select(func.count()).select_from(Message)),
+            "claimed_twice": session.scalar(
+                select(func.count()).select_from(StepContact).where(StepContact.attempts > 1)
+            ),
+        }
+
+
+def _wait_until_done(app: FastAPI, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = _counts(app)
+        if counts["open"] == 0:
+            return counts
+        time.sleep(0.2)
+    raise AssertionError(f"step contacts still open after {timeout}s: {_counts(app)}")
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    return [proc.wait(timeout=30) for proc in procs]
+
+
+def test_two_workers_process_every_step_contact_exactly_once(
+    api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    steps = [{"title": f"Step {i}", "body": "Hi {{first_name}}"} for i in range(2)]
+    sequence = make_sequence(api, steps)
+    _due_contacts(api, worker, sequence["id"], 1000)
+    with workers(settings, 2) as procs:
+        counts = _wait_until_done(app, timeout=120)
+        assert _stop(procs) == [0, 0]
+    # 1000 contacts x 2 steps, each finished once with one message, none claimed twice.
+    assert counts["statuses"] == {"finished": 2000}
+    assert counts["messages"] == 2000
+    assert counts["claimed_twice"] == 0
+
+
+def test_a_killed_worker_loses_nothing_and_sends_each_message_once(
+    api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    with running_receiver() as (receiver, url):
+        receiver.delay = 0.02  # slow enough that the kill lands mid-batch
+        channel = make_channel(
+            api, provider="webhook", provider_config={"url": url, "secret": "s3cret"}
+        )
+        sequence = make_sequence(api, [{"title": "Only", "body": "Hi"}], channel_id=channel["id"])
+        _due_contacts(api, worker, sequence["id"], 300)
+        with workers(settings, 1, TOUCHLINE_WORKER_LEASE_SECONDS="2") as [victim]:
+            deadline = time.monotonic() + 60
+            while len(receiver.requests) < 60 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+        in_flight = _counts(app)["statuses"].get("active", 0)
+        assert in_flight > 0, "the kill should have left claimed step contacts behind"
+        with workers(settings, 1, TOUCHLINE_WORKER_LEASE_SECONDS="2") as procs:
+            counts = _wait_until_done(app, timeout=120)
+            assert _stop(procs) == [0]
+    assert counts["statuses"] == {"finished": 300}
+    assert counts["messages"] == 300
+    keys = [r.headers["Idempotency-Key"] for r in receiver.requests]
+    # Every step contact's message arrived, each under its one message id; only the batch
+    # in flight at the kill may have been delivered twice, with the same key both times.
+    with unit_of_work(app.state.sessions) as session:
+        message_ids = {str(i) for i in session.scalars(select(Message.id))}
+    assert set(keys) == message_ids
+    assert len(keys) - len(set(keys)) <= in_flight
+
+
+def test_sigterm_finishes_the_batch_in_hand_and_exits(
+    api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    with running_receiver() as (receiver, url):
+        receiver.delay = 0.02
+        channel = make_channel(
+            api, provider="webhook", provider_config={"url": url, "secret": "s3cret"}
+        )
+        sequence = make_sequence(api, [{"title": "Only", "body": "Hi"}], channel_id=channel["id"])
+        _due_contacts(api, worker, sequence["id"], 200)
+        with workers(settings, 1) as procs:
+            deadline = time.monotonic() + 60
+            while not receiver.requests and time.monotonic() < deadline:
+                time.sleep(0.01)
+            started = time.monotonic()
+            assert _stop(procs) == [0]
+            assert time.monotonic() - started < 10
+    counts = _counts(app)
+    # Stopped between batches: nothing left claimed, and what it sent is settled.
+    assert counts["statuses"].get("active", 0) == 0
+    assert counts["statuses"]["finished"] == counts["messages"] > 0
+    assert counts["statuses"]["pending"] == 200 - counts["messages"]
