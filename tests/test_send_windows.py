@@ -9,7 +9,7 @@ from tests.helpers import Api, contact_sequences, enroll, make_channel, make_seq
 from touchline.engine.worker import Worker
 
 QUIET_ON = {"support_sms_quiet_hours": {"enabled": True, "use_contact_timezone": True}}
-TWO_STEPS = [
+TWO_STEPS: list[dict[str, Any]] = [
     {"title": "First", "body": "Hi"},
     {"title": "Second", "body": "Again", "schedule_options": {"days": 1}},
 ]
