@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -175,11 +175,11 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.contacts.routes import router as contacts
     from touchline.enrollment.routes import jobs_router
     from touchline.enrollment.routes import router as enrollment
+    from touchline.messaging.routes import router as messaging
     from touchline.runs.routes import router as runs
     from touchline.sequences.routes import router as sequences
 
-    for router in (contacts, channels, enrollment, runs, sequences, jobs_router):
+    for router in (contacts, channels, enrollment, runs, sequences, jobs_router, messaging):
         app.include_router(router)
 
 
-Handler = Callable[[Request], Awaitable[Any]]

@@ -194,6 +194,36 @@ def move(
     return enter_step(session, new_run, target_sequence, target_step, contact, now, now)
 
 
+def mark_responded(
+    sc: StepContact, run: SequenceRun, step: Step, on_response: str, now: datetime
+) -> None:
+    """The contact replied while in this step; `on_response: remove` ends the run (unless a
+    worker is sending the step right now: it owns the row until it settles it)."""
+    if not sc.responded:
+        sc.responded = True
+        step.responses += 1
+    sc.updated_at = now
+    run.updated_at = now
+    if on_response == "remove" and sc.status != "active":
+        finish_step_contact(sc, run, "responded", now)
+
+
+def mark_unsubscribed(sc: StepContact, run: SequenceRun, step: Step, now: datetime) -> None:
+    """The contact opted out of the step's channel; the worker makes its next send inactive."""
+    if not sc.unsubscribed:
+        sc.unsubscribed = True
+        step.unsubscribes += 1
+    sc.updated_at = now
+    run.updated_at = now
+
+
+def reactivate(sc: StepContact, run: SequenceRun, now: datetime) -> None:
+    """An inactive contact may receive the step again (it opted back in): due at once."""
+    set_status(sc, "pending", now)
+    sc.scheduled_at = now
+    run.updated_at = now
+
+
 def mark_inactive(sc: StepContact, run: SequenceRun, now: datetime) -> None:
     set_status(sc, "inactive", now)
     run.updated_at = now

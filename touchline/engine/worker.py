@@ -37,6 +37,7 @@ from touchline.engine.claims import claim_job, claim_step_contacts
 from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
+from touchline.messaging.links import rewrite_links
 from touchline.messaging.templates import contact_variables, render
 from touchline.models import (
     Channel,
@@ -48,6 +49,7 @@ from touchline.models import (
     SequenceRun,
     Step,
     StepContact,
+    TrackedLink,
 )
 
 log = logging.getLogger("touchline.worker")
@@ -276,7 +278,15 @@ class Worker:
                 continue
             message = loaded.messages.get(sc.id)
             if message is None:
-                message = self._write_message(sc, loaded.steps[sc.step_id], contact, channel, now)
+                message = self._write_message(
+                    session,
+                    sc,
+                    loaded.steps[sc.step_id],
+                    loaded.sequences[sc.sequence_id],
+                    contact,
+                    channel,
+                    now,
+                )
                 session.add(message)
             sends.append(
                 _Send(
@@ -298,11 +308,18 @@ class Worker:
         return sends
 
     def _write_message(
-        self, sc: StepContact, step: Step, contact: Contact, channel: Channel, now: datetime
+        self,
+        session: Session,
+        sc: StepContact,
+        step: Step,
+        sequence: Sequence,
+        contact: Contact,
+        channel: Channel,
+        now: datetime,
     ) -> Message:
         variables = contact_variables(contact)
         to = contact.phone if channel.type == "sms" else contact.email
-        return Message(
+        message = Message(
             id=uuid.uuid4(),
             organization_id=sc.organization_id,
             direction="OUTBOUND",
@@ -319,11 +336,25 @@ class Worker:
             created_at=now,
             updated_at=now,
         )
+        if (sequence.settings or {}).get("link_tracking"):
+            message.body, links = rewrite_links(message.body, self.settings.public_url)
+            session.add_all(
+                TrackedLink(
+                    organization_id=sc.organization_id,
+                    token=token,
+                    url=url,
+                    step_contact_id=sc.id,
+                    message_id=message.id,
+                    created_at=now,
+                )
+                for url, token in links
+            )
+        return message
 
     def _status_callback_url(self, channel: Channel) -> str | None:
         if channel.provider != "twilio":
             return None
-        return f"{self.settings.public_url.rstrip('/')}/v1/providers/twilio/status"
+        return f"{self.settings.public_url.rstrip('/')}/webhooks/twilio/status"
 
     # ------------------------------------------------------------------ sending
 

@@ -1,0 +1,214 @@
+"""Messages as the API lists them, and what comes back: replies, opt-outs, delivery status,
+link clicks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from touchline.channels.service import find_channel
+from touchline.contacts.service import set_opt_in
+from touchline.engine import progress
+from touchline.errors import NotFound, ValidationFailed
+from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
+from touchline.models import (
+    OPEN_STEP_CONTACT_STATUSES,
+    Channel,
+    Contact,
+    Message,
+    Sequence,
+    SequenceRun,
+    Step,
+    StepContact,
+    TrackedLink,
+)
+from touchline.sequences.service import settings_of
+from touchline.validation import normalize_email, normalize_phone
+
+STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START"})
+
+
+def message_out(m: Message) -> MessageOut:
+    return MessageOut(
+        id=m.id,
+        direction=m.direction,
+        channel_id=m.channel_id,
+        contact_id=m.contact_id,
+        step_id=m.step_id,
+        step_contact_id=m.step_contact_id,
+        to=m.to_address,
+        from_=m.from_address,
+        body=m.body,
+        subject=m.subject,
+        delivery_status=m.delivery_status,
+        provider_message_id=m.provider_message_id,
+        error=m.error,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+    )
+
+
+def list_messages(
+    session: Session, org_id: uuid.UUID, query: MessageListQuery
+) -> tuple[list[Message], int]:
+    conditions = [Message.organization_id == org_id]
+    for column, value in (
+        (Message.contact_id, query.contact_id),
+        (Message.sequence_id, query.sequence_id),
+        (Message.step_id, query.step_id),
+        (Message.direction, query.direction),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    total = session.scalar(select(func.count()).select_from(Message).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Message)
+        .where(*conditions)
+        .order_by(Message.created_at.desc(), Message.id)
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return list(rows), total
+
+
+def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str) -> Contact | None:
+    try:
+        normalized = normalize_phone(address) if channel.type == "sms" else normalize_email(address)
+    except ValueError:
+        return None
+    column = Contact.phone if channel.type == "sms" else Contact.email
+    return session.scalars(
+        select(Contact)
+        .where(Contact.organization_id == org_id, column == normalized)
+        .order_by(Contact.created_at)
+        .limit(1)
+    ).first()
+
+
+def receive(
+    session: Session,
+    org_id: uuid.UUID,
+    data: InboundMessage,
+    now: datetime,
+    provider_message_id: str | None = None,
+) -> Message:
+    """Record a message a contact sent to one of our channels, and act on it.
+
+    A STOP word opts the contact out of the channel; START opts back in; anything else is
+    a reply: the contact's open step contacts on that channel are marked `responded` and
+    their sequences' `on_response` applies.
+    """
+    channel = find_channel(session, org_id, data.to)
+    if channel is None:
+        raise ValidationFailed("No channel has this address", field="to")
+    contact = _sender(session, org_id, channel, data.from_)
+    message = Message(
+        organization_id=org_id,
+        direction="INBOUND",
+        channel_id=channel.id,
+        contact_id=contact.id if contact else None,
+        to_address=channel.address,
+        from_address=data.from_,
+        body=data.body,
+        delivery_status="delivered",
+        provider_message_id=provider_message_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    if contact is not None:
+        keyword = data.body.strip().upper()
+        if keyword in STOP_WORDS:
+            _opt_out(session, org_id, contact, channel, now)
+        elif keyword in START_WORDS:
+            _opt_in(session, org_id, contact, channel, now)
+        else:
+            _reply(session, contact, channel, now)
+    session.flush()
+    return message
+
+
+def _open_on_channel(
+    session: Session, contact: Contact, channel: Channel
+) -> list[tuple[StepContact, SequenceRun, Step, Sequence]]:
+    rows = session.execute(
+        select(StepContact, SequenceRun, Step, Sequence)
+        .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
+        .join(Step, Step.id == StepContact.step_id)
+        .join(Sequence, Sequence.id == StepContact.sequence_id)
+        .where(
+            StepContact.contact_id == contact.id,
+            StepContact.channel_id == channel.id,
+            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+        )
+    ).all()
+    return [(sc, run, step, sequence) for sc, run, step, sequence in rows]
+
+
+def _reply(session: Session, contact: Contact, channel: Channel, now: datetime) -> None:
+    for sc, run, step, sequence in _open_on_channel(session, contact, channel):
+        progress.mark_responded(sc, run, step, settings_of(sequence).on_response, now)
+
+
+def _opt_out(
+    session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
+) -> None:
+    set_opt_in(session, org_id, contact.id, channel.id, opt_in=False)
+    for sc, run, step, _sequence in _open_on_channel(session, contact, channel):
+        progress.mark_unsubscribed(sc, run, step, now)
+
+
+def _opt_in(
+    session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
+) -> None:
+    set_opt_in(session, org_id, contact.id, channel.id, opt_in=True)
+    for sc, run, _step, _sequence in _open_on_channel(session, contact, channel):
+        if sc.status == "inactive" and not contact.blocked:
+            progress.reactivate(sc, run, now)
+
+
+def update_delivery(
+    session: Session, provider_message_id: str, status: str, error: str | None, now: datetime
+) -> Message | None:
+    """A provider reported a delivery status; returns the message, or None if unknown."""
+    message = session.scalars(
+        select(Message).where(
+            Message.provider_message_id == provider_message_id, Message.direction == "OUTBOUND"
+        )
+    ).first()
+    if message is None:
+        return None
+    if status == "delivered" and message.delivery_status != "delivered":
+        message.delivery_status = "delivered"
+    elif status == "failed" and message.delivery_status != "failed":
+        message.delivery_status = "failed"
+        message.error = error
+        if message.step_id is not None:
+            step = session.get(Step, message.step_id)
+            if step is not None:
+                step.failed_deliveries += 1
+    message.updated_at = now
+    session.flush()
+    return message
+
+
+def follow_link(session: Session, token: str, now: datetime) -> str:
+    """Record a click on a tracked link and return where it goes."""
+    link = session.scalars(select(TrackedLink).where(TrackedLink.token == token)).first()
+    if link is None:
+        raise NotFound("Unknown link")
+    link.clicks += 1
+    if link.step_contact_id is not None:
+        sc = session.get(StepContact, link.step_contact_id)
+        if sc is not None:
+            sc.clicked_link = True
+            sc.updated_at = now
+            step = session.get(Step, sc.step_id)
+            if step is not None:
+                step.link_clicks += 1
+    session.flush()
+    return link.url
