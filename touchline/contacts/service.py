@@ -48,17 +48,22 @@ def find_existing(session: Session, org_id: uuid.UUID, data: ContactFields) -> C
 
 
 def _apply(session: Session, contact: Contact, data: ContactFields) -> None:
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
-    if "phone" in changes and changes["phone"] != contact.phone:
+    if data.phone and data.phone != contact.phone:
         taken = session.scalar(
             select(Contact.id).where(
                 Contact.organization_id == contact.organization_id,
-                Contact.phone == changes["phone"],
+                Contact.phone == data.phone,
                 Contact.id != contact.id,
             )
         )
         if taken is not None:
             raise Conflict("Another contact has this phone", field="phone")
+    apply_changes(contact, data)
+
+
+def apply_changes(contact: Contact, data: ContactFields) -> None:
+    """Copy the fields a client set onto the contact (no uniqueness check: see `_apply`)."""
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "state" in changes:
         changes.setdefault("blocked", changes["state"] == "blocked")
     elif changes.get("blocked") is True:

@@ -8,6 +8,7 @@ the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -57,14 +58,18 @@ def start_run(
     contact: Contact,
     channel_id: uuid.UUID | None,
     now: datetime,
+    previous: Iterable[SequenceRun] | None = None,
 ) -> SequenceRun:
-    previous = session.scalars(
-        select(SequenceRun).where(
-            SequenceRun.sequence_id == sequence.id,
-            SequenceRun.contact_id == contact.id,
-            SequenceRun.is_latest.is_(True),
-        )
-    ).all()
+    """A new run, which becomes the contact's latest in the sequence. `previous`: the
+    contact's earlier runs there when the caller has them loaded (else they are read)."""
+    if previous is None:
+        previous = session.scalars(
+            select(SequenceRun).where(
+                SequenceRun.sequence_id == sequence.id,
+                SequenceRun.contact_id == contact.id,
+                SequenceRun.is_latest.is_(True),
+            )
+        ).all()
     for old in previous:
         old.is_latest = False
     max_time = SequenceSettings.model_validate(sequence.settings).max_time

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.channels.service import find_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
-from touchline.contacts.service import find_existing, get_contact, upsert_contact
+from touchline.contacts.service import apply_changes, find_existing, get_contact
 from touchline.engine import progress
 from touchline.enrollment.schemas import (
     ContactRef,
@@ -95,6 +95,78 @@ def _result(
     ).model_dump(mode="json")
 
 
+class _Known:
+    """What one enrollment job knows of the organization's contacts and of the sequence,
+    read with a few IN queries up front so that each input costs no round trip."""
+
+    def __init__(self, session: Session, org_id: uuid.UUID, inputs: list[ContactInput]) -> None:
+        self.session = session
+        self.org_id = org_id
+        self.by: dict[str, dict[str, Contact]] = {"phone": {}, "external_id": {}, "email": {}}
+        for key, column in (
+            ("phone", Contact.phone),
+            ("external_id", Contact.external_id),
+            ("email", Contact.email),
+        ):
+            values = list({v for i in inputs if (v := getattr(i, key))})
+            for chunk in _chunks(values):
+                for contact in session.scalars(
+                    select(Contact)
+                    .where(Contact.organization_id == org_id, column.in_(chunk))
+                    .order_by(Contact.created_at.desc())
+                ):
+                    # Newest first, so the oldest match is the one left in the map.
+                    self.by[key][getattr(contact, key)] = contact
+        self.open: dict[uuid.UUID, StepContact] = {}
+        self.runs: dict[uuid.UUID, list[SequenceRun]] = {}
+
+    def contact_for(self, data: ContactInput) -> tuple[Contact | None, str | None]:
+        """The contact an input refers to (dedupe rules of POST /v1/contacts), created if
+        none matches; or None and why it cannot be used."""
+        contact = next(
+            (
+                self.by[key][value]
+                for key in ("phone", "external_id", "email")
+                if (value := getattr(data, key)) and value in self.by[key]
+            ),
+            None,
+        )
+        if contact is None:
+            contact = Contact(id=uuid.uuid4(), organization_id=self.org_id, properties={})
+            self.session.add(contact)
+        elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
+            return None, "another contact has this phone"
+        apply_changes(contact, data)
+        for key in ("phone", "external_id", "email"):
+            value = getattr(contact, key)
+            if value:
+                self.by[key].setdefault(value, contact)
+        return contact, None
+
+    def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[Contact]) -> None:
+        ids = list({c.id for c in contacts})
+        for chunk in _chunks(ids):
+            for sc in self.session.scalars(
+                select(StepContact).where(
+                    StepContact.sequence_id == sequence_id,
+                    StepContact.contact_id.in_(chunk),
+                    StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+                )
+            ):
+                self.open[sc.contact_id] = sc
+            for run in self.session.scalars(
+                select(SequenceRun).where(
+                    SequenceRun.sequence_id == sequence_id, SequenceRun.contact_id.in_(chunk)
+                )
+            ):
+                self.runs.setdefault(run.contact_id, []).append(run)
+
+
+def _chunks(values: list[Any], size: int = 900) -> list[list[Any]]:
+    # Keeps IN lists well under SQLite's bound-parameter limit.
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
 def _describe(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'contact'}: "
@@ -118,88 +190,92 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
     channel_id = uuid.UUID(payload["channel_id"]) if payload.get("channel_id") else None
     start = datetime.fromisoformat(payload["schedule_at"]) if payload.get("schedule_at") else now
     start = max(start, now)
-    settings = settings_of(sequence)
-    results: list[dict[str, Any]] = []
-    for index, raw in enumerate(payload["inputs"]):
+    channel = progress.step_channel(session, target, SequenceRun(channel_id=channel_id), sequence)
+
+    parsed: list[ContactInput | str] = []
+    for raw in payload["inputs"]:
         try:
-            data = ContactInput.model_validate(raw)
+            parsed.append(ContactInput.model_validate(raw))
         except ValidationError as exc:
-            results.append(_result(index, None, "invalid", _describe(exc)))
-            continue
-        contact, _created = upsert_contact(session, job.organization_id, data)
-        run_probe = SequenceRun(channel_id=channel_id)
-        channel = progress.step_channel(session, target, run_probe, sequence)
-        if not _has_address(channel, contact):
-            results.append(
-                _result(
-                    index,
-                    contact,
-                    "skipped_no_address",
-                    f"no {channel.type if channel else ''} address",
-                )
-            )
-            continue
-        results.append(
-            _enroll_one(session, index, sequence, target, contact, channel_id, start, now, settings)
-        )
-        session.flush()
+            parsed.append(_describe(exc))
+    results: list[dict[str, Any]] = []
+    # Everything each input needs is loaded up front; the inserts go out in one flush.
+    with session.no_autoflush:
+        known = _Known(session, job.organization_id, [p for p in parsed if not isinstance(p, str)])
+        resolved: list[tuple[int, Contact | None, str | None]] = []
+        for index, item in enumerate(parsed):
+            if isinstance(item, str):
+                resolved.append((index, None, item))
+            else:
+                resolved.append((index, *known.contact_for(item)))
+        known.load_sequence_state(sequence.id, [c for _, c, _ in resolved if c is not None])
+        enroll = _Enroller(session, known, sequence, target, channel_id, start, now)
+        for index, contact, problem in resolved:
+            if contact is None:
+                results.append(_result(index, None, "invalid", problem))
+            elif not _has_address(channel, contact):
+                kind = channel.type if channel else ""
+                results.append(_result(index, contact, "skipped_no_address", f"no {kind} address"))
+            else:
+                results.append(enroll.one(index, contact))
     job.results = results
     job.processed = len(results)
 
 
-def _enroll_one(
-    session: Session,
-    index: int,
-    sequence: Sequence,
-    target: Step,
-    contact: Contact,
-    channel_id: uuid.UUID | None,
-    start: datetime,
-    now: datetime,
-    settings: Any,
-) -> dict[str, Any]:
-    open_sc = _open_step_contact(session, sequence.id, contact.id)
-    if open_sc is not None:
-        if open_sc.step_id == target.id and open_sc.status != "active":
-            run = session.get_one(SequenceRun, open_sc.sequence_run_id)
-            progress.reschedule(session, open_sc, run, sequence, target, contact, start, now)
-            return _result(index, contact, "reprocessed")
-        return _result(index, contact, "ignored_active", "already in this sequence")
-    runs = (
-        session.scalar(
-            select(func.count())
-            .select_from(SequenceRun)
-            .where(SequenceRun.sequence_id == sequence.id, SequenceRun.contact_id == contact.id)
-        )
-        or 0
-    )
-    if runs and settings.on_re_add == "exclude":
-        return _result(
-            index, contact, "excluded", "was in this sequence before (on_re_add: exclude)"
-        )
-    if (
-        settings.max_contact_sequence_runs is not None
-        and runs >= settings.max_contact_sequence_runs
-    ):
-        return _result(index, contact, "capped", "max_contact_sequence_runs reached")
-    if settings.max_add_per_time is not None and settings.max_add_time is not None:
-        recent = (
-            session.scalar(
-                select(func.count())
-                .select_from(SequenceRun)
-                .where(
-                    SequenceRun.sequence_id == sequence.id,
-                    SequenceRun.contact_id == contact.id,
-                    SequenceRun.created_at > now - timedelta(seconds=settings.max_add_time),
+class _Enroller:
+    """The SPEC 4.5 rules for one contact, against what `_Known` loaded."""
+
+    def __init__(
+        self,
+        session: Session,
+        known: _Known,
+        sequence: Sequence,
+        target: Step,
+        channel_id: uuid.UUID | None,
+        start: datetime,
+        now: datetime,
+    ) -> None:
+        self.session, self.known = session, known
+        self.sequence, self.target, self.channel_id = sequence, target, channel_id
+        self.start, self.now = start, now
+        self.settings = settings_of(sequence)
+
+    def one(self, index: int, contact: Contact) -> dict[str, Any]:
+        known, settings, now = self.known, self.settings, self.now
+        open_sc = known.open.get(contact.id)
+        if open_sc is not None:
+            if open_sc.step_id == self.target.id and open_sc.status != "active":
+                run = self.session.get_one(SequenceRun, open_sc.sequence_run_id)
+                progress.reschedule(
+                    self.session, open_sc, run, self.sequence, self.target, contact, self.start, now
                 )
+                return _result(index, contact, "reprocessed")
+            return _result(index, contact, "ignored_active", "already in this sequence")
+        runs = known.runs.get(contact.id, [])
+        if runs and settings.on_re_add == "exclude":
+            return _result(
+                index, contact, "excluded", "was in this sequence before (on_re_add: exclude)"
             )
-            or 0
+        cap = settings.max_contact_sequence_runs
+        if cap is not None and len(runs) >= cap:
+            return _result(index, contact, "capped", "max_contact_sequence_runs reached")
+        if settings.max_add_per_time is not None and settings.max_add_time is not None:
+            since = now - timedelta(seconds=settings.max_add_time)
+            if sum(r.created_at > since for r in runs) >= settings.max_add_per_time:
+                return _result(index, contact, "capped", "max_add_per_time reached")
+        run = progress.start_run(
+            self.session,
+            self.sequence,
+            contact,
+            self.channel_id,
+            now,
+            previous=[r for r in runs if r.is_latest],
         )
-        if recent >= settings.max_add_per_time:
-            return _result(index, contact, "capped", "max_add_per_time reached")
-    run = progress.start_run(session, sequence, contact, channel_id, now)
-    progress.enter_step(session, run, sequence, target, contact, start, now)
-    return _result(index, contact, "added")
+        known.runs.setdefault(contact.id, []).append(run)
+        known.open[contact.id] = progress.enter_step(
+            self.session, run, self.sequence, self.target, contact, self.start, now
+        )
+        return _result(index, contact, "added")
 
 
 def accept_removal(
