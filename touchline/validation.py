@@ -22,6 +22,20 @@ def normalize_phone(value: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def phone_for_lookup(value: str) -> str:
+    """A phone as a filter or lookup gives it, in E.164 when it can be read as a number.
+
+    An unencoded `+` in a query string arrives as a space, so digits alone are tried with a
+    `+` in front before the value is taken as written (and then matches nothing).
+    """
+    for candidate in (value, "+" + value.strip()):
+        try:
+            return normalize_phone(candidate)
+        except ValueError:
+            continue
+    return value
+
+
 def normalize_email(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized

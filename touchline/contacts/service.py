@@ -18,7 +18,7 @@ from touchline.contacts.schemas import (
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
-from touchline.validation import normalize_email, normalize_phone
+from touchline.validation import normalize_email, phone_for_lookup
 
 
 def get_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
@@ -112,7 +112,7 @@ def search_contacts(
     if query.email:
         conditions.append(Contact.email == _normalized(query.email, normalize_email))
     if query.phone:
-        conditions.append(Contact.phone == _normalized(query.phone, normalize_phone))
+        conditions.append(Contact.phone == phone_for_lookup(query.phone))
     if query.external_id:
         conditions.append(Contact.external_id == query.external_id)
     total = session.scalar(select(func.count()).select_from(Contact).where(*conditions)) or 0

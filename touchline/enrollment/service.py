@@ -41,7 +41,7 @@ from touchline.models import (
     StepContact,
 )
 from touchline.sequences.service import get_sequence, get_step, live_steps, settings_of
-from touchline.validation import normalize_email, normalize_phone
+from touchline.validation import normalize_email, phone_for_lookup
 
 
 def _refuse_unless_active(sequence: Sequence) -> None:
@@ -209,7 +209,9 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
             else:
                 resolved.append((index, *known.contact_for(item)))
         known.load_sequence_state(sequence.id, [c for _, c, _ in resolved if c is not None])
-        enroll = _Enroller(session, known, sequence, target, channel_id, start, now)
+        # The run records the channel it starts on, `from` or the start step's own.
+        run_channel_id = channel.id if channel is not None else channel_id
+        enroll = _Enroller(session, known, sequence, target, run_channel_id, start, now)
         for index, contact, problem in resolved:
             if contact is None:
                 results.append(_result(index, None, "invalid", problem))
@@ -307,7 +309,7 @@ def _find_contact(session: Session, org_id: uuid.UUID, ref: ContactRef) -> Conta
         session,
         org_id,
         ContactFields.model_construct(
-            phone=_or_none(normalize_phone, ref.phone),
+            phone=phone_for_lookup(ref.phone) if ref.phone else None,
             external_id=ref.external_id,
             email=_or_none(normalize_email, ref.email),
         ),

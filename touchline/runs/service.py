@@ -18,7 +18,7 @@ from touchline.runs.schemas import (
     SequenceContactsQuery,
     StepContactOut,
 )
-from touchline.validation import normalize_phone
+from touchline.validation import phone_for_lookup
 
 
 def _status_condition(status: str) -> ColumnElement[bool]:
@@ -86,11 +86,7 @@ def list_runs(
 ) -> tuple[list[RunOut], int]:
     conditions: list[ColumnElement[bool]] = [SequenceRun.sequence_id == sequence_id]
     if query.phone:
-        try:
-            phone = normalize_phone(query.phone)
-        except ValueError:
-            phone = query.phone
-        conditions.append(Contact.phone == phone)
+        conditions.append(Contact.phone == phone_for_lookup(query.phone))
     if query.status:
         conditions.append(SequenceRun.status == query.status)
     if query.channel_id:
