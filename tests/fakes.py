@@ -204,3 +204,90 @@ def running_receiver() -> Iterator[tuple[ReceiverState, str]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@dataclass
+class SmtpMail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: Any  # email.message.EmailMessage
+    authenticated: bool
+
+
+@dataclass
+class SmtpState:
+    mails: list[SmtpMail] = field(default_factory=list)
+    # When set, MAIL FROM is refused until the client logged in with these.
+    login: tuple[str, str] | None = None
+
+
+class _SmtpHandler:
+    def __init__(self, state: SmtpState) -> None:
+        self.state = state
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if self.state.login is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        from email import message_from_bytes, policy
+
+        self.state.mails.append(
+            SmtpMail(
+                mail_from=envelope.mail_from,
+                rcpt_tos=list(envelope.rcpt_tos),
+                message=message_from_bytes(envelope.original_content, policy=policy.default),
+                authenticated=bool(session.authenticated),
+            )
+        )
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def running_smtp(login: tuple[str, str] | None = None) -> Iterator[tuple[SmtpState, int]]:
+    """A running SMTP server (aiosmtpd) on 127.0.0.1: (state, port). With `login`, it
+    offers AUTH without TLS and accepts mail only from a client that logged in so."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    class EphemeralPortController(Controller):
+        # Bound to port 0 so tests never race for a "free" port; the real one is read
+        # back before Controller connects to itself to check it is up.
+        def _trigger_server(self) -> None:
+            assert isinstance(self.server, asyncio.Server)
+            self.port = self.server.sockets[0].getsockname()[1]
+            super()._trigger_server()  # type: ignore[no-untyped-call]
+
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        ok = (
+            login is not None
+            and isinstance(data, LoginPassword)
+            and (data.login, data.password) == (login[0].encode(), login[1].encode())
+        )
+        return AuthResult(success=ok, handled=False)
+
+    state = SmtpState(login=login)
+    auth: dict[str, Any] = (
+        {"authenticator": check, "auth_require_tls": False} if login is not None else {}
+    )
+    controller = EphemeralPortController(
+        _SmtpHandler(state),
+        hostname="127.0.0.1",
+        port=0,
+        # Skips aiosmtpd's getfqdn(), which can be slow without DNS.
+        server_hostname="mx.test",
+        ready_timeout=2.0,
+        **auth,
+    )
+    controller.start()
+    try:
+        yield state, controller.port
+    finally:
+        controller.stop()

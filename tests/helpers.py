@@ -111,3 +111,66 @@ def contact_sequences(api: Api, contact_id: str, **body: Any) -> dict[str, Any]:
     response = api.post(f"/v1/contacts/{contact_id}/sequences", json=body)
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+def assert_error(response: httpx.Response, status: int, *fields: str) -> list[dict[str, Any]]:
+    """Check Whippy's error envelope; `fields` (if given) are exactly the fields at fault."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"errors", "status"}, body
+    assert body["status"] == status, body
+    errors: list[dict[str, Any]] = body["errors"]
+    assert errors, body
+    assert all(isinstance(e["description"], str) and e["description"] for e in errors), body
+    if fields:
+        assert sorted(str(e.get("field")) for e in errors) == sorted(fields), body
+    return errors
+
+
+def engines_under_test() -> list[str]:
+    """The engines this session tests on, as conftest reads them (`TOUCHLINE_TEST_ENGINES`)."""
+    import os
+
+    names = os.environ.get("TOUCHLINE_TEST_ENGINES", "sqlite,postgresql").split(",")
+    return [name for name in names if name]
+
+
+def create_postgres_database(server_url: str) -> str:
+    """A new, empty database on the server of `server_url`; returns its URL.
+
+    For tests that need a schema of their own (migrations, separate processes) rather than
+    the session's shared tables.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from touchline.db import normalize_url
+
+    url = make_url(server_url)
+    name = f"touchline_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(
+        make_url(normalize_url(server_url)).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    # The URL as users write it (`postgresql://…`), not the driver-qualified one.
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(database_url: str) -> None:
+    """Drop a database made by `create_postgres_database`, closing what still uses it."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from touchline.db import normalize_url
+
+    url = make_url(normalize_url(database_url))
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

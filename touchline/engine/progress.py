@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from touchline.engine.schedule import NoSendWindowError
@@ -42,6 +43,25 @@ def next_step(session: Session, step: Step) -> Step | None:
         .order_by(Step.position)
         .limit(1)
     ).first()
+
+
+StepCounter = Literal[
+    "sent_messages", "failed_deliveries", "responses", "link_clicks", "unsubscribes"
+]
+
+
+def count(session: Session, step_id: uuid.UUID, counter: StepCounter, n: int = 1) -> None:
+    """Add to a step's analytics counter in the database itself.
+
+    Several workers and requests bump the same step at once; `UPDATE ... SET c = c + n`
+    serializes on the row, where reading the value and writing it back would lose counts.
+    """
+    session.execute(
+        update(Step)
+        .where(Step.id == step_id)
+        .values({counter: getattr(Step, counter) + n})
+        .execution_options(synchronize_session=False)
+    )
 
 
 def set_status(sc: StepContact, status: str, now: datetime) -> None:
@@ -200,24 +220,24 @@ def move(
 
 
 def mark_responded(
-    sc: StepContact, run: SequenceRun, step: Step, on_response: str, now: datetime
+    session: Session, sc: StepContact, run: SequenceRun, on_response: str, now: datetime
 ) -> None:
     """The contact replied while in this step; `on_response: remove` ends the run (unless a
     worker is sending the step right now: it owns the row until it settles it)."""
     if not sc.responded:
         sc.responded = True
-        step.responses += 1
+        count(session, sc.step_id, "responses")
     sc.updated_at = now
     run.updated_at = now
     if on_response == "remove" and sc.status != "active":
         finish_step_contact(sc, run, "responded", now)
 
 
-def mark_unsubscribed(sc: StepContact, run: SequenceRun, step: Step, now: datetime) -> None:
+def mark_unsubscribed(session: Session, sc: StepContact, run: SequenceRun, now: datetime) -> None:
     """The contact opted out of the step's channel; the worker makes its next send inactive."""
     if not sc.unsubscribed:
         sc.unsubscribed = True
-        step.unsubscribes += 1
+        count(session, sc.step_id, "unsubscribes")
     sc.updated_at = now
     run.updated_at = now
 

@@ -143,6 +143,10 @@ class _Known:
                 self.by[key].setdefault(value, contact)
         return contact, None
 
+    def run(self, run_id: uuid.UUID) -> SequenceRun:
+        # Runs this job created are not flushed yet, so they are looked up here, not read.
+        return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
+
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[Contact]) -> None:
         ids = list({c.id for c in contacts})
         for chunk in _chunks(ids):
@@ -247,7 +251,7 @@ class _Enroller:
         open_sc = known.open.get(contact.id)
         if open_sc is not None:
             if open_sc.step_id == self.target.id and open_sc.status != "active":
-                run = self.session.get_one(SequenceRun, open_sc.sequence_run_id)
+                run = known.run(open_sc.sequence_run_id)
                 progress.reschedule(
                     self.session, open_sc, run, self.sequence, self.target, contact, self.start, now
                 )

@@ -5,13 +5,14 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from touchline.channels.providers.twilio import TwilioConfig, validate_twilio_signature
 from touchline.db import unit_of_work, utc_now
 from touchline.deps import DbSession, OrgId, ReadSession
-from touchline.errors import TouchlineError
+from touchline.errors import TouchlineError, from_pydantic
 from touchline.messaging import service
 from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
 from touchline.models import Channel, Message
@@ -59,6 +60,9 @@ async def _twilio_form(request: Request) -> tuple[str, dict[str, str], str]:
 
 
 def _verified(channel: Channel, url: str, form: dict[str, str], signature: str) -> bool:
+    # A channel moved off Twilio keeps no auth token to check Twilio's late reports with.
+    if channel.provider != "twilio":
+        return False
     token = TwilioConfig.model_validate(channel.provider_config).auth_token
     return validate_twilio_signature(url, form, signature, token)
 
@@ -70,7 +74,13 @@ def _verified(channel: Channel, url: str, form: dict[str, str], signature: str) 
     description="Point a Twilio number's messaging webhook here. Verified by Twilio's "
     "X-Twilio-Signature against the channel's auth token; answers empty TwiML.",
     response_class=Response,
-    responses={200: {"content": {"text/xml": {}}}, 403: {"description": "Bad signature"}},
+    responses={
+        200: {
+            "description": "Empty TwiML",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        },
+        403: {"description": "Bad signature"},
+    },
 )
 async def twilio_inbound(request: Request) -> Response:
     url, form, signature = await _twilio_form(request)
@@ -85,9 +95,17 @@ async def twilio_inbound(request: Request) -> Response:
             channel = next((c for c in channels if _verified(c, url, form, signature)), None)
             if channel is None:
                 raise Forbidden()
-            data = InboundMessage.model_validate(
-                {"from": form.get("From", ""), "to": str(channel.id), "body": form.get("Body", "")}
-            )
+            try:
+                data = InboundMessage.model_validate(
+                    {
+                        "from": form.get("From", ""),
+                        "to": str(channel.id),
+                        "body": form.get("Body", ""),
+                    }
+                )
+            except ValidationError as exc:
+                # Signed but unusable (no sender, say): the caller's fault, not a crash.
+                raise from_pydantic(exc) from exc
             service.receive(
                 session, channel.organization_id, data, utc_now(), form.get("MessageSid")
             )

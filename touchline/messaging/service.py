@@ -21,7 +21,6 @@ from touchline.models import (
     Message,
     Sequence,
     SequenceRun,
-    Step,
     StepContact,
     TrackedLink,
 )
@@ -81,12 +80,22 @@ def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str)
     except ValueError:
         return None
     column = Contact.phone if channel.type == "sms" else Contact.email
-    return session.scalars(
+    contact = session.scalars(
         select(Contact)
         .where(Contact.organization_id == org_id, column == normalized)
         .order_by(Contact.created_at)
         .limit(1)
     ).first()
+    if contact is None and channel.type == "email":
+        # Mail clients send the local part in whatever case the person typed it; the
+        # exact (indexed) match above is the common case, this the rare fallback.
+        contact = session.scalars(
+            select(Contact)
+            .where(Contact.organization_id == org_id, func.lower(column) == normalized.lower())
+            .order_by(Contact.created_at)
+            .limit(1)
+        ).first()
+    return contact
 
 
 def receive(
@@ -134,11 +143,10 @@ def receive(
 
 def _open_on_channel(
     session: Session, contact: Contact, channel: Channel
-) -> list[tuple[StepContact, SequenceRun, Step, Sequence]]:
+) -> list[tuple[StepContact, SequenceRun, Sequence]]:
     rows = session.execute(
-        select(StepContact, SequenceRun, Step, Sequence)
+        select(StepContact, SequenceRun, Sequence)
         .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
-        .join(Step, Step.id == StepContact.step_id)
         .join(Sequence, Sequence.id == StepContact.sequence_id)
         .where(
             StepContact.contact_id == contact.id,
@@ -146,27 +154,27 @@ def _open_on_channel(
             StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
         )
     ).all()
-    return [(sc, run, step, sequence) for sc, run, step, sequence in rows]
+    return [(sc, run, sequence) for sc, run, sequence in rows]
 
 
 def _reply(session: Session, contact: Contact, channel: Channel, now: datetime) -> None:
-    for sc, run, step, sequence in _open_on_channel(session, contact, channel):
-        progress.mark_responded(sc, run, step, settings_of(sequence).on_response, now)
+    for sc, run, sequence in _open_on_channel(session, contact, channel):
+        progress.mark_responded(session, sc, run, settings_of(sequence).on_response, now)
 
 
 def _opt_out(
     session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
 ) -> None:
     set_opt_in(session, org_id, contact.id, channel.id, opt_in=False)
-    for sc, run, step, _sequence in _open_on_channel(session, contact, channel):
-        progress.mark_unsubscribed(sc, run, step, now)
+    for sc, run, _sequence in _open_on_channel(session, contact, channel):
+        progress.mark_unsubscribed(session, sc, run, now)
 
 
 def _opt_in(
     session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
 ) -> None:
     set_opt_in(session, org_id, contact.id, channel.id, opt_in=True)
-    for sc, run, _step, _sequence in _open_on_channel(session, contact, channel):
+    for sc, run, _sequence in _open_on_channel(session, contact, channel):
         if sc.status == "inactive" and not contact.blocked:
             progress.reactivate(sc, run, now)
 
@@ -188,9 +196,7 @@ def update_delivery(
         message.delivery_status = "failed"
         message.error = error
         if message.step_id is not None:
-            step = session.get(Step, message.step_id)
-            if step is not None:
-                step.failed_deliveries += 1
+            progress.count(session, message.step_id, "failed_deliveries")
     message.updated_at = now
     session.flush()
     return message
@@ -207,8 +213,6 @@ def follow_link(session: Session, token: str, now: datetime) -> str:
         if sc is not None:
             sc.clicked_link = True
             sc.updated_at = now
-            step = session.get(Step, sc.step_id)
-            if step is not None:
-                step.link_clicks += 1
+            progress.count(session, sc.step_id, "link_clicks")
     session.flush()
     return link.url
