@@ -37,8 +37,10 @@ def phone_for_lookup(value: str) -> str:
 
 
 def normalize_email(value: str) -> str:
+    """The address in lower case: mail systems treat it case-blind in practice, and
+    contacts are deduplicated by it."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        return validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise ValueError(f"email is not valid: {exc}") from exc
 

@@ -15,9 +15,9 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from touchline.engine.schedule import NoSendWindowError
+from touchline.engine.schedule import NoSendWindowError, earliest_allowed
 from touchline.engine.states import FinishReason, check_transition
-from touchline.engine.windows import due_at
+from touchline.engine.windows import due_at, rules_for
 from touchline.models import Channel, Contact, Sequence, SequenceRun, Step, StepContact
 from touchline.sequences.schemas import SequenceSettings
 
@@ -242,10 +242,25 @@ def mark_unsubscribed(session: Session, sc: StepContact, run: SequenceRun, now: 
     run.updated_at = now
 
 
-def reactivate(sc: StepContact, run: SequenceRun, now: datetime) -> None:
-    """An inactive contact may receive the step again (it opted back in): due at once."""
+def reactivate(
+    session: Session,
+    sc: StepContact,
+    run: SequenceRun,
+    sequence: Sequence,
+    step: Step,
+    contact: Contact,
+    now: datetime,
+) -> None:
+    """An inactive contact may receive the step again (it opted back in): its wait is over,
+    so it is due at the first moment the send windows allow."""
+    channel = step_channel(session, step, run, sequence)
+    rules = rules_for(SequenceSettings.model_validate(sequence.settings), channel, contact)
+    try:
+        scheduled = earliest_allowed(now, rules)
+    except NoSendWindowError:
+        return
     set_status(sc, "pending", now)
-    sc.scheduled_at = now
+    sc.scheduled_at = scheduled
     run.updated_at = now
 
 

@@ -21,6 +21,7 @@ from touchline.models import (
     Message,
     Sequence,
     SequenceRun,
+    Step,
     StepContact,
     TrackedLink,
 )
@@ -174,9 +175,10 @@ def _opt_in(
     session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
 ) -> None:
     set_opt_in(session, org_id, contact.id, channel.id, opt_in=True)
-    for sc, run, _sequence in _open_on_channel(session, contact, channel):
+    for sc, run, sequence in _open_on_channel(session, contact, channel):
         if sc.status == "inactive" and not contact.blocked:
-            progress.reactivate(sc, run, now)
+            step = session.get_one(Step, sc.step_id)
+            progress.reactivate(session, sc, run, sequence, step, contact, now)
 
 
 def update_delivery(
