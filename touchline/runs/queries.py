@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Integer, Select, String, Uuid, and_, bindparam, func, literal, select, true
+from sqlalchemy.orm import Session
 
 from touchline.models import Contact, Sequence, SequenceRun, Step, StepContact
 from touchline.runs.schemas import ContactSequencesQuery
@@ -27,23 +28,28 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def contact_sequences_statement(
-    org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
-) -> Select[Any]:
+@lru_cache(maxsize=8)
+def _statement(by_sequence: bool, by_contact_status: bool, by_sequence_status: bool) -> Select[Any]:
+    """The statement for one combination of filters, values left as bound parameters.
+
+    Built once per combination: putting the statement together costs far more than running
+    it (milliseconds against a fraction of one), and SQLAlchemy reuses its compiled form.
+    """
     run, seq = SequenceRun.__table__, Sequence.__table__
-    cur, last = aliased(StepContact), aliased(StepContact)
-    cur_step, last_step, nxt = aliased(Step), aliased(Step), aliased(Step)
+    cur, last = StepContact.__table__.alias("cur"), StepContact.__table__.alias("last_done")
+    cur_step, last_step = Step.__table__.alias("cur_step"), Step.__table__.alias("last_step")
+    nxt = Step.__table__.alias("next_step")
     conditions = [
-        run.c.contact_id == contact_id,
+        run.c.contact_id == bindparam("contact_id", type_=Uuid()),
         run.c.is_latest == true(),
-        run.c.organization_id == org_id,
+        run.c.organization_id == bindparam("organization_id", type_=Uuid()),
     ]
-    if query.sequence_id is not None:
-        conditions.append(run.c.sequence_id == query.sequence_id)
-    if query.sequence_status is not None:
-        conditions.append(seq.c.status == query.sequence_status)
-    if query.contact_status is not None:
-        conditions.append(cur.status == query.contact_status)
+    if by_sequence:
+        conditions.append(run.c.sequence_id == bindparam("sequence_id", type_=Uuid()))
+    if by_sequence_status:
+        conditions.append(seq.c.status == bindparam("sequence_status", type_=String()))
+    if by_contact_status:
+        conditions.append(cur.c.status == bindparam("contact_status", type_=String()))
     matches = (
         select(
             run.c.sequence_id,
@@ -53,33 +59,33 @@ def contact_sequences_statement(
             run.c.status.label("run_status"),
             run.c.created_at.label("run_created_at"),
             run.c.updated_at.label("run_updated_at"),
-            cur.status.label("cur_status"),
-            cur.scheduled_at.label("cur_scheduled_at"),
-            cur.updated_at.label("cur_updated_at"),
-            cur_step.id.label("cur_step_id"),
-            cur_step.title.label("cur_step_title"),
-            cur_step.position.label("cur_step_position"),
-            last_step.id.label("last_step_id"),
-            last_step.title.label("last_step_title"),
-            last_step.position.label("last_step_position"),
-            last.completed_at.label("last_completed_at"),
-            nxt.id.label("next_step_id"),
-            nxt.title.label("next_step_title"),
-            nxt.position.label("next_step_position"),
+            cur.c.status.label("cur_status"),
+            cur.c.scheduled_at.label("cur_scheduled_at"),
+            cur.c.updated_at.label("cur_updated_at"),
+            cur_step.c.id.label("cur_step_id"),
+            cur_step.c.title.label("cur_step_title"),
+            cur_step.c.position.label("cur_step_position"),
+            last_step.c.id.label("last_step_id"),
+            last_step.c.title.label("last_step_title"),
+            last_step.c.position.label("last_step_position"),
+            last.c.completed_at.label("last_completed_at"),
+            nxt.c.id.label("next_step_id"),
+            nxt.c.title.label("next_step_title"),
+            nxt.c.position.label("next_step_position"),
         )
         .select_from(run)
         .join(seq, seq.c.id == run.c.sequence_id)
-        .join(cur, cur.id == run.c.current_step_contact_id)
-        .join(cur_step, cur_step.id == cur.step_id)
-        .outerjoin(last, last.id == run.c.last_completed_step_contact_id)
-        .outerjoin(last_step, last_step.id == last.step_id)
+        .join(cur, cur.c.id == run.c.current_step_contact_id)
+        .join(cur_step, cur_step.c.id == cur.c.step_id)
+        .outerjoin(last, last.c.id == run.c.last_completed_step_contact_id)
+        .outerjoin(last_step, last_step.c.id == last.c.step_id)
         .outerjoin(
             nxt,
             and_(
                 run.c.status == "active",
-                nxt.sequence_id == run.c.sequence_id,
-                nxt.position == cur_step.position + 1,
-                nxt.deleted_at.is_(None),
+                nxt.c.sequence_id == run.c.sequence_id,
+                nxt.c.position == cur_step.c.position + 1,
+                nxt.c.deleted_at.is_(None),
             ),
         )
         .where(*conditions)
@@ -89,8 +95,8 @@ def contact_sequences_statement(
     page = (
         select(matches)
         .order_by(matches.c.run_updated_at.desc(), matches.c.sequence_id)
-        .limit(query.limit)
-        .offset(query.offset)
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(bindparam("offset", type_=Integer()))
         .subquery("page")
     )
     contact = Contact.__table__
@@ -99,16 +105,51 @@ def contact_sequences_statement(
     return (
         select(total.label("total"), page)
         .select_from(contact.outerjoin(page, literal(True)))
-        .where(contact.c.id == contact_id, contact.c.organization_id == org_id)
+        .where(
+            contact.c.id == bindparam("contact_id", type_=Uuid()),
+            contact.c.organization_id == bindparam("organization_id", type_=Uuid()),
+        )
         .order_by(page.c.run_updated_at.desc(), page.c.sequence_id)
     )
+
+
+def _parameters(
+    org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
+) -> tuple[Select[Any], dict[str, Any]]:
+    statement = _statement(
+        query.sequence_id is not None,
+        query.contact_status is not None,
+        query.sequence_status is not None,
+    )
+    params: dict[str, Any] = {
+        "organization_id": org_id,
+        "contact_id": contact_id,
+        "limit": query.limit,
+        "offset": query.offset,
+    }
+    if query.sequence_id is not None:
+        params["sequence_id"] = query.sequence_id
+    if query.contact_status is not None:
+        params["contact_status"] = query.contact_status
+    if query.sequence_status is not None:
+        params["sequence_status"] = query.sequence_status
+    return statement, params
+
+
+def contact_sequences_statement(
+    org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
+) -> Select[Any]:
+    """The List Contact Sequences statement with its values bound (for EXPLAIN and tools)."""
+    statement, params = _parameters(org_id, contact_id, query)
+    return statement.params(params)
 
 
 def contact_sequences(
     session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
 ) -> tuple[list[dict[str, Any]], int] | None:
     """The page and the total, or None when the contact is not the organization's."""
-    rows = session.execute(contact_sequences_statement(org_id, contact_id, query)).all()
+    statement, params = _parameters(org_id, contact_id, query)
+    rows = session.execute(statement, params).all()
     if not rows:
         return None
     total = rows[0].total
