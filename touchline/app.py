@@ -178,8 +178,8 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.messaging.routes import router as messaging
     from touchline.runs.routes import router as runs
     from touchline.sequences.routes import router as sequences
+    from touchline.webhooks.routes import router as webhooks
 
     for router in (contacts, channels, enrollment, runs, sequences, jobs_router, messaging):
         app.include_router(router)
-
-
+    app.include_router(webhooks)

@@ -137,7 +137,8 @@ def worker(
             w.close()
         typer.echo(
             f"jobs: {summary.jobs}, sent: {summary.sent}, inactive: {summary.inactive}, "
-            f"failed: {summary.failed}, retrying: {summary.retried}, expired: {summary.expired}"
+            f"failed: {summary.failed}, retrying: {summary.retried}, expired: {summary.expired}, "
+            f"webhooks: {summary.webhooks}"
         )
         return
     run_forever(w, settings.worker_poll_seconds)

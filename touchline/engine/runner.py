@@ -26,6 +26,9 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
             busy = (
                 worker.run_job() or worker.expire_runs() > 0 or worker.run_batch().step_contacts > 0
             )
+            # Every round, not only when the engine is idle: a steady flow of step contacts
+            # must not starve webhook deliveries.
+            busy = worker.deliver_webhooks() > 0 or busy
         except Exception:
             log.exception("worker pass failed; retrying after a pause")
             busy = False

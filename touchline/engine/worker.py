@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from touchline.models import (
     StepContact,
     TrackedLink,
 )
+from touchline.webhooks.delivery import deliver_due
 
 log = logging.getLogger("touchline.worker")
 
@@ -65,6 +67,7 @@ class PassSummary:
     failed: int = 0
     retried: int = 0
     expired: int = 0
+    webhooks: int = 0
 
     def add(self, other: PassSummary) -> None:
         for name in self.__dataclass_fields__:
@@ -147,6 +150,10 @@ def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     return loaded
 
 
+def _removes_on_response(sequence: Sequence) -> bool:
+    return bool((sequence.settings or {}).get("on_response", "remove") == "remove")
+
+
 class Worker:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.sessions = sessions
@@ -164,7 +171,8 @@ class Worker:
     # ------------------------------------------------------------------ the loop
 
     def run_once(self, now: datetime | None = None) -> PassSummary:
-        """Everything due at `now` (default: the clock): jobs, then step contacts."""
+        """Everything due at `now` (default: the clock): jobs, step contacts, then webhook
+        deliveries (last, so that a slow receiver never delays a send)."""
         summary = PassSummary()
         with frozen_clock(now):
             while self.run_job():
@@ -174,7 +182,14 @@ class Worker:
                 batch = self.run_batch()
                 summary.add(batch)
                 if batch.step_contacts == 0:
-                    return summary
+                    break
+            while delivered := self.deliver_webhooks():
+                summary.webhooks += delivered
+            return summary
+
+    def deliver_webhooks(self) -> int:
+        """Send one batch of due webhook deliveries; returns how many were handled."""
+        return deliver_due(self.sessions, self._http)
 
     def run_job(self) -> bool:
         at = utc_now()
@@ -185,7 +200,11 @@ class Worker:
             return False
         try:
             with unit_of_work(self.sessions) as session:
-                job = session.get_one(Job, job_id)
+                # Holding the job's row while it runs keeps other workers' claims (FOR
+                # UPDATE SKIP LOCKED) off it even once its lease has run out.
+                job = session.get_one(Job, job_id, with_for_update=True)
+                if job.status != "running":
+                    return True  # another worker finished it meanwhile
                 JOB_HANDLERS[job.kind](session, job, at)
                 job.status, job.finished_at, job.locked_until = "done", at, None
         except TouchlineError as exc:
@@ -260,11 +279,16 @@ class Worker:
         sends: list[_Send] = []
         for sc in loaded.step_contacts:
             run = loaded.runs[sc.sequence_run_id]
+            sequence = loaded.sequences[sc.sequence_id]
             contact = loaded.contacts[sc.contact_id]
             channel = loaded.channels.get(sc.channel_id) if sc.channel_id else None
             if run.expires_at is not None and run.expires_at <= now:
                 progress.finish_step_contact(sc, run, "expired", now)
                 summary.expired += 1
+                continue
+            if sc.responded and _removes_on_response(sequence):
+                # Replied while this send waited for a retry: the reply ends the run.
+                progress.finish_step_contact(sc, run, "responded", now)
                 continue
             if (
                 channel is None
@@ -282,7 +306,7 @@ class Worker:
                     session,
                     sc,
                     loaded.steps[sc.step_id],
-                    loaded.sequences[sc.sequence_id],
+                    sequence,
                     contact,
                     channel,
                     now,
@@ -402,11 +426,14 @@ class Worker:
         now: datetime,
         summary: PassSummary,
     ) -> None:
+        # Analytics are added up per step and written once each, as in-database increments.
+        counts: Counter[tuple[uuid.UUID, progress.StepCounter]] = Counter()
         for sc in loaded.step_contacts:
             result = results[sc.id]
             message = loaded.messages[sc.id]
             run = loaded.runs[sc.sequence_run_id]
             step = loaded.steps[sc.step_id]
+            sequence = loaded.sequences[sc.sequence_id]
             message.attempts += 1
             message.updated_at = now
             still_ours = sc.status == "active"
@@ -415,13 +442,17 @@ class Worker:
                 message.provider_message_id = result.provider_message_id
                 message.error = None
                 message.next_attempt_at = None
-                step.sent_messages += 1
-                if still_ours:
+                counts[(step.id, "sent_messages")] += 1
+                if still_ours and sc.responded and _removes_on_response(sequence):
+                    # The contact replied while this message was on its way: it went out,
+                    # and the reply ends the run instead of the next step.
+                    progress.finish_step_contact(sc, run, "responded", now)
+                elif still_ours:
                     progress.complete_and_advance(
                         session,
                         sc,
                         run,
-                        loaded.sequences[sc.sequence_id],
+                        sequence,
                         loaded.following(step),
                         loaded.contacts[sc.contact_id],
                         now,
@@ -439,7 +470,9 @@ class Worker:
                 message.delivery_status = "failed"
                 message.error = str(result)
                 message.next_attempt_at = None
-                step.failed_deliveries += 1
+                counts[(step.id, "failed_deliveries")] += 1
                 if still_ours:
                     progress.finish_step_contact(sc, run, "failed", now)
                 summary.failed += 1
+        for (step_id, counter), n in counts.items():
+            progress.count(session, step_id, counter, n)

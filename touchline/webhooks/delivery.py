@@ -1,0 +1,218 @@
+"""Sending queued webhook deliveries: claim, POST outside any transaction, record.
+
+Like the step-contact queue, the table is the queue: a short transaction leases a batch of
+due rows (`locked_until`), the requests go out with no transaction open, and a second short
+transaction records each answer and an attempt row. A worker that dies in between leaves
+leased rows that come back when the lease runs out, so a delivery can arrive twice; its
+`request_id` is the same every time, for receivers to deduplicate on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from touchline.db import unit_of_work, utc_now
+from touchline.engine.schedule import retry_backoff
+from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from touchline.signing import SIGNATURE_HEADER, sign_payload
+
+log = logging.getLogger("touchline.webhooks")
+
+# Attempts before a delivery is given up as `failed` (30 s doubling: the last retry comes
+# about 1 h 3 min after the first try).
+MAX_ATTEMPTS = 8
+# Per request; module-level so an operator (or a test) can lower it. A receiver that needs
+# longer should answer 2xx at once and do its work afterwards.
+DELIVERY_TIMEOUT_SECONDS = 5.0
+# How much of a failing receiver's answer the log keeps.
+ERROR_SNIPPET_CHARS = 300
+USER_AGENT = "Touchline-Webhooks/1"
+
+
+@dataclass(frozen=True)
+class _Due:
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    url: str
+    secret: str
+    active: bool
+    payload: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    at: datetime
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def deliver_due(sessions: sessionmaker[Session], http: httpx.Client, limit: int = 100) -> int:
+    """Send up to `limit` due deliveries; returns how many were handled (0: none due)."""
+    now = utc_now()
+    # Long enough for every request of the batch to time out one after the other.
+    lease = now + timedelta(seconds=60 + limit * 3 * DELIVERY_TIMEOUT_SECONDS)
+    with unit_of_work(sessions) as session:
+        due = _claim(session, now, lease, limit)
+    if not due:
+        return 0
+    outcomes: dict[uuid.UUID, _Outcome] = {}
+    # A receiver that timed out once in this batch is not tried again until its retry: a
+    # hung endpoint with a backlog costs one timeout per batch, not one per delivery.
+    hung: set[uuid.UUID] = set()
+    for d in due:
+        if d.active and d.subscription_id not in hung:
+            outcomes[d.id] = outcome = _post(http, d)
+            if outcome.timed_out:
+                hung.add(d.subscription_id)
+    with unit_of_work(sessions) as session:
+        _record(session, due, outcomes, lease)
+    return len(due)
+
+
+def _claim(session: Session, now: datetime, lease: datetime, limit: int) -> list[_Due]:
+    picked = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until <= now),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [
+        row[0]
+        for row in session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(picked.scalar_subquery()))
+            .values(locked_until=lease)
+            .returning(WebhookDelivery.id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+    if not ids:
+        return []
+    rows = session.execute(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.subscription_id,
+            WebhookSubscription.url,
+            WebhookSubscription.secret,
+            WebhookSubscription.active,
+            WebhookDelivery.payload,
+        )
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(WebhookDelivery.id.in_(ids))
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+    ).all()
+    return [_Due(*row) for row in rows]
+
+
+def _post(http: httpx.Client, due: _Due) -> _Outcome:
+    body = due.payload.encode("utf-8")
+    at = utc_now()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: sign_payload(due.secret, body, int(at.timestamp())),
+    }
+    started = time.monotonic()
+    status: int | None = None
+    error: str | None = None
+    timed_out = False
+    try:
+        # Streamed so that a receiver answering with a huge body costs only the snippet.
+        with http.stream(
+            "POST", due.url, content=body, headers=headers, timeout=DELIVERY_TIMEOUT_SECONDS
+        ) as response:
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}" + _snippet(response)
+    except httpx.HTTPError as exc:
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except Exception as exc:  # A bad endpoint must never take the worker down.
+        log.exception("webhook delivery %s raised unexpectedly", due.id)
+        error = f"{type(exc).__name__}: {exc}"
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return _Outcome(status, error, duration_ms, at, timed_out)
+
+
+def _snippet(response: httpx.Response) -> str:
+    read = b""
+    for chunk in response.iter_bytes():
+        read += chunk
+        if len(read) >= ERROR_SNIPPET_CHARS:
+            break
+    text = read.decode("utf-8", "replace").strip()
+    if not text:
+        return ""
+    return ": " + (text[:ERROR_SNIPPET_CHARS] + "..." if len(text) > ERROR_SNIPPET_CHARS else text)
+
+
+def _record(
+    session: Session, due: list[_Due], outcomes: dict[uuid.UUID, _Outcome], lease: datetime
+) -> None:
+    rows = {
+        d.id: d
+        for d in session.scalars(
+            select(WebhookDelivery).where(
+                WebhookDelivery.id.in_([d.id for d in due]),
+                WebhookDelivery.status == "pending",
+            )
+        )
+    }
+    now = utc_now()
+    for item in due:
+        delivery = rows.get(item.id)
+        if delivery is None or delivery.locked_until != lease:
+            # Deleted with its subscription, or our lease ran out and another worker
+            # took the row over: its answer is the one to keep.
+            continue
+        delivery.locked_until = None
+        delivery.updated_at = now
+        outcome = outcomes.get(item.id)
+        if not item.active:
+            delivery.status = "failed"
+            delivery.last_error = "not sent: the webhook is inactive"
+            continue
+        if outcome is None:
+            # Held back after another delivery to the same webhook timed out.
+            delivery.next_attempt_at = now + retry_backoff(1)
+            delivery.last_error = "not sent: an earlier request to this webhook timed out"
+            continue
+        delivery.attempts += 1
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id,
+                attempt=delivery.attempts,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+                created_at=outcome.at,
+            )
+        )
+        delivery.last_status_code = outcome.status_code
+        delivery.last_error = outcome.error
+        if outcome.ok:
+            delivery.status = "delivered"
+            delivery.delivered_at = outcome.at
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            delivery.status = "failed"
+        else:
+            delivery.next_attempt_at = now + retry_backoff(delivery.attempts)

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.schemas import Data, Page, Pagination
+from touchline.webhooks import service
+from touchline.webhooks.schemas import (
+    DeliveryListQuery,
+    DeliveryOut,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookOut,
+    WebhookUpdate,
+)
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+@router.post(
+    "",
+    response_model=Data[WebhookCreated],
+    status_code=201,
+    summary="Create a webhook subscription",
+    description="Events are POSTed as `{data, event, request_id}` with an "
+    "`X-Touchline-Signature` header. The signing secret is in this response only.",
+)
+def create_webhook(body: WebhookCreate, session: DbSession, org: OrgId) -> Data[WebhookCreated]:
+    return Data(data=service.created_out(service.create_subscription(session, org, body)))
+
+
+@router.get("", response_model=Page[WebhookOut], summary="List webhook subscriptions")
+def list_webhooks(
+    query: Annotated[Pagination, Query()], session: ReadSession, org: OrgId
+) -> Page[WebhookOut]:
+    rows, total = service.list_subscriptions(session, org, query.limit, query.offset)
+    return Page(data=[service.subscription_out(s) for s in rows], total=total)
+
+
+@router.get("/{webhook_id}", response_model=Data[WebhookOut], summary="Get a webhook subscription")
+def get_webhook(webhook_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[WebhookOut]:
+    return Data(data=service.subscription_out(service.get_subscription(session, org, webhook_id)))
+
+
+@router.put(
+    "/{webhook_id}",
+    response_model=Data[WebhookOut],
+    summary="Update a webhook subscription",
+    description="Fields left out are kept. A new `secret` replaces the old one at once.",
+)
+def update_webhook(
+    webhook_id: uuid.UUID, body: WebhookUpdate, session: DbSession, org: OrgId
+) -> Data[WebhookOut]:
+    sub = service.update_subscription(session, org, webhook_id, body)
+    return Data(data=service.subscription_out(sub))
+
+
+@router.delete(
+    "/{webhook_id}",
+    response_model=Data[WebhookOut],
+    summary="Delete a webhook subscription",
+    description="Its pending deliveries are dropped and its delivery log is deleted.",
+)
+def delete_webhook(webhook_id: uuid.UUID, session: DbSession, org: OrgId) -> Data[WebhookOut]:
+    sub = service.delete_subscription(session, org, webhook_id)
+    return Data(data=service.subscription_out(sub))
+
+
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=Page[DeliveryOut],
+    summary="List a webhook's deliveries",
+    description="The delivery log, newest first: each event sent (or still to send) to this "
+    "subscription, with every attempt.",
+)
+def list_deliveries(
+    webhook_id: uuid.UUID,
+    query: Annotated[DeliveryListQuery, Query()],
+    session: ReadSession,
+    org: OrgId,
+) -> Page[DeliveryOut]:
+    rows, total = service.list_deliveries(session, org, webhook_id, query)
+    return Page(data=rows, total=total)

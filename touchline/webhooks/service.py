@@ -1,0 +1,166 @@
+"""Webhook subscriptions and their delivery log."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Sequence as Seq
+from typing import cast
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from touchline.errors import NotFound
+from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from touchline.webhooks.schemas import (
+    AttemptOut,
+    DeliveryListQuery,
+    DeliveryOut,
+    DeliveryStatus,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookOut,
+    WebhookUpdate,
+)
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def get_subscription(
+    session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID
+) -> WebhookSubscription:
+    sub = session.get(WebhookSubscription, subscription_id)
+    if sub is None or sub.organization_id != org_id:
+        raise NotFound("Webhook not found")
+    return sub
+
+
+def create_subscription(
+    session: Session, org_id: uuid.UUID, data: WebhookCreate
+) -> WebhookSubscription:
+    sub = WebhookSubscription(
+        organization_id=org_id,
+        url=data.url,
+        event_types=list(data.event_types),
+        active=data.active,
+        secret=data.secret or new_secret(),
+    )
+    session.add(sub)
+    session.flush()
+    return sub
+
+
+def update_subscription(
+    session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, data: WebhookUpdate
+) -> WebhookSubscription:
+    sub = get_subscription(session, org_id, subscription_id)
+    if data.url is not None:
+        sub.url = data.url
+    if data.event_types is not None:
+        sub.event_types = list(data.event_types)
+    if data.active is not None:
+        sub.active = data.active
+    if data.secret is not None:
+        sub.secret = data.secret
+    session.flush()
+    return sub
+
+
+def delete_subscription(
+    session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID
+) -> WebhookSubscription:
+    """Delete the subscription; its queued deliveries and log go with it (ON DELETE CASCADE)."""
+    sub = get_subscription(session, org_id, subscription_id)
+    session.delete(sub)
+    session.flush()
+    return sub
+
+
+def list_subscriptions(
+    session: Session, org_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[WebhookSubscription], int]:
+    condition = WebhookSubscription.organization_id == org_id
+    total = session.scalar(select(func.count()).select_from(WebhookSubscription).where(condition))
+    rows = session.scalars(
+        select(WebhookSubscription)
+        .where(condition)
+        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), total or 0
+
+
+def subscription_out(sub: WebhookSubscription) -> WebhookOut:
+    return WebhookOut(
+        id=sub.id,
+        url=sub.url,
+        event_types=list(sub.event_types),
+        active=sub.active,
+        created_at=sub.created_at,
+        updated_at=sub.updated_at,
+    )
+
+
+def created_out(sub: WebhookSubscription) -> WebhookCreated:
+    return WebhookCreated(**subscription_out(sub).model_dump(), secret=sub.secret)
+
+
+def list_deliveries(
+    session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, query: DeliveryListQuery
+) -> tuple[list[DeliveryOut], int]:
+    get_subscription(session, org_id, subscription_id)
+    conditions = [WebhookDelivery.subscription_id == subscription_id]
+    if query.status:
+        conditions.append(WebhookDelivery.status == query.status)
+    if query.event:
+        conditions.append(WebhookDelivery.event == query.event)
+    total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conditions))
+    rows = session.scalars(
+        select(WebhookDelivery)
+        .where(*conditions)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        .limit(query.limit)
+        .offset(query.offset)
+    ).all()
+    return deliveries_out(session, rows), total or 0
+
+
+def deliveries_out(session: Session, rows: Seq[WebhookDelivery]) -> list[DeliveryOut]:
+    """Deliveries with their attempts, read in one query for the page."""
+    attempts: dict[uuid.UUID, list[AttemptOut]] = {d.id: [] for d in rows}
+    if rows:
+        for a in session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
+        ):
+            attempts[a.delivery_id].append(
+                AttemptOut(
+                    attempt=a.attempt,
+                    status_code=a.status_code,
+                    error=a.error,
+                    duration_ms=a.duration_ms,
+                    created_at=a.created_at,
+                )
+            )
+    return [
+        DeliveryOut(
+            id=d.id,
+            event=d.event,
+            status=cast(DeliveryStatus, d.status),
+            attempts=d.attempts,
+            last_status_code=d.last_status_code,
+            last_error=d.last_error,
+            next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
+            delivered_at=d.delivered_at,
+            payload=json.loads(d.payload),
+            attempt_log=attempts[d.id],
+            created_at=d.created_at,
+            updated_at=d.updated_at,
+        )
+        for d in rows
+    ]
