@@ -550,18 +550,19 @@ def test_one_statement_whatever_the_number_of_sequences(
 
         return _statements_of(app, call)
 
-    one = listed(1)
+    def work(statements: list[str]) -> list[str]:
+        # The key lookup comes and goes with the key cache; BEGIN is SQLite's own.
+        return [s for s in statements if s.strip().upper() != "BEGIN" and "api_keys" not in s]
+
+    one = work(listed(1))
     for sequence_id in ids[1:]:
         r = api.post(f"/v1/sequences/{sequence_id}/contacts", json={"to": [ANN]})
         assert r.status_code == 202, r.text
     worker.run_once(T0 + timedelta(hours=1))
-    fifteen = listed(15)
-    assert len(fifteen) == len(one)
-    # Per request: the key lookup and one statement that reads the runs (SQLite also
-    # issues its own BEGIN).
-    work = [statement for statement in fifteen if statement.strip().upper() != "BEGIN"]
-    assert len(work) == 4, work
-    assert sum("sequence_runs" in statement for statement in work) == 2, work
+    fifteen = work(listed(15))
+    # Per request, one statement, reading the runs, for 1 sequence as for 15.
+    assert len(fifteen) == len(one) == 2, fifteen
+    assert all("sequence_runs" in statement for statement in fifteen), fifteen
 
 
 def _plan(app: FastAPI, statement: Any) -> str:

@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from touchline.auth.service import organization_for_key
+from touchline.auth.service import organization_for_key, recent_organization
 from touchline.errors import Unauthorized
 
 
@@ -43,16 +44,23 @@ _whippy_key = APIKeyHeader(name="X-WHIPPY-KEY", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _organization(
+def _lookup(factory: sessionmaker[Session], key: str) -> uuid.UUID | None:
+    with factory() as session:
+        return organization_for_key(session, key)
+
+
+async def _organization(
     request: Request,
     whippy_key: Annotated[str | None, Depends(_whippy_key)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> uuid.UUID:
+    # Async, so that a key seen moments ago costs neither a query nor a thread hop.
     key = whippy_key or (bearer.credentials if bearer else None)
     if not key:
         raise Unauthorized("Missing API key: send X-WHIPPY-KEY or Authorization: Bearer")
-    with request.app.state.read_sessions() as session:
-        org_id = organization_for_key(session, key)
+    org_id = recent_organization(key)
+    if org_id is None:
+        org_id = await run_in_threadpool(_lookup, request.app.state.read_sessions, key)
     if org_id is None:
         raise Unauthorized("Unknown or revoked API key")
     return org_id
