@@ -21,8 +21,8 @@ from touchline.contacts.schemas import ContactInput
 from touchline.contacts.service import upsert_contact
 from touchline.db import unit_of_work, utc_now
 from touchline.engine.worker import Worker
-from touchline.enrollment.schemas import EnrollRequest
-from touchline.enrollment.service import accept_enrollment
+from touchline.enrollment.schemas import EnrollRequest, RemoveRequest
+from touchline.enrollment.service import accept_enrollment, accept_removal
 from touchline.models import Contact
 from touchline.sequences.schemas import SequenceCreate, SequenceUpdate, StepCreate
 from touchline.sequences.service import create_sequence, create_step, update_sequence
@@ -40,13 +40,16 @@ class DemoInfo:
 
 
 # (name, phone, when to enroll in Onboarding, relative to now). The steps wait 0, 2 and
-# 3 days, so these land finished, at the last step, mid-way and not yet started.
+# 3 days, so these land finished, at the last step, mid-way, not yet started and removed.
 PEOPLE = (
     ("Ada Finished", "+14155550101", timedelta(days=-6)),
     ("Ben Laststep", "+14155550102", timedelta(days=-4)),
     ("Cara Midway", "+14155550103", timedelta(days=-1)),
     ("Dev Notstarted", "+14155550104", None),
+    ("Eli Removed", "+14155550105", timedelta(days=-3)),
 )
+# Eli is taken out of Onboarding a day after joining it.
+REMOVED = (PEOPLE[4][1], timedelta(days=-2))
 
 
 def create_demo(sessions: sessionmaker[Session], settings: Settings) -> DemoInfo:
@@ -142,6 +145,11 @@ def create_demo(sessions: sessionmaker[Session], settings: Settings) -> DemoInfo
                             {"to": [{"phone": phone}], "schedule_at": schedule_at}
                         ),
                     )
+        if tick == now + REMOVED[1]:
+            with unit_of_work(sessions) as session:
+                accept_removal(
+                    session, org_id, onboarding_id, RemoveRequest(contacts=[{"phone": REMOVED[0]}])
+                )
         worker.run_once(tick)
     worker.close()
     with unit_of_work(sessions) as session:
