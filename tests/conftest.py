@@ -54,6 +54,8 @@ def settings(database_url: str) -> Settings:
         public_url="http://touchline.test",
         worker_batch_size=50,
         max_body_bytes=4 * 1024 * 1024,
+        # Tests revoke keys and expect the next request refused (see test_auth_cache.py).
+        auth_cache_seconds=0,
     )
 
 

@@ -105,7 +105,9 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 @contextmanager
 def api_client(database_url: str) -> Iterator[TestClient]:
     """The API over the same database the commands wrote to."""
-    with TestClient(create_app(Settings(database_url=database_url))) as client:
+    with TestClient(
+        create_app(Settings(database_url=database_url, auth_cache_seconds=0))
+    ) as client:
         yield client
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from touchline.auth.cache import KeyCache
 from touchline.config import Settings, get_settings
 from touchline.db import make_engine, make_sessionmaker
 from touchline.errors import (
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, writer=False)
+    app.state.key_cache = KeyCache(settings.auth_cache_seconds)
 
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     # Requests per API key per interval; 0 turns rate limiting off.
     rate_limit_requests: int = Field(default=0, ge=0)
     rate_limit_interval_ms: int = Field(default=1000, ge=1)
+    # Seconds an API key that just authenticated is trusted without a query; a key
+    # revoked from another process keeps working that long at most. 0 turns it off.
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
     worker_batch_size: int = Field(default=100, ge=1, le=5000)
     worker_lease_seconds: int = Field(default=60, ge=1)
     worker_poll_seconds: float = Field(default=1.0, gt=0)

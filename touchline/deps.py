@@ -11,7 +11,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from touchline.auth.service import organization_for_key, recent_organization
+from touchline.auth.cache import KeyCache
+from touchline.auth.service import organization_for_key
 from touchline.errors import Unauthorized
 
 
@@ -58,11 +59,13 @@ async def _organization(
     key = whippy_key or (bearer.credentials if bearer else None)
     if not key:
         raise Unauthorized("Missing API key: send X-WHIPPY-KEY or Authorization: Bearer")
-    org_id = recent_organization(key)
+    cache: KeyCache = request.app.state.key_cache
+    org_id = cache.get(key)
     if org_id is None:
         org_id = await run_in_threadpool(_lookup, request.app.state.read_sessions, key)
-    if org_id is None:
-        raise Unauthorized("Unknown or revoked API key")
+        if org_id is None:
+            raise Unauthorized("Unknown or revoked API key")
+        cache.put(key, org_id)
     return org_id
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -47,7 +46,6 @@ def create_api_key(session: Session, organization_id: uuid.UUID, api_key: str | 
 
 def revoke_api_key(session: Session, prefix: str) -> int:
     """Revoke every live key starting with `prefix`; returns how many were revoked."""
-    _recent.clear()
     prefix = prefix[:PREFIX_LENGTH]
     result = session.execute(
         update(ApiKey)
@@ -58,27 +56,8 @@ def revoke_api_key(session: Session, prefix: str) -> int:
 
 
 def organization_for_key(session: Session, api_key: str) -> uuid.UUID | None:
-    org_id = session.scalar(
+    return session.scalar(
         select(ApiKey.organization_id).where(
             ApiKey.key_hash == hash_key(api_key), ApiKey.revoked_at.is_(None)
         )
     )
-    if org_id is not None:
-        _recent[hash_key(api_key)] = (org_id, time.monotonic() + KEY_CACHE_SECONDS)
-    return org_id
-
-
-# Keys that authenticated in the last few seconds, so that a busy client's requests do not
-# each pay a database round trip for the same answer. A revocation in this process clears
-# it at once; one made by another process (`touchline key revoke`) is seen within
-# KEY_CACHE_SECONDS.
-KEY_CACHE_SECONDS = 5.0
-_recent: dict[str, tuple[uuid.UUID, float]] = {}
-
-
-def recent_organization(api_key: str) -> uuid.UUID | None:
-    """The organization of a key that authenticated moments ago, without a query."""
-    entry = _recent.get(hash_key(api_key))
-    if entry is None or entry[1] < time.monotonic():
-        return None
-    return entry[0]
