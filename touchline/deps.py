@@ -13,19 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from touchline.auth.cache import KeyCache
 from touchline.auth.service import organization_for_key
+from touchline.db import unit_of_work
 from touchline.errors import Unauthorized
 
 
 def _session(factory: sessionmaker[Session]) -> Iterator[Session]:
-    session = factory()
-    try:
+    with unit_of_work(factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _write_session(request: Request) -> Iterator[Session]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -16,10 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from touchline.channels.providers.base import (
     OutboundMessage,
-    PermanentSendError,
     SendResult,
-    TransientSendError,
 )
+from touchline.channels.providers.http import json_object, post, raise_for_status
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -70,7 +68,7 @@ class TwilioProvider:
             # documented promise to deduplicate API requests on it.
             IDEMPOTENCY_HEADER: str(message.id),
         }
-        response = _post(
+        response = post(
             self._client,
             self.messages_url,
             timeout=self.config.timeout,
@@ -79,8 +77,8 @@ class TwilioProvider:
             headers=headers,
             auth=(self.config.account_sid, self.config.auth_token),
         )
-        payload = _json_object(response)
-        _raise_for_status(response, "Twilio", _twilio_error(payload))
+        payload = json_object(response)
+        raise_for_status(response, "Twilio", _twilio_error(payload))
         sid = payload.get("sid")
         # Twilio accepted the message; should the body be odd, failing here would only
         # make the caller retry a message that is already on its way.
@@ -102,58 +100,6 @@ def _twilio_error(payload: Mapping[str, Any]) -> str:
     if isinstance(code, int | str) and code != "":
         parts.append(f"(code {code})")
     return " ".join(parts)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@contextmanager
-def _client_for(client: httpx.Client | None, timeout: float) -> Iterator[httpx.Client]:
-    # A provider that kept a client of its own would need closing, and the Provider
-    # protocol has no place for that.
-    if client is not None:
-        yield client
-        return
-    with httpx.Client(timeout=timeout) as own:
-        yield own
-
-
-def _post(
-    client: httpx.Client | None,
-    url: str,
-    *,
-    timeout: float,
-    what: str,
-    content: bytes,
-    headers: Mapping[str, str],
-    auth: tuple[str, str],
-) -> httpx.Response:
-    try:
-        with _client_for(client, timeout) as http:
-            return http.post(url, content=content, headers=headers, auth=auth, timeout=timeout)
-    except httpx.UnsupportedProtocol as exc:
-        raise PermanentSendError(f"{what}: {exc}") from exc
-    except httpx.TransportError as exc:
-        # The request may or may not have arrived: retrying risks a duplicate SMS, but
-        # giving up risks a lost one, and the retry policy belongs to the caller.
-        raise TransientSendError(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-def _raise_for_status(response: httpx.Response, what: str, detail: str) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    text = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
-    if status == 429 or status >= 500:
-        raise TransientSendError(text)
-    # Other 4xx, and 3xx (httpx does not follow redirects by default): resending the
-    # same request would get the same answer.
-    raise PermanentSendError(text)
 
 
 def compute_twilio_signature(url: str, params: Mapping[str, str], auth_token: str) -> str:

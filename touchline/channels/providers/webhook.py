@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -14,10 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from touchline.channels.providers.base import (
     OutboundMessage,
-    PermanentSendError,
     SendResult,
-    TransientSendError,
 )
+from touchline.channels.providers.http import json_object, post, raise_for_status
 from touchline.signing import SIGNATURE_HEADER, sign_payload
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -69,57 +66,24 @@ class WebhookProvider:
             IDEMPOTENCY_HEADER: str(message.id),
             SIGNATURE_HEADER: sign_payload(self.config.secret, body, int(time.time())),
         }
-        try:
-            with _client_for(self._client, self.config.timeout) as http:
-                response = http.post(
-                    self.config.url, content=body, headers=headers, timeout=self.config.timeout
-                )
-        except httpx.UnsupportedProtocol as exc:
-            raise PermanentSendError(f"webhook: {exc}") from exc
-        except httpx.TransportError as exc:
-            # The request may or may not have arrived; a retry is safe because the
-            # receiver can deduplicate on the Idempotency-Key.
-            raise TransientSendError(f"webhook: {type(exc).__name__}: {exc}") from exc
-        _raise_for_status(response, "webhook", _error_snippet(response))
+        response = post(
+            self._client,
+            self.config.url,
+            timeout=self.config.timeout,
+            what="webhook",
+            content=body,
+            headers=headers,
+        )
+        raise_for_status(response, "webhook", _error_snippet(response))
         return SendResult(provider_message_id=_response_id(response))
 
 
 def _response_id(response: httpx.Response) -> str | None:
-    try:
-        data = response.json()
-    except ValueError:
-        return None
-    if isinstance(data, dict):
-        remote_id = data.get("id")
-        if isinstance(remote_id, str):
-            return remote_id
-    return None
+    remote_id = json_object(response).get("id")
+    return remote_id if isinstance(remote_id, str) else None
 
 
 def _error_snippet(response: httpx.Response) -> str:
     # Enough of the receiver's answer to debug with, not enough to flood a log line.
     text = response.text.strip()
     return text if len(text) <= 200 else text[:200] + "..."
-
-
-@contextmanager
-def _client_for(client: httpx.Client | None, timeout: float) -> Iterator[httpx.Client]:
-    # A provider that kept a client of its own would need closing, and the Provider
-    # protocol has no place for that.
-    if client is not None:
-        yield client
-        return
-    with httpx.Client(timeout=timeout) as own:
-        yield own
-
-
-def _raise_for_status(response: httpx.Response, what: str, detail: str) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    text = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
-    if status == 429 or status >= 500:
-        raise TransientSendError(text)
-    # Other 4xx, and 3xx (httpx does not follow redirects by default): resending the
-    # same request would get the same answer.
-    raise PermanentSendError(text)
