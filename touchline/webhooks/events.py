@@ -71,6 +71,7 @@ _QUIET: dict[type[Any], frozenset[str]] = {
 log = logging.getLogger("touchline.webhooks")
 
 _PENDING = "touchline.webhook_events"
+_SUBSCRIBED = "touchline.webhook_subscribed"
 _CHUNK = 500
 
 _Key = tuple[type[Any], uuid.UUID]
@@ -91,15 +92,43 @@ def _changed(obj: Any) -> bool:
     )
 
 
+def _subscribed(session: Session, orgs: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `orgs` have an active subscription, asked once per transaction.
+
+    Most organizations have none, and then a flush costs nothing more than this lookup:
+    no attribute histories are walked for objects nobody will hear about.
+    """
+    known: dict[uuid.UUID, bool] = session.info.setdefault(_SUBSCRIBED, {})
+    unknown = orgs - known.keys()
+    if unknown:
+        found = set(
+            session.connection()
+            .execute(
+                select(WebhookSubscription.organization_id).where(
+                    WebhookSubscription.organization_id.in_(unknown),
+                    WebhookSubscription.active.is_(True),
+                )
+            )
+            .scalars()
+        )
+        known.update((org, org in found) for org in unknown)
+    return {org for org in orgs if known[org]}
+
+
 def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
-    events: dict[_Key, tuple[Any, str]] | None = None
-    for obj in session.new:
-        if type(obj) in KINDS:
-            events = _pending(session) if events is None else events
+    new = [o for o in session.new if type(o) in KINDS]
+    dirty = [o for o in session.dirty if type(o) in KINDS]
+    if not new and not dirty:
+        return
+    subscribed = _subscribed(session, {o.organization_id for o in new + dirty})
+    if not subscribed:
+        return
+    events = _pending(session)
+    for obj in new:
+        if obj.organization_id in subscribed:
             events.setdefault((type(obj), obj.id), (obj, "created"))
-    for obj in session.dirty:
-        if type(obj) in KINDS and _changed(obj):
-            events = _pending(session) if events is None else events
+    for obj in dirty:
+        if obj.organization_id in subscribed and _changed(obj):
             events.setdefault((type(obj), obj.id), (obj, "updated"))
 
 
@@ -116,6 +145,7 @@ def _after_transaction_end(session: Session, transaction: SessionTransaction) ->
     # A rollback (or a close without commit) forgets what the transaction changed.
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+        session.info.pop(_SUBSCRIBED, None)
 
 
 def install() -> None:
