@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from touchline.auth.cache import KeyCache
+from touchline.auth.limits import RateLimiter
 from touchline.config import Settings, get_settings
 from touchline.db import make_engine, make_sessionmaker
 from touchline.errors import (
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             404: {"model": _error_model(), "description": "Unknown id"},
             413: {"model": _error_model(), "description": "Body too large"},
             422: {"model": _error_model(), "description": "Validation failed"},
+            429: {"model": _error_model(), "description": "Rate limited (see Retry-After)"},
         },
     )
     app.state.settings = settings
@@ -124,6 +126,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, writer=False)
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_requests, settings.rate_limit_interval_ms
+    )
 
     _install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

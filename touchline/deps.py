@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from touchline.auth.cache import KeyCache
+from touchline.auth.limits import RateLimiter
 from touchline.auth.service import organization_for_key
 from touchline.db import unit_of_work
 from touchline.errors import Unauthorized
@@ -60,6 +61,8 @@ async def _organization(
         if org_id is None:
             raise Unauthorized("Unknown or revoked API key")
         cache.put(key, org_id)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(key)
     return org_id
 
 

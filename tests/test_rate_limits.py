@@ -1,0 +1,37 @@
+"""Rate limiting per API key (SPEC 3): 429 with Retry-After once a key uses its window."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.helpers import Api, assert_error, make_org
+from touchline.app import create_app
+from touchline.config import Settings
+
+
+def test_a_key_past_its_limit_gets_429_until_the_window_ends(app: FastAPI) -> None:
+    settings = app.state.settings.model_dump() | {
+        "rate_limit_requests": 3,
+        "rate_limit_interval_ms": 800,
+    }
+    limited = create_app(Settings.model_validate(settings))
+    with TestClient(limited) as client:
+        api, other = make_org(limited, client), make_org(limited, client, "Other")
+        assert [api.get("/v1/contacts").status_code for _ in range(3)] == [200, 200, 200]
+        refused = api.get("/v1/contacts")
+        assert_error(refused, 429)
+        assert refused.headers["Retry-After"] == "1"  # whole seconds, rounded up
+        remaining = int(refused.headers["X-RateLimit-Remaining-Interval-Milliseconds"])
+        assert 0 < remaining <= 800
+        # Limits are per key: another organization is not held back.
+        assert other.get("/v1/contacts").status_code == 200
+        time.sleep(remaining / 1000 + 0.05)
+        assert api.get("/v1/contacts").status_code == 200
+    limited.state.engine.dispose()
+
+
+def test_no_limit_by_default(api: Api) -> None:
+    assert all(api.get("/v1/contacts").status_code == 200 for _ in range(30))
