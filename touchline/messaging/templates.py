@@ -55,7 +55,7 @@ def contact_variables(contact: Contact) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=8192)
 def _compiled(source: str) -> Template:
     # Compiling is most of a render's cost, and a batch sends the same few step bodies.
     return _env().from_string(source)
