@@ -77,12 +77,12 @@ def _begin(conn: Any) -> None:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        in_memory = make_url(url).database in (None, "", ":memory:")
+        # See below: one pooled connection per API thread, so none is reopened. (An
+        # in-memory database lives in one connection per thread and has no such pool.)
+        pool = {} if in_memory else {"pool_size": 40, "max_overflow": 10}
         engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            # See below: one pooled connection per API thread, so none is reopened.
-            pool_size=40,
-            max_overflow=10,
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
         event.listen(engine, "connect", _configure_sqlite)
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
