@@ -474,5 +474,7 @@ class Worker:
                 if still_ours:
                     progress.finish_step_contact(sc, run, "failed", now)
                 summary.failed += 1
-        for (step_id, counter), n in counts.items():
+        # In step-id order: workers whose batches share steps then lock them in the same
+        # order, where batch order made two settles deadlock on PostgreSQL.
+        for (step_id, counter), n in sorted(counts.items()):
             progress.count(session, step_id, counter, n)
