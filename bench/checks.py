@@ -131,7 +131,7 @@ def check_invariants(dataset: Dataset) -> None:
     if broken:
         raise AssertionError(f"{dataset.name}: invariants broken: {broken}")
     log(
-        f"{dataset.name}: {len(queries)} invariants hold "
+        f"{dataset.name}: {len(queries) + 1} invariants hold "
         f"({due:,} pending step contacts wait in draft or archived sequences)"
     )
 
