@@ -351,3 +351,13 @@ def add_database_arguments(parser: argparse.ArgumentParser, *, engines: bool = T
 
 def selected_engines(choice: str) -> list[Engine]:
     return list(ENGINES) if choice == "both" else [e for e in ENGINES if e == choice]
+
+
+def print_report(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], profiles: Sequence[str]
+) -> None:
+    """A benchmark's results: its title, the table, then any profiles."""
+    print(f"\n{title}\n")
+    print(table(headers, rows))
+    for profile in profiles:
+        print("\n" + profile)

@@ -43,11 +43,11 @@ from bench.common import (
     log,
     median,
     percentile,
+    print_report,
     raw_connect,
     real_server,
     selected_engines,
     spread,
-    table,
     touchline_env,
 )
 from bench.load import LoadResult, build_request, run_load
@@ -293,13 +293,13 @@ def main() -> None:
             rows += report_rows(engine, samples)
             if profile:
                 profiles.append(f"### {engine}: real server, concurrency 32\n\n{profile}")
-    print(
-        f"\nList Contact Sequences, {args.size:,} step contacts, medians of "
-        f"{args.repeats} repeats (latencies in ms)\n"
+    print_report(
+        f"List Contact Sequences, {args.size:,} step contacts, medians of "
+        f"{args.repeats} repeats (latencies in ms)",
+        HEADERS,
+        rows,
+        profiles,
     )
-    print(table(HEADERS, rows))
-    for profile in profiles:
-        print("\n" + profile)
 
 
 if __name__ == "__main__":

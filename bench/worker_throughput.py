@@ -36,10 +36,10 @@ from bench.common import (
     ensure_dataset,
     log,
     median,
+    print_report,
     raw_connect,
     selected_engines,
     spread,
-    table,
     worker_processes,
     working_copy,
 )
@@ -264,13 +264,13 @@ def main() -> None:
             rows += report_rows(engine, rounds)
             if profile:
                 profiles.append(f"### {engine}: one of two workers\n\n{profile}")
-    print(
-        f"\nWorker throughput, {args.size:,} step contacts, {args.due:,} due per round, "
-        f"batch size {args.batch_size}, medians of {args.repeats} repeats\n"
+    print_report(
+        f"Worker throughput, {args.size:,} step contacts, {args.due:,} due per round, "
+        f"batch size {args.batch_size}, medians of {args.repeats} repeats",
+        HEADERS,
+        rows,
+        profiles,
     )
-    print(table(HEADERS, rows))
-    for profile in profiles:
-        print("\n" + profile)
 
 
 if __name__ == "__main__":

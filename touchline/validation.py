@@ -45,6 +45,15 @@ def normalize_email(value: str) -> str:
         raise ValueError(f"email is not valid: {exc}") from exc
 
 
+def email_for_lookup(value: str) -> str:
+    """An email as a filter or lookup gives it: normalized when valid, else as written
+    (and then it matches nothing)."""
+    try:
+        return normalize_email(value)
+    except ValueError:
+        return value
+
+
 @lru_cache(maxsize=1)
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())

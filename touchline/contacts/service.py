@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from touchline.contacts.schemas import (
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
-from touchline.validation import normalize_email, phone_for_lookup
+from touchline.validation import email_for_lookup, phone_for_lookup
 
 
 def get_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
@@ -110,7 +110,7 @@ def search_contacts(
     if query.name:
         conditions.append(func.lower(Contact.name).contains(query.name.lower(), autoescape=True))
     if query.email:
-        conditions.append(Contact.email == _normalized(query.email, normalize_email))
+        conditions.append(Contact.email == email_for_lookup(query.email))
     if query.phone:
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
     if query.external_id:
@@ -124,14 +124,6 @@ def search_contacts(
         .offset(query.offset)
     ).all()
     return list(rows), total
-
-
-def _normalized(value: str, normalize: Callable[[str], str]) -> str:
-    # A filter value that is not a valid phone or email simply matches nothing as written.
-    try:
-        return normalize(value)
-    except ValueError:
-        return value
 
 
 def set_opt_in(

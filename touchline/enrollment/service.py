@@ -8,7 +8,6 @@ before follows `on_re_add` and the caps; new contacts are created.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,7 +40,7 @@ from touchline.models import (
     StepContact,
 )
 from touchline.sequences.service import get_sequence, get_step, live_steps, settings_of
-from touchline.validation import normalize_email, phone_for_lookup
+from touchline.validation import email_for_lookup, phone_for_lookup
 
 
 def _refuse_unless_active(sequence: Sequence) -> None:
@@ -315,18 +314,9 @@ def _find_contact(session: Session, org_id: uuid.UUID, ref: ContactRef) -> Conta
         ContactFields.model_construct(
             phone=phone_for_lookup(ref.phone) if ref.phone else None,
             external_id=ref.external_id,
-            email=_or_none(normalize_email, ref.email),
+            email=email_for_lookup(ref.email) if ref.email else None,
         ),
     )
-
-
-def _or_none(normalize: Callable[[str], str], value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return normalize(value)
-    except ValueError:
-        return value
 
 
 def run_removal(session: Session, job: Job, now: datetime) -> None:
