@@ -46,7 +46,7 @@ COLUMNS: dict[str, list[str]] = {
     "step_contacts": (
         "id organization_id sequence_id step_id sequence_run_id contact_id channel_id status "
         "finish_reason scheduled_at completed_at locked_until attempts responded clicked_link "
-        "unsubscribed created_at updated_at"
+        "unsubscribed held created_at updated_at"
     ).split(),
     "messages": (
         "id organization_id direction channel_id contact_id sequence_id step_id step_contact_id "

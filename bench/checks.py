@@ -76,6 +76,11 @@ INVARIANTS: dict[str, str] = {
           SELECT step_id, count(*) AS n FROM messages WHERE delivery_status = 'sent'
           GROUP BY step_id) AS m ON m.step_id = s.id
         WHERE s.sent_messages != coalesce(m.n, 0)""",
+    "open step contact held unless its sequence is draft or archived": """
+        SELECT count(*) FROM step_contacts sc JOIN sequences s ON s.id = sc.sequence_id
+        WHERE sc.status IN ('pending', 'active', 'inactive')
+        AND (CASE WHEN sc.held THEN 1 ELSE 0 END)
+            != (CASE WHEN s.status != 'active' THEN 1 ELSE 0 END)""",
     "run open past its expiry": """
         SELECT count(*) FROM sequence_runs WHERE status = 'active'
         AND expires_at IS NOT NULL AND expires_at <= CURRENT_TIMESTAMP""",

@@ -25,7 +25,8 @@ _PG = {
           attempts = attempts + 1, updated_at = %(now)s
         WHERE id IN (
           SELECT sc.id FROM step_contacts sc JOIN sequences s ON s.id = sc.sequence_id
-          WHERE sc.status = 'pending' AND sc.scheduled_at <= %(now)s AND s.status = 'active'
+          WHERE sc.status = 'pending' AND NOT sc.held AND sc.scheduled_at <= %(now)s
+            AND s.status = 'active'
           ORDER BY sc.scheduled_at LIMIT %(n)s FOR UPDATE OF sc SKIP LOCKED)
         RETURNING id""",
     "messages": """
@@ -92,7 +93,8 @@ _SQLITE = {
           attempts = attempts + 1, updated_at = :now
         WHERE id IN (
           SELECT sc.id FROM step_contacts sc JOIN sequences s ON s.id = sc.sequence_id
-          WHERE sc.status = 'pending' AND sc.scheduled_at <= :now AND s.status = 'active'
+          WHERE sc.status = 'pending' AND sc.held = 0 AND sc.scheduled_at <= :now
+            AND s.status = 'active'
           ORDER BY sc.scheduled_at LIMIT :n)
         RETURNING id""",
     "messages": f"""

@@ -52,6 +52,7 @@ from bench.common import (
 from touchline.auth.service import create_api_key, create_organization
 from touchline.db import make_engine, make_sessionmaker, unit_of_work
 from touchline.migrate import upgrade
+from touchline.models import OPEN_STEP_CONTACT_STATUSES
 from touchline.sequences.schemas import SequenceSettings
 
 DAY = 86400.0
@@ -549,6 +550,7 @@ class Generator:
                     s.boolean(rec.responded),
                     s.boolean(False),
                     s.boolean(False),
+                    s.boolean(plan.status != "active" and rec.status in OPEN_STEP_CONTACT_STATUSES),
                     s.ts(rec.created),
                     s.ts(rec.updated),
                 )

@@ -74,23 +74,10 @@ def _epoch(value: Any) -> float:
     return value.timestamp()
 
 
-def prepare(dataset: Dataset, held_backlog: str = "keep") -> None:
+def prepare(dataset: Dataset) -> None:
     conn = raw_connect(dataset.url)
     kind = "TEXT" if dataset.engine == "sqlite" else "uuid"
     conn.execute(f"CREATE TABLE IF NOT EXISTS bench_due (id {kind} PRIMARY KEY)")
-    if held_backlog == "future":
-        # What the claim would see if it skipped held rows for free: the pending step
-        # contacts of draft and archived sequences moved out of its way (a year ahead).
-        shift = (
-            "datetime(scheduled_at, '+365 days') || substr(scheduled_at, 20)"
-            if dataset.engine == "sqlite"
-            else "scheduled_at + interval '365 days'"
-        )
-        moved = conn.execute(
-            f"UPDATE step_contacts SET scheduled_at = {shift} WHERE status = 'pending' "
-            "AND sequence_id IN (SELECT id FROM sequences WHERE status != 'active')"
-        ).rowcount
-        log(f"moved {moved} held step contacts a year ahead")
     conn.close()
 
 
@@ -162,7 +149,7 @@ def one_round(dataset: Dataset, kind: str, count: int, args: argparse.Namespace)
 def bench_engine(
     dataset: Dataset, args: argparse.Namespace, configs: tuple[tuple[str, int], ...] = CONFIGS
 ) -> tuple[dict[tuple[str, int], list[Round]], str]:
-    prepare(dataset, getattr(args, "held_backlog", "keep"))
+    prepare(dataset)
     rounds: dict[tuple[str, int], list[Round]] = {c: [] for c in configs}
     env = {"TOUCHLINE_WORKER_BATCH_SIZE": str(args.batch_size)}
     for repeat in range(args.repeats):
@@ -246,13 +233,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--profile", action="store_true", help="py-spy one of two workers")
-    parser.add_argument(
-        "--held-backlog",
-        choices=("keep", "future"),
-        default="keep",
-        help="future: move the pending step contacts of draft and archived sequences a year "
-        "ahead first, to measure the claim without them",
-    )
     args = parser.parse_args()
     rows: list[list[str]] = []
     profiles = []

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from tests.helpers import Api, contact_sequences, enroll, make_channel, make_sequence
 from touchline.db import is_sqlite
 from touchline.engine.worker import Worker
-from touchline.models import Message
+from touchline.models import OPEN_STEP_CONTACT_STATUSES, Message, StepContact
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 ANN = {"phone": "+14155550111", "name": "Ann Lee", "properties": {"shift_date": "March 9"}}
@@ -355,6 +355,45 @@ def test_draft_sequence_holds_its_contacts_until_reactivated(
     assert item["last_completed_step"]["completed_at"] == iso(back)
     assert item["current_step"]["id"] == sequence["steps"][1]["id"]
     assert item["current_step"]["scheduled_at"] == iso(back + timedelta(hours=4))
+
+
+def queue_index_holds(app: FastAPI, sequence_id: str) -> list[bool]:
+    """Whether each open step contact of the sequence is left out of the queue's index."""
+    with app.state.sessions() as session:
+        return list(
+            session.scalars(
+                select(StepContact.held).where(
+                    StepContact.sequence_id == uuid.UUID(sequence_id),
+                    StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+                )
+            )
+        )
+
+
+def test_contacts_of_draft_and_archived_sequences_wait_outside_the_queue(
+    api: Api, worker: Worker, app: FastAPI
+) -> None:
+    # Claims never walk past the rows of draft and archived sequences: those rows are
+    # `held`, out of the queue's partial index, however long they wait.
+    sequence = make_sequence(api, ONE_DAY_FIRST)
+    contact_id = enroll(api, worker, sequence["id"], [ANN], T0)["results"][0]["contact_id"]
+    assert queue_index_holds(app, sequence["id"]) == [False]
+    set_status(api, sequence["id"], "draft")
+    assert queue_index_holds(app, sequence["id"]) == [True]
+
+    assert worker.run_once(T0 + timedelta(days=2)).step_contacts == 0
+
+    set_status(api, sequence["id"], "active")
+    assert queue_index_holds(app, sequence["id"]) == [False]
+    assert worker.run_once(T0 + timedelta(days=3)).sent == 1
+    assert [m.body for m in outbound(app)] == ["Hi Ann"]
+
+    set_status(api, sequence["id"], "archived")
+    assert queue_index_holds(app, sequence["id"]) == [True]
+    assert worker.run_once(T0 + timedelta(days=30)).step_contacts == 0
+    item = contact_sequences(api, contact_id)["data"][0]
+    assert item["current_step"]["id"] == sequence["steps"][1]["id"]
+    assert item["contact_status"] == "pending"
 
 
 @pytest.mark.parametrize("how", ["DELETE", "PUT"])

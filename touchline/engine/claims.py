@@ -4,6 +4,9 @@ On PostgreSQL the inner SELECT locks the rows it picks with FOR UPDATE SKIP LOCK
 concurrent workers take disjoint batches without waiting on each other. SQLite has no row
 locks; its writers are serialized by `BEGIN IMMEDIATE` (see db.py), which makes the same
 statement atomic there.
+
+Step contacts of draft and archived sequences are `held`: left out of the queue's index, so
+a claim never walks past them, however many pile up in archived sequences.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
-from touchline.models import Job, Sequence, StepContact
+from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, StepContact
 
 
 def _claim(
@@ -49,7 +52,7 @@ def claim_step_contacts(
     """Due pending step contacts, then active ones whose lease ran out (a worker died)."""
     claimed = _claim(
         session,
-        and_(StepContact.status == "pending", StepContact.scheduled_at <= now),
+        and_(StepContact.status == "pending", ~StepContact.held, StepContact.scheduled_at <= now),
         now,
         lease_until,
         limit,
@@ -82,3 +85,18 @@ def claim_job(session: Session, now: datetime, lease_until: datetime) -> uuid.UU
     )
     row = result.first()
     return row[0] if row else None
+
+
+def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
+    """Take a sequence's open step contacts out of the queue (draft, archived) or put them
+    back (active). The sequence's own status still guards every claim."""
+    session.execute(
+        update(StepContact)
+        .where(
+            StepContact.sequence_id == sequence_id,
+            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+            StepContact.held.is_not(held),
+        )
+        .values(held=held)
+        .execution_options(synchronize_session=False)
+    )

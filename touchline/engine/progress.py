@@ -8,11 +8,12 @@ the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`)
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from touchline.engine.schedule import NoSendWindowError, earliest_allowed
@@ -50,18 +51,33 @@ StepCounter = Literal[
 ]
 
 
-def count(session: Session, step_id: uuid.UUID, counter: StepCounter, n: int = 1) -> None:
-    """Add to a step's analytics counter in the database itself.
+Counts = Counter[tuple[uuid.UUID, StepCounter]]
 
-    Several workers and requests bump the same step at once; `UPDATE ... SET c = c + n`
-    serializes on the row, where reading the value and writing it back would lose counts.
+
+def count(session: Session, step_id: uuid.UUID, counter: StepCounter, n: int = 1) -> None:
+    """Add to one step's analytics counter (see `count_many`)."""
+    count_many(session, Counter({(step_id, counter): n}))
+
+
+def count_many(session: Session, counts: Counts) -> None:
+    """Add to steps' analytics counters in the database itself: one UPDATE per counter.
+
+    Several workers and requests bump the same steps at once; `SET c = c + n` serializes on
+    each row, where reading the value and writing it back would lose counts. One statement
+    over many steps locks them in index (id) order, the same order in every transaction,
+    where one statement per step in batch order let two workers deadlock.
     """
-    session.execute(
-        update(Step)
-        .where(Step.id == step_id)
-        .values({counter: getattr(Step, counter) + n})
-        .execution_options(synchronize_session=False)
-    )
+    by_counter: dict[StepCounter, dict[uuid.UUID, int]] = {}
+    for (step_id, counter), n in counts.items():
+        if n:
+            by_counter.setdefault(counter, {})[step_id] = n
+    for counter, added in sorted(by_counter.items()):
+        session.execute(
+            update(Step)
+            .where(Step.id.in_(sorted(added)))
+            .values({counter: getattr(Step, counter) + case(added, value=Step.id, else_=0)})
+            .execution_options(synchronize_session=False)
+        )
 
 
 def set_status(sc: StepContact, status: str, now: datetime) -> None:
@@ -139,6 +155,7 @@ def enter_step(
         contact_id=contact.id,
         channel_id=channel.id if channel else None,
         status=status,
+        held=sequence.status != "active",
         scheduled_at=scheduled,
         created_at=now,
         updated_at=now,

@@ -99,15 +99,11 @@ class _Loaded:
     contacts: dict[uuid.UUID, Contact] = field(default_factory=dict)
     channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
     messages: dict[uuid.UUID, Message] = field(default_factory=dict)
-    live_steps: dict[uuid.UUID, list[Step]] = field(default_factory=dict)
+    # The live step after each step of the batch, by the batch step's id.
+    next_steps: dict[uuid.UUID, Step] = field(default_factory=dict)
 
     def following(self, step: Step) -> Step | None:
-        later = [
-            s
-            for s in self.live_steps.get(step.sequence_id, [])
-            if step.position is not None and s.position is not None and s.position > step.position
-        ]
-        return later[0] if later else None
+        return self.next_steps.get(step.id)
 
 
 def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, Any]:
@@ -117,6 +113,31 @@ def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dic
     return {row.id: row for row in session.scalars(select(model).where(model.id.in_(wanted)))}
 
 
+def _next_step_ids(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, uuid.UUID]:
+    """For each of `steps`, the id of the live step after it in its sequence.
+
+    Only ids and positions are read: a batch's sequences hold many more steps than the
+    batch will enter, and whole rows (bodies, settings) would cost more than the rest of
+    the load.
+    """
+    # A deleted step (no position) has no next step: its contacts finish where they are.
+    placed = [(s, s.position) for s in steps if s.position is not None]
+    order: dict[uuid.UUID, list[tuple[int, uuid.UUID]]] = {}
+    for step_id, sequence_id, position in session.execute(
+        select(Step.id, Step.sequence_id, Step.position).where(
+            Step.sequence_id.in_({s.sequence_id for s, _ in placed}),
+            Step.deleted_at.is_(None),
+        )
+    ):
+        order.setdefault(sequence_id, []).append((position or 0, step_id))
+    found: dict[uuid.UUID, uuid.UUID] = {}
+    for step, position in placed:
+        later = [(p, i) for p, i in order.get(step.sequence_id, []) if p > position]
+        if later:
+            found[step.id] = min(later)[1]
+    return found
+
+
 def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     scs = list(session.scalars(select(StepContact).where(StepContact.id.in_(ids))))
     loaded = _Loaded(step_contacts=scs)
@@ -124,23 +145,17 @@ def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     loaded.steps = _by_id(session, Step, (sc.step_id for sc in scs))
     loaded.sequences = _by_id(session, Sequence, (sc.sequence_id for sc in scs))
     loaded.contacts = _by_id(session, Contact, (sc.contact_id for sc in scs))
-    loaded.channels = _by_id(session, Channel, (sc.channel_id for sc in scs))
-    # The live steps of every sequence in the batch, in order: the next step of each step
-    # contact is found here rather than by a query per row.
-    for step in session.scalars(
-        select(Step)
-        .where(Step.sequence_id.in_(loaded.sequences), Step.deleted_at.is_(None))
-        .order_by(Step.sequence_id, Step.position)
-    ):
-        loaded.live_steps.setdefault(step.sequence_id, []).append(step)
-    loaded.channels.update(
-        _by_id(
-            session,
-            Channel,
-            {s.channel_id for steps in loaded.live_steps.values() for s in steps}
-            | {r.channel_id for r in loaded.runs.values()}
-            | {q.default_channel_id for q in loaded.sequences.values()},
-        )
+    next_ids = _next_step_ids(session, loaded.steps.values())
+    # The identity map hands back the next steps that are also in the batch.
+    later = _by_id(session, Step, next_ids.values())
+    loaded.next_steps = {step_id: later[next_id] for step_id, next_id in next_ids.items()}
+    loaded.channels = _by_id(
+        session,
+        Channel,
+        {sc.channel_id for sc in scs}
+        | {s.channel_id for s in later.values()}
+        | {r.channel_id for r in loaded.runs.values()}
+        | {q.default_channel_id for q in loaded.sequences.values()},
     )
     loaded.messages = {
         m.step_contact_id: m
@@ -249,24 +264,28 @@ class Worker:
     def run_batch(self) -> PassSummary:
         at = utc_now()
         summary = PassSummary()
-        with unit_of_work(self.sessions) as session:
-            lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
-            ids = claim_step_contacts(session, at, lease, self.settings.worker_batch_size)
-            if not ids:
-                return summary
-            sends = self._prepare(session, ids, at, summary)
-        results = {s.step_contact_id: self._send(s) for s in sends}
-        if results:
-            with unit_of_work(self.sessions) as session:
-                self._settle(session, sends, results, utc_now(), summary)
+        # One session for both transactions: the settle works on the rows the claim loaded
+        # (kept past its commit, expire_on_commit=False) and reads again only what others
+        # may have changed while the messages were out.
+        with self.sessions() as session:
+            with session.begin():
+                lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
+                ids = claim_step_contacts(session, at, lease, self.settings.worker_batch_size)
+                if not ids:
+                    return summary
+                loaded = _load(session, ids)
+                sends = self._prepare(session, loaded, at, summary)
+            results = {s.step_contact_id: self._send(s) for s in sends}
+            if results:
+                with session.begin():
+                    self._settle(session, loaded, results, utc_now(), summary)
         return summary
 
     # ------------------------------------------------------------------ claim transaction
 
     def _prepare(
-        self, session: Session, ids: list[uuid.UUID], now: datetime, summary: PassSummary
+        self, session: Session, loaded: _Loaded, now: datetime, summary: PassSummary
     ) -> list[_Send]:
-        loaded = _load(session, ids)
         opted_out = {
             (p.contact_id, p.channel_id)
             for p in session.scalars(
@@ -312,6 +331,7 @@ class Worker:
                     now,
                 )
                 session.add(message)
+                loaded.messages[sc.id] = message
             sends.append(
                 _Send(
                     message_id=message.id,
@@ -407,28 +427,44 @@ class Worker:
     def _settle(
         self,
         session: Session,
-        sends: list[_Send],
-        results: dict[uuid.UUID, SendResult | Exception],
-        now: datetime,
-        summary: PassSummary,
-    ) -> None:
-        loaded = _load(session, [s.step_contact_id for s in sends])
-        # Everything the loop needs is loaded; flushing once at commit lets the ORM batch
-        # the inserts and updates instead of flushing before every lookup.
-        with session.no_autoflush:
-            self._settle_loaded(session, loaded, results, now, summary)
-
-    def _settle_loaded(
-        self,
-        session: Session,
         loaded: _Loaded,
         results: dict[uuid.UUID, SendResult | Exception],
         now: datetime,
         summary: PassSummary,
     ) -> None:
-        # Analytics are added up per step and written once each, as in-database increments.
-        counts: Counter[tuple[uuid.UUID, progress.StepCounter]] = Counter()
-        for sc in loaded.step_contacts:
+        # While the messages were out, a reply, a removal or a move may have changed the
+        # step contacts and their runs: read those two tables again, nothing else.
+        sent = [sc for sc in loaded.step_contacts if sc.id in results]
+        fresh = {"populate_existing": True}
+        session.scalars(
+            select(StepContact).where(StepContact.id.in_(results)).execution_options(**fresh)
+        ).all()
+        session.scalars(
+            select(SequenceRun)
+            .where(SequenceRun.id.in_({sc.sequence_run_id for sc in sent}))
+            .execution_options(**fresh)
+        ).all()
+        # Everything the loop needs is loaded; flushing once at commit lets the ORM batch
+        # the inserts and updates instead of flushing before every lookup.
+        with session.no_autoflush:
+            counts = self._settle_loaded(session, loaded, sent, results, now, summary)
+        session.flush()
+        # Last, right before the commit: other workers' settles queue on these rows' locks
+        # (steps shared by their batches), so they are held for as short a time as can be.
+        progress.count_many(session, counts)
+
+    def _settle_loaded(
+        self,
+        session: Session,
+        loaded: _Loaded,
+        sent: list[StepContact],
+        results: dict[uuid.UUID, SendResult | Exception],
+        now: datetime,
+        summary: PassSummary,
+    ) -> progress.Counts:
+        """Apply the providers' answers; returns what to add to the steps' counters."""
+        counts: progress.Counts = Counter()
+        for sc in sent:
             result = results[sc.id]
             message = loaded.messages[sc.id]
             run = loaded.runs[sc.sequence_run_id]
@@ -474,7 +510,4 @@ class Worker:
                 if still_ours:
                     progress.finish_step_contact(sc, run, "failed", now)
                 summary.failed += 1
-        # In step-id order: workers whose batches share steps then lock them in the same
-        # order, where batch order made two settles deadlock on PostgreSQL.
-        for (step_id, counter), n in sorted(counts.items()):
-            progress.count(session, step_id, counter, n)
+        return counts

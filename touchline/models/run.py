@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from touchline.models.base import Base, IdMixin, TimestampMixin
@@ -51,12 +51,15 @@ class StepContact(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "step_contacts"
     __table_args__ = (
-        # The queue: due pending rows, and claimed rows whose lease ran out.
+        # The queue: due pending rows not held by their sequence, and claimed rows whose
+        # lease ran out.
         Index(
             "ix_step_contacts_due",
             "scheduled_at",
-            sqlite_where=text("status = 'pending'"),
-            postgresql_where=text("status = 'pending'"),
+            # Each engine's spelling of the claim's `~StepContact.held`: SQLite uses a
+            # partial index only when the query repeats its condition word for word.
+            sqlite_where=text("status = 'pending' AND held = 0"),
+            postgresql_where=text("status = 'pending' AND NOT held"),
         ),
         Index(
             "ix_step_contacts_lease",
@@ -92,3 +95,7 @@ class StepContact(IdMixin, TimestampMixin, Base):
     responded: Mapped[bool] = mapped_column(default=False)
     clicked_link: Mapped[bool] = mapped_column(default=False)
     unsubscribed: Mapped[bool] = mapped_column(default=False)
+    # True while the sequence is draft or archived: its contacts wait (draft) or stay put
+    # (archived) and the queue's index leaves them out, so that claims do not walk past
+    # them on every batch (archived sequences keep such rows forever).
+    held: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from touchline.channels.service import get_channel
 from touchline.db import utc_now
+from touchline.engine.claims import hold_sequence
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
 from touchline.sequences.schemas import (
@@ -139,6 +140,7 @@ def change_status(session: Session, sequence: Sequence, status: str) -> None:
     if status == "active" and not live_steps(session, sequence.id):
         raise ValidationFailed("Add steps before activating a sequence", field="status")
     sequence.status = status
+    hold_sequence(session, sequence.id, held=status != "active")
 
 
 def archive_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID) -> Sequence:
