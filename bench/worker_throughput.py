@@ -107,18 +107,27 @@ def make_due(dataset: Dataset, count: int) -> tuple[float, int]:
 
 
 def wait_settled(dataset: Dataset, timeout: float) -> None:
+    """Until no step contact is due or being sent.
+
+    Asked through the queue's two partial indexes, so that polling costs the database
+    next to nothing: counting the round's rows by a join cost PostgreSQL 0.14 s a poll,
+    a third of a core taken from the workers being measured.
+    """
     conn = raw_connect(dataset.url)
+    not_held = "held = 0" if dataset.engine == "sqlite" else "NOT held"
+    now = "strftime('%Y-%m-%d %H:%M:%f', 'now')" if dataset.engine == "sqlite" else "now()"
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            open_rows = conn.execute(
-                "SELECT count(*) FROM step_contacts sc JOIN bench_due d ON d.id = sc.id "
-                "WHERE sc.status IN ('pending', 'active')"
+            busy = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM step_contacts WHERE status = 'pending' AND "
+                f"{not_held} AND scheduled_at <= {now}) OR EXISTS (SELECT 1 FROM "
+                "step_contacts WHERE status = 'active')"
             ).fetchone()[0]
-            if open_rows == 0:
+            if not busy:
                 return
             time.sleep(0.25)
-        raise RuntimeError(f"{open_rows} step contacts still open after {timeout}s")
+        raise RuntimeError(f"step contacts still due or active after {timeout}s")
     finally:
         conn.close()
 
