@@ -48,7 +48,12 @@ def main() -> None:
     )
     lcs.VARIANTS = {"no filter": {}}
     wt_args = argparse.Namespace(
-        due=args.due, repeats=args.repeats, batch_size=100, timeout=600.0, profile=False
+        due=args.due,
+        warm_up=args.due,
+        repeats=args.repeats,
+        batch_size=100,
+        timeout=600.0,
+        profile=False,
     )
     rows = []
     for engine in selected_engines(args.engine):

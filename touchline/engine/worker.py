@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.channels.providers import build_provider
@@ -113,29 +113,26 @@ def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dic
     return {row.id: row for row in session.scalars(select(model).where(model.id.in_(wanted)))}
 
 
-def _next_step_ids(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, uuid.UUID]:
-    """For each of `steps`, the id of the live step after it in its sequence.
+def _next_steps(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, Step]:
+    """For each of `steps`, the live step after it in its sequence, by the step's id.
 
-    Only ids and positions are read: a batch's sequences hold many more steps than the
-    batch will enter, and whole rows (bodies, settings) would cost more than the rest of
-    the load.
+    Live steps sit at positions 0..n-1 (the sequences service keeps them so), so the next
+    one is at position + 1: one lookup for the batch, not every step of its sequences. A
+    deleted step (no position) has no next step: its contacts finish where they are.
     """
-    # A deleted step (no position) has no next step: its contacts finish where they are.
-    placed = [(s, s.position) for s in steps if s.position is not None]
-    order: dict[uuid.UUID, list[tuple[int, uuid.UUID]]] = {}
-    for step_id, sequence_id, position in session.execute(
-        select(Step.id, Step.sequence_id, Step.position).where(
-            Step.sequence_id.in_({s.sequence_id for s, _ in placed}),
-            Step.deleted_at.is_(None),
+    wanted = {(s.sequence_id, s.position + 1): s.id for s in steps if s.position is not None}
+    if not wanted:
+        return {}
+    found = session.scalars(
+        select(Step).where(
+            tuple_(Step.sequence_id, Step.position).in_(list(wanted)), Step.deleted_at.is_(None)
         )
-    ):
-        order.setdefault(sequence_id, []).append((position or 0, step_id))
-    found: dict[uuid.UUID, uuid.UUID] = {}
-    for step, position in placed:
-        later = [(p, i) for p, i in order.get(step.sequence_id, []) if p > position]
-        if later:
-            found[step.id] = min(later)[1]
-    return found
+    )
+    return {
+        wanted[(step.sequence_id, step.position)]: step
+        for step in found
+        if step.position is not None
+    }
 
 
 def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
@@ -145,15 +142,12 @@ def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     loaded.steps = _by_id(session, Step, (sc.step_id for sc in scs))
     loaded.sequences = _by_id(session, Sequence, (sc.sequence_id for sc in scs))
     loaded.contacts = _by_id(session, Contact, (sc.contact_id for sc in scs))
-    next_ids = _next_step_ids(session, loaded.steps.values())
-    # The identity map hands back the next steps that are also in the batch.
-    later = _by_id(session, Step, next_ids.values())
-    loaded.next_steps = {step_id: later[next_id] for step_id, next_id in next_ids.items()}
+    loaded.next_steps = _next_steps(session, loaded.steps.values())
     loaded.channels = _by_id(
         session,
         Channel,
         {sc.channel_id for sc in scs}
-        | {s.channel_id for s in later.values()}
+        | {s.channel_id for s in loaded.next_steps.values()}
         | {r.channel_id for r in loaded.runs.values()}
         | {q.default_channel_id for q in loaded.sequences.values()},
     )
