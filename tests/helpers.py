@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from touchline.db import unit_of_work
+from touchline.db import is_sqlite, unit_of_work
 from touchline.engine.worker import Worker
 
 
@@ -174,3 +174,17 @@ def drop_postgres_database(database_url: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+def query_plan(app: FastAPI, statement: Any) -> str:
+    """The plan the database chooses for `statement` (values written into it)."""
+    engine = app.state.engine
+    sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with engine.begin() as conn:
+        if is_sqlite(engine):
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+            return "\n".join(str(row[-1]) for row in rows)
+        # Small tables are cheaper to scan; forbid that to see the index the planner can use.
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        rows = conn.exec_driver_sql(f"EXPLAIN {sql}").all()
+        return "\n".join(str(row[0]) for row in rows)

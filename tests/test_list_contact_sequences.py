@@ -11,8 +11,15 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from tests.helpers import Api, assert_error, contact_sequences, enroll, make_channel, make_sequence
-from touchline.db import is_sqlite
+from tests.helpers import (
+    Api,
+    assert_error,
+    contact_sequences,
+    enroll,
+    make_channel,
+    make_sequence,
+    query_plan,
+)
 from touchline.engine.worker import Worker
 from touchline.runs.queries import contact_sequences_statement
 from touchline.runs.schemas import ContactSequencesQuery
@@ -565,19 +572,6 @@ def test_one_statement_whatever_the_number_of_sequences(
     assert all("sequence_runs" in statement for statement in fifteen), fifteen
 
 
-def _plan(app: FastAPI, statement: Any) -> str:
-    engine = app.state.engine
-    sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
-    with engine.begin() as conn:
-        if is_sqlite(engine):
-            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
-            return "\n".join(str(row[-1]) for row in rows)
-        # Small tables are cheaper to scan; forbid that to see the index the planner can use.
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        rows = conn.exec_driver_sql(f"EXPLAIN {sql}").all()
-        return "\n".join(str(row[0]) for row in rows)
-
-
 def test_the_statement_reads_runs_through_the_contact_index(
     app: FastAPI, api: Api, worker: Worker
 ) -> None:
@@ -585,7 +579,7 @@ def test_the_statement_reads_runs_through_the_contact_index(
     contact_id = enroll(api, worker, sequence["id"], [ANN], T0)["results"][0]["contact_id"]
     query = ContactSequencesQuery()
     statement = contact_sequences_statement(api.organization_id, uuid.UUID(contact_id), query)
-    plan = _plan(app, statement)
+    plan = query_plan(app, statement)
     assert "ix_sequence_runs_contact_latest" in plan, plan
     # SQLite writes a full read as "SCAN sequence_runs", PostgreSQL as "Seq Scan on ...".
     assert "SCAN sequence_runs" not in plan, plan

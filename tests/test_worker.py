@@ -12,8 +12,16 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
 
-from tests.helpers import Api, contact_sequences, enroll, make_channel, make_sequence
+from tests.helpers import (
+    Api,
+    contact_sequences,
+    enroll,
+    make_channel,
+    make_sequence,
+    query_plan,
+)
 from touchline.db import is_sqlite
+from touchline.engine.claims import due_step_contacts
 from touchline.engine.worker import Worker
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Message, StepContact
 
@@ -394,6 +402,15 @@ def test_contacts_of_draft_and_archived_sequences_wait_outside_the_queue(
     item = contact_sequences(api, contact_id)["data"][0]
     assert item["current_step"]["id"] == sequence["steps"][1]["id"]
     assert item["contact_status"] == "pending"
+
+
+def test_the_claim_reads_the_queue_through_its_partial_index(app: FastAPI) -> None:
+    # SQLite uses a partial index only when the query repeats the index's condition in the
+    # same words; a claim that missed it would read every pending row of the table.
+    plan = query_plan(app, due_step_contacts(T0, 100))
+    assert "ix_step_contacts_due" in plan, plan
+    assert "SCAN step_contacts" not in plan, plan
+    assert "Seq Scan on step_contacts" not in plan, plan
 
 
 @pytest.mark.parametrize("how", ["DELETE", "PUT"])

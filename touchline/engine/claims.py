@@ -14,16 +14,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, Select, and_, select, update
 from sqlalchemy.orm import Session
 
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, StepContact
 
 
-def _claim(
-    session: Session, where: ColumnElement[bool], now: datetime, lease_until: datetime, limit: int
-) -> list[uuid.UUID]:
-    picked = (
+def _picked(where: ColumnElement[bool], limit: int) -> Select[uuid.UUID]:
+    return (
         select(StepContact.id)
         .join(Sequence, Sequence.id == StepContact.sequence_id)
         .where(where, Sequence.status == "active")
@@ -31,6 +29,19 @@ def _claim(
         .limit(limit)
         .with_for_update(of=StepContact, skip_locked=True)
     )
+
+
+def due_step_contacts(now: datetime, limit: int) -> Select[uuid.UUID]:
+    """The head of the queue: due pending step contacts, oldest first, not held."""
+    return _picked(
+        and_(StepContact.status == "pending", ~StepContact.held, StepContact.scheduled_at <= now),
+        limit,
+    )
+
+
+def _claim(
+    session: Session, picked: Select[uuid.UUID], now: datetime, lease_until: datetime
+) -> list[uuid.UUID]:
     result = session.execute(
         update(StepContact)
         .where(StepContact.id.in_(picked.scalar_subquery()))
@@ -50,21 +61,10 @@ def claim_step_contacts(
     session: Session, now: datetime, lease_until: datetime, limit: int
 ) -> list[uuid.UUID]:
     """Due pending step contacts, then active ones whose lease ran out (a worker died)."""
-    claimed = _claim(
-        session,
-        and_(StepContact.status == "pending", ~StepContact.held, StepContact.scheduled_at <= now),
-        now,
-        lease_until,
-        limit,
-    )
+    claimed = _claim(session, due_step_contacts(now, limit), now, lease_until)
     if len(claimed) < limit:
-        claimed += _claim(
-            session,
-            and_(StepContact.status == "active", StepContact.locked_until <= now),
-            now,
-            lease_until,
-            limit - len(claimed),
-        )
+        lapsed = and_(StepContact.status == "active", StepContact.locked_until <= now)
+        claimed += _claim(session, _picked(lapsed, limit - len(claimed)), now, lease_until)
     return claimed
 
 
