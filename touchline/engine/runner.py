@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,20 +16,34 @@ from touchline.engine.worker import Worker
 log = logging.getLogger("touchline.worker")
 
 
+# While step contacts flow, the other chores (claim a job, expire runs, deliver webhooks)
+# run at most this often: each is a write transaction, and on SQLite every write
+# transaction waits for the other workers' write lock.
+CHORES_SECONDS = 1.0
+
+
 def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float) -> None:
     """Work while there is work; sleep `poll_seconds` when there is none.
 
     `stop` is checked between batches, so a stop finishes the batch in hand (its claims
     are settled, never abandoned) and then returns.
     """
+    chores_due = 0.0
     while not stop.is_set():
         try:
-            busy = (
-                worker.run_job() or worker.expire_runs() > 0 or worker.run_batch().step_contacts > 0
-            )
-            # Every round, not only when the engine is idle: a steady flow of step contacts
-            # must not starve webhook deliveries.
-            busy = worker.deliver_webhooks() > 0 or busy
+            busy = False
+            if time.monotonic() >= chores_due:
+                busy = worker.run_job()
+                busy = worker.expire_runs() > 0 or busy
+                # Not only when the engine is idle: a steady flow of step contacts must not
+                # starve webhook deliveries.
+                busy = worker.deliver_webhooks() > 0 or busy
+                # Chores with work left run again next turn, the others after a while.
+                chores_due = 0.0 if busy else time.monotonic() + CHORES_SECONDS
+            if worker.run_batch().step_contacts > 0:
+                busy = True
+            elif not busy:
+                chores_due = 0.0  # nothing to send: look for chores at every poll
         except Exception:
             log.exception("worker pass failed; retrying after a pause")
             busy = False
