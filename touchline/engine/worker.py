@@ -427,16 +427,15 @@ class Worker:
         summary: PassSummary,
     ) -> None:
         # While the messages were out, a reply, a removal or a move may have changed the
-        # step contacts and their runs: read those two tables again, nothing else.
+        # step contacts: read them again. Their runs need not be: whatever finishes or
+        # moves a run changes its open step contact too, and the settle touches the run
+        # only while that step contact is still this worker's (the ORM writes only the
+        # columns the settle sets).
         sent = [sc for sc in loaded.step_contacts if sc.id in results]
-        fresh = {"populate_existing": True}
         session.scalars(
-            select(StepContact).where(StepContact.id.in_(results)).execution_options(**fresh)
-        ).all()
-        session.scalars(
-            select(SequenceRun)
-            .where(SequenceRun.id.in_({sc.sequence_run_id for sc in sent}))
-            .execution_options(**fresh)
+            select(StepContact)
+            .where(StepContact.id.in_(results))
+            .execution_options(populate_existing=True)
         ).all()
         # Everything the loop needs is loaded; flushing once at commit lets the ORM batch
         # the inserts and updates instead of flushing before every lookup.
