@@ -18,6 +18,18 @@ depends_on: str | Sequence[str] | None = None
 _QUEUE = "ix_step_contacts_due"
 
 
+def _queue_index(condition: str, sqlite_condition: str) -> None:
+    op.drop_index(_QUEUE, table_name="step_contacts")
+    op.create_index(
+        _QUEUE,
+        "step_contacts",
+        ["scheduled_at"],
+        unique=False,
+        sqlite_where=sa.text(sqlite_condition),
+        postgresql_where=sa.text(condition),
+    )
+
+
 def upgrade() -> None:
     with op.batch_alter_table("step_contacts", schema=None) as batch_op:
         batch_op.add_column(
@@ -28,26 +40,10 @@ def upgrade() -> None:
         " WHERE status IN ('pending', 'active', 'inactive')"
         " AND sequence_id IN (SELECT id FROM sequences WHERE status <> 'active')"
     )
-    op.drop_index(_QUEUE, table_name="step_contacts")
-    op.create_index(
-        _QUEUE,
-        "step_contacts",
-        ["scheduled_at"],
-        unique=False,
-        sqlite_where=sa.text("status = 'pending' AND held = 0"),
-        postgresql_where=sa.text("status = 'pending' AND NOT held"),
-    )
+    _queue_index("status = 'pending' AND NOT held", "status = 'pending' AND held = 0")
 
 
 def downgrade() -> None:
-    op.drop_index(_QUEUE, table_name="step_contacts")
-    op.create_index(
-        _QUEUE,
-        "step_contacts",
-        ["scheduled_at"],
-        unique=False,
-        sqlite_where=sa.text("status = 'pending'"),
-        postgresql_where=sa.text("status = 'pending'"),
-    )
+    _queue_index("status = 'pending'", "status = 'pending'")
     with op.batch_alter_table("step_contacts", schema=None) as batch_op:
         batch_op.drop_column("held")
