@@ -19,7 +19,6 @@ import argparse
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -30,7 +29,7 @@ from sqlalchemy.engine import Dialect
 from starlette.types import Receive, Scope, Send
 
 from bench.common import Engine, raw_connect
-from touchline.runs.queries import contact_sequences_statement
+from touchline.runs.queries import contact_sequences_statement, time_text, uuid_text
 from touchline.runs.schemas import ContactSequencesQuery
 
 _PLACEHOLDER = uuid.UUID(int=1)
@@ -87,24 +86,6 @@ class RawQuery:
 # ---------------------------------------------------------------------- JSON as Touchline's
 
 
-def _uuid_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite: 32 hex digits
-        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
-    return str(value)
-
-
-def _time_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # SQLite: naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'
-        text = value.replace(" ", "T")
-        return (text[:-7] if text.endswith(".000000") else text) + "Z"
-    assert isinstance(value, datetime)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes | None:
     """The response body, or None for an unknown contact (no row at all)."""
     if not rows:
@@ -117,37 +98,37 @@ def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes | None:
         items.append(
             {
                 "sequence": {
-                    "id": _uuid_text(r["sequence_id"]),
+                    "id": uuid_text(r["sequence_id"]),
                     "title": r["sequence_title"],
                     "status": r["sequence_status"],
                 },
                 "sequence_run": {
-                    "id": _uuid_text(r["run_id"]),
+                    "id": uuid_text(r["run_id"]),
                     "status": r["run_status"],
-                    "created_at": _time_text(r["run_created_at"]),
-                    "updated_at": _time_text(r["run_updated_at"]),
+                    "created_at": time_text(r["run_created_at"]),
+                    "updated_at": time_text(r["run_updated_at"]),
                 },
                 "contact_status": r["cur_status"],
                 "last_completed_step": None
                 if r["last_step_id"] is None
                 else {
-                    "id": _uuid_text(r["last_step_id"]),
+                    "id": uuid_text(r["last_step_id"]),
                     "title": r["last_step_title"],
                     "position": r["last_step_position"],
-                    "completed_at": _time_text(r["last_completed_at"]),
+                    "completed_at": time_text(r["last_completed_at"]),
                 },
                 "current_step": {
-                    "id": _uuid_text(r["cur_step_id"]),
+                    "id": uuid_text(r["cur_step_id"]),
                     "title": r["cur_step_title"],
                     "position": r["cur_step_position"],
                     "status": r["cur_status"],
-                    "scheduled_at": _time_text(r["cur_scheduled_at"]),
-                    "updated_at": _time_text(r["cur_updated_at"]),
+                    "scheduled_at": time_text(r["cur_scheduled_at"]),
+                    "updated_at": time_text(r["cur_updated_at"]),
                 },
                 "next_step": None
                 if r["next_step_id"] is None
                 else {
-                    "id": _uuid_text(r["next_step_id"]),
+                    "id": uuid_text(r["next_step_id"]),
                     "title": r["next_step_title"],
                     "position": r["next_step_position"],
                 },
