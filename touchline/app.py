@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from touchline.auth.cache import KeyCache
 from touchline.auth.limits import RateLimiter
 from touchline.config import Settings, get_settings
-from touchline.db import make_engine, make_sessionmaker
+from touchline.db import make_engine, make_sessionmaker, reader
 from touchline.errors import (
     BadRequest,
     ErrorDetail,
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, writer=False)
+    app.state.read_engine = reader(engine)
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_requests, settings.rate_limit_interval_ms

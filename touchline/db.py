@@ -96,17 +96,18 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
 
 
+def reader(engine: Engine) -> Engine:
+    """The engine as read-only requests use it."""
+    if is_sqlite(engine):
+        return engine
+    # Reads run in autocommit on PostgreSQL: no BEGIN and ROLLBACK round trips around what
+    # is usually a single statement (List Contact Sequences is one).
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def make_sessionmaker(engine: Engine, *, writer: bool = True) -> sessionmaker[Session]:
     """Sessions for units of work; `writer=False` for read-only requests."""
-    bind: Engine
-    if writer:
-        bind = engine.execution_options(**{WRITER_OPTION: True})
-    elif is_sqlite(engine):
-        bind = engine
-    else:
-        # Reads run in autocommit on PostgreSQL: no BEGIN and ROLLBACK round trips around
-        # what is usually a single statement (List Contact Sequences is one).
-        bind = engine.execution_options(isolation_level="AUTOCOMMIT")
+    bind = engine.execution_options(**{WRITER_OPTION: True}) if writer else reader(engine)
     return sessionmaker(bind, expire_on_commit=False)
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from touchline.models import Contact, Sequence, SequenceRun, Step, StepContact
 from touchline.runs.schemas import ContactSequencesQuery
@@ -176,11 +176,11 @@ def contact_sequences_statement(
 
 
 def contact_sequences(
-    session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
+    conn: Connection, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
 ) -> tuple[list[dict[str, Any]], int] | None:
     """The page and the total, or None when the contact is not the organization's."""
     statement, params = _parameters(org_id, contact_id, query)
-    rows = session.execute(statement, params).all()
+    rows = conn.execute(statement, params).all()
     if not rows:
         return None
     total = rows[0].total

@@ -33,8 +33,9 @@ _LIST_DOC = (
 def _contact_sequences(
     request: Request, org: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
 ) -> bytes:
-    with request.app.state.read_sessions() as session:
-        found = queries.contact_sequences(session, org, contact_id, query)
+    # A plain connection: the one Core statement needs nothing of an ORM session.
+    with request.app.state.read_engine.connect() as conn:
+        found = queries.contact_sequences(conn, org, contact_id, query)
     if found is None:
         raise NotFound("Contact not found")
     items, total = found
