@@ -6,7 +6,9 @@ session's PostgreSQL server, so nothing here touches the tables the API tests sh
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,26 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect, select
+from sqlalchemy.orm import Session
 
-from tests.helpers import create_postgres_database, drop_postgres_database, engines_under_test
+from tests.helpers import (
+    create_postgres_database,
+    drop_postgres_database,
+    engines_under_test,
+    enroll,
+    make_org,
+    make_sequence,
+)
+from touchline.app import create_app
+from touchline.config import Settings
 from touchline.db import make_engine
+from touchline.engine.worker import Worker
 from touchline.migrate import alembic_config, upgrade
-from touchline.models import Base
+from touchline.models import OPEN_STEP_CONTACT_STATUSES, Base, StepContact
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=engines_under_test())
@@ -85,3 +101,50 @@ def test_every_migration_steps_down_and_up_again(empty_database: str, engine: En
     upgrade(empty_database)
     assert _tables(engine) == set(Base.metadata.tables)
     assert _drift(engine) == []
+
+
+def test_held_is_filled_in_for_the_step_contacts_already_there(
+    empty_database: str, engine: Engine
+) -> None:
+    # An installation upgrading to the `held` column: the open step contacts of its draft
+    # and archived sequences leave the queue's index, the active sequence's stay in it.
+    upgrade(empty_database)
+    settings = Settings(database_url=empty_database, public_url="http://touchline.test")
+    app = create_app(settings)
+    sequences: dict[str, uuid.UUID] = {}
+    try:
+        with TestClient(app) as client:
+            api = make_org(app, client)
+            worker = Worker(app.state.sessions, settings)
+            for status in ("active", "draft", "archived"):
+                sequence = make_sequence(api)
+                enroll(api, worker, sequence["id"], [{"phone": "+14155550111"}], T0)
+                if status != "active":
+                    response = api.put(f"/v1/sequences/{sequence['id']}", json={"status": status})
+                    assert response.status_code == 200, response.text
+                sequences[status] = uuid.UUID(sequence["id"])
+            worker.close()
+    finally:
+        app.state.engine.dispose()
+    config = alembic_config(empty_database)
+    script = ScriptDirectory.from_config(config)
+    head = script.get_current_head()
+    assert head is not None
+    before_held = script.get_revision(head).down_revision
+    command.downgrade(config, str(before_held))
+
+    upgrade(empty_database)
+
+    with Session(engine) as session:
+        held = dict(
+            session.execute(
+                select(StepContact.sequence_id, StepContact.held).where(
+                    StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES)
+                )
+            ).all()
+        )
+    assert held == {
+        sequences["active"]: False,
+        sequences["draft"]: True,
+        sequences["archived"]: True,
+    }
