@@ -353,6 +353,27 @@ def selected_engines(choice: str) -> list[Engine]:
     return list(ENGINES) if choice == "both" else [e for e in ENGINES if e == choice]
 
 
+def bench_parser(
+    doc: str | None, *, size: bool = True, repeats: int | None = 3
+) -> argparse.ArgumentParser:
+    """A command's options: the databases (see add_database_arguments) and, unless turned
+    off, the dataset's size and the number of repeats."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    add_database_arguments(parser)
+    if size:
+        parser.add_argument("--size", type=int, default=1_000_000, help="step contacts")
+    if repeats is not None:
+        parser.add_argument("--repeats", type=int, default=repeats)
+    return parser
+
+
+def servers(args: argparse.Namespace) -> Iterator[tuple[Engine, DatabaseServer]]:
+    """Each engine the command was asked for, one after the other, with its server up."""
+    for engine in selected_engines(args.engine):
+        with database_server(engine, args.postgres_url) as server:
+            yield engine, server
+
+
 def print_report(
     title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], profiles: Sequence[str]
 ) -> None:

@@ -23,14 +23,13 @@ import httpx
 
 from bench.common import (
     Dataset,
-    add_database_arguments,
-    database_server,
+    bench_parser,
     ensure_dataset,
     log,
     median,
     raw_connect,
     real_server,
-    selected_engines,
+    servers,
     spread,
     table,
     worker_processes,
@@ -132,17 +131,13 @@ def bench_engine(dataset: Dataset, args: argparse.Namespace) -> list[list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_database_arguments(parser)
-    parser.add_argument("--size", type=int, default=1_000_000, help="step contacts")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     rows: list[list[str]] = []
-    for engine in selected_engines(args.engine):
-        with database_server(engine, args.postgres_url) as server:
-            template = ensure_dataset(server, args.size, regenerate=args.regenerate)
-            with working_copy(server, template) as dataset:
-                rows += bench_engine(dataset, args)
+    for _, server in servers(args):
+        template = ensure_dataset(server, args.size, regenerate=args.regenerate)
+        with working_copy(server, template) as dataset:
+            rows += bench_engine(dataset, args)
     print(
         f"\nBulk enrollment, {BATCH:,} contacts per request, {args.size:,} step contacts in "
         f"the database, medians of {args.repeats} repeats\n"

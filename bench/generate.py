@@ -26,7 +26,6 @@ consistent by construction, and `--check` verifies it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -42,11 +41,10 @@ from bench.common import (
     DatabaseServer,
     Dataset,
     Engine,
-    add_database_arguments,
-    database_server,
+    bench_parser,
     ensure_dataset,
     log,
-    selected_engines,
+    servers,
     table,
 )
 from touchline.auth.service import create_api_key, create_organization
@@ -689,8 +687,7 @@ def generate(server: DatabaseServer, name: str, step_contacts: int) -> Dataset:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_database_arguments(parser)
+    parser = bench_parser(__doc__, size=False, repeats=None)
     parser.add_argument("--step-contacts", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--check", action="store_true", help="verify invariants and the API")
     parser.add_argument(
@@ -700,29 +697,28 @@ def main() -> None:
     from bench.checks import check_api, check_invariants
 
     results = []
-    for engine in selected_engines(args.engine):
-        with database_server(engine, args.postgres_url) as server:
-            if args.drop_cached:
-                for name in server.bench_databases():
-                    server.drop(name)
-                    log(f"dropped {name}")
-                continue
-            for size in args.step_contacts:
-                dataset = ensure_dataset(server, size, regenerate=args.regenerate)
-                if args.check:
-                    check_invariants(dataset)
-                    check_api(dataset)
-                results.append(
-                    (
-                        engine,
-                        f"{size:,}",
-                        f"{dataset.counts['step_contacts']:,}",
-                        f"{dataset.counts['contacts']:,}",
-                        f"{dataset.counts['sequence_runs']:,}",
-                        f"{dataset.counts['messages']:,}",
-                        f"{dataset.generated_seconds:.0f}",
-                    )
+    for engine, server in servers(args):
+        if args.drop_cached:
+            for name in server.bench_databases():
+                server.drop(name)
+                log(f"dropped {name}")
+            continue
+        for size in args.step_contacts:
+            dataset = ensure_dataset(server, size, regenerate=args.regenerate)
+            if args.check:
+                check_invariants(dataset)
+                check_api(dataset)
+            results.append(
+                (
+                    engine,
+                    f"{size:,}",
+                    f"{dataset.counts['step_contacts']:,}",
+                    f"{dataset.counts['contacts']:,}",
+                    f"{dataset.counts['sequence_runs']:,}",
+                    f"{dataset.counts['messages']:,}",
+                    f"{dataset.generated_seconds:.0f}",
                 )
+            )
     if results:
         print(
             table(

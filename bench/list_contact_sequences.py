@@ -35,8 +35,7 @@ from bench.common import (
     BENCH_DIR,
     Dataset,
     Engine,
-    add_database_arguments,
-    database_server,
+    bench_parser,
     ensure_dataset,
     free_port,
     http_process,
@@ -46,7 +45,7 @@ from bench.common import (
     print_report,
     raw_connect,
     real_server,
-    selected_engines,
+    servers,
     spread,
     touchline_env,
 )
@@ -268,10 +267,7 @@ HEADERS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_database_arguments(parser)
-    parser.add_argument("--size", type=int, default=1_000_000, help="step contacts")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=5, help="per concurrency-32 run")
     parser.add_argument("--latency-seconds", type=float, default=3, help="per concurrency-1 run")
     parser.add_argument("--floor-seconds", type=float, default=2)
@@ -285,14 +281,13 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[list[str]] = []
     profiles = []
-    for engine in selected_engines(args.engine):
-        with database_server(engine, args.postgres_url) as server:
-            dataset = ensure_dataset(server, args.size, regenerate=args.regenerate)
-            # Read-only: the template itself is served, no copy needed.
-            samples, profile = bench_engine(dataset, args)
-            rows += report_rows(engine, samples)
-            if profile:
-                profiles.append(f"### {engine}: real server, concurrency 32\n\n{profile}")
+    for engine, server in servers(args):
+        dataset = ensure_dataset(server, args.size, regenerate=args.regenerate)
+        # Read-only: the template itself is served, no copy needed.
+        samples, profile = bench_engine(dataset, args)
+        rows += report_rows(engine, samples)
+        if profile:
+            profiles.append(f"### {engine}: real server, concurrency 32\n\n{profile}")
     print_report(
         f"List Contact Sequences, {args.size:,} step contacts, medians of "
         f"{args.repeats} repeats (latencies in ms)",

@@ -18,23 +18,20 @@ import argparse
 from bench import list_contact_sequences as lcs
 from bench import worker_throughput as wt
 from bench.common import (
-    add_database_arguments,
-    database_server,
+    bench_parser,
     ensure_dataset,
     log,
     median,
     percentile,
-    selected_engines,
+    servers,
     table,
     working_copy,
 )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_database_arguments(parser)
+    parser = bench_parser(__doc__, size=False, repeats=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--due", type=int, default=10_000)
     args = parser.parse_args()
     lcs_args = argparse.Namespace(
@@ -56,36 +53,35 @@ def main() -> None:
         profile=False,
     )
     rows = []
-    for engine in selected_engines(args.engine):
-        with database_server(engine, args.postgres_url) as server:
-            for size in args.sizes:
-                template = ensure_dataset(server, size, regenerate=args.regenerate)
-                samples, _ = lcs.bench_engine(template, lcs_args)
-                floor = median([percentile(f, 50) for f in samples.floor["no filter"]])
+    for engine, server in servers(args):
+        for size in args.sizes:
+            template = ensure_dataset(server, size, regenerate=args.regenerate)
+            samples, _ = lcs.bench_engine(template, lcs_args)
+            floor = median([percentile(f, 50) for f in samples.floor["no filter"]])
 
-                def load(name: str, c: int, what: str, s: lcs.Samples = samples) -> float:
-                    results = s.load[("no filter", name, c)]
-                    return median([float(getattr(r, what)) for r in results])
+            def load(name: str, c: int, what: str, s: lcs.Samples = samples) -> float:
+                results = s.load[("no filter", name, c)]
+                return median([float(getattr(r, what)) for r in results])
 
-                with working_copy(server, template) as dataset:
-                    rounds, _ = wt.bench_engine(dataset, wt_args, (("floor", 2), ("worker", 2)))
-                worker = median([r.rate for r in rounds[("worker", 2)]])
-                sql = median([r.rate for r in rounds[("floor", 2)]])
-                due = median([r.due for r in rounds[("worker", 2)]])
-                log(f"{engine} {size:,}: done")
-                rows.append(
-                    [
-                        engine,
-                        f"{size:,}",
-                        f"{floor:.3f}",
-                        f"{load('real', 1, 'p50'):.2f}",
-                        f"{load('real', 32, 'rps'):.0f}",
-                        f"{load('minimal', 32, 'rps'):.0f}",
-                        f"{worker:.0f}",
-                        f"{sql:.0f}",
-                        f"{due:.0f}",
-                    ]
-                )
+            with working_copy(server, template) as dataset:
+                rounds, _ = wt.bench_engine(dataset, wt_args, (("floor", 2), ("worker", 2)))
+            worker = median([r.rate for r in rounds[("worker", 2)]])
+            sql = median([r.rate for r in rounds[("floor", 2)]])
+            due = median([r.due for r in rounds[("worker", 2)]])
+            log(f"{engine} {size:,}: done")
+            rows.append(
+                [
+                    engine,
+                    f"{size:,}",
+                    f"{floor:.3f}",
+                    f"{load('real', 1, 'p50'):.2f}",
+                    f"{load('real', 32, 'rps'):.0f}",
+                    f"{load('minimal', 32, 'rps'):.0f}",
+                    f"{worker:.0f}",
+                    f"{sql:.0f}",
+                    f"{due:.0f}",
+                ]
+            )
     print(f"\nScaling, medians of {args.repeats} repeats\n")
     print(
         table(

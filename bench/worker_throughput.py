@@ -31,14 +31,13 @@ from bench.common import (
     BENCH_DIR,
     Dataset,
     Engine,
-    add_database_arguments,
-    database_server,
+    bench_parser,
     ensure_dataset,
     log,
     median,
     print_report,
     raw_connect,
-    selected_engines,
+    servers,
     spread,
     worker_processes,
     working_copy,
@@ -237,11 +236,8 @@ HEADERS = ("engine", "config", "step contacts/s", "runs", "of the floor (same co
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_database_arguments(parser)
-    parser.add_argument("--size", type=int, default=1_000_000, help="step contacts")
+    parser = bench_parser(__doc__)
     parser.add_argument("--due", type=int, default=10_000, help="step contacts per round")
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--warm-up",
         type=int,
@@ -254,14 +250,13 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[list[str]] = []
     profiles = []
-    for engine in selected_engines(args.engine):
-        with database_server(engine, args.postgres_url) as server:
-            template = ensure_dataset(server, args.size, regenerate=args.regenerate)
-            with working_copy(server, template) as dataset:
-                rounds, profile = bench_engine(dataset, args)
-            rows += report_rows(engine, rounds)
-            if profile:
-                profiles.append(f"### {engine}: one of two workers\n\n{profile}")
+    for engine, server in servers(args):
+        template = ensure_dataset(server, args.size, regenerate=args.regenerate)
+        with working_copy(server, template) as dataset:
+            rounds, profile = bench_engine(dataset, args)
+        rows += report_rows(engine, rounds)
+        if profile:
+            profiles.append(f"### {engine}: one of two workers\n\n{profile}")
     print_report(
         f"Worker throughput, {args.size:,} step contacts, {args.due:,} due per round, "
         f"batch size {args.batch_size}, medians of {args.repeats} repeats",
