@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_twilio
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, ReceiverState, running_receiver, running_twilio
 from tests.helpers import Api, contact_sequences, enroll, make_channel, make_sequence
 from touchline.db import unit_of_work
 from touchline.engine.worker import Worker
@@ -119,3 +120,37 @@ def test_five_transient_failures_give_up(app: FastAPI, api: Api, worker: Worker)
     assert (message.delivery_status, message.attempts) == ("failed", 5)
     item = contact_sequences(api, job["results"][0]["contact_id"])["data"][0]
     assert (item["contact_status"], item["sequence_run"]["status"]) == ("finished", "finished")
+
+
+def _events(receiver: ReceiverState) -> list[dict[str, Any]]:
+    with receiver.lock:
+        return [json.loads(request.body) for request in receiver.requests]
+
+
+def test_webhooks_announce_what_each_attempt_changed(api: Api, worker: Worker) -> None:
+    watched = ["message.updated", "step_contact.updated", "sequence_run.updated"]
+    with running_receiver() as (receiver, url), running_twilio() as (twilio, base_url):
+        twilio.fail_next = [500, 400]
+        sequence = _twilio_sequence(api, base_url)
+        hook = api.post("/v1/webhooks", json={"url": url, "event_types": watched})
+        assert hook.status_code == 201, hook.text
+        enroll(api, worker, sequence["id"], [{"phone": PHONE}], T0)
+        # A retry changes the message; the step contact's new lease is not news.
+        [retried] = _events(receiver)
+        assert retried["event"] == "message.updated"
+        assert retried["data"]["delivery_status"] == "queued"
+        worker.run_once(T0 + timedelta(seconds=30))
+        received = _events(receiver)[1:]
+
+    assert sorted(body["event"] for body in received) == sorted(watched)
+    shown = {body["event"]: body["data"] for body in received}
+    # Each object as the API now shows it: failed, and the run ended with it.
+    [message] = api.get("/v1/messages").json()["data"]
+    assert shown["message.updated"] == message
+    assert message["delivery_status"] == "failed"
+    [step_contact] = api.get(f"/v1/sequences/{sequence['id']}/contacts").json()["data"]
+    assert shown["step_contact.updated"] == step_contact
+    assert (step_contact["status"], step_contact["finish_reason"]) == ("finished", "failed")
+    [run] = api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["data"]
+    assert shown["sequence_run.updated"] == run
+    assert run["status"] == "finished"

@@ -2,7 +2,9 @@
 
 The API (enrollment, removal, moves, replies) and the worker both call these functions, so
 the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`) and
-`updated_at` stay true whoever made the change.
+`updated_at` stay true whoever made the change. Most change one ORM object at a time; the
+worker's settle writes the same transitions for a whole batch at once (settlement.py), from
+the same column values (`finished_columns`, `new_step_contact`, `entered_columns`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
@@ -29,21 +31,6 @@ def step_channel(
     """The step's own channel, else the run's, else the sequence's default."""
     channel_id = step.channel_id or run.channel_id or sequence.default_channel_id
     return session.get(Channel, channel_id) if channel_id else None
-
-
-def next_step(session: Session, step: Step) -> Step | None:
-    if step.position is None:
-        return None
-    return session.scalars(
-        select(Step)
-        .where(
-            Step.sequence_id == step.sequence_id,
-            Step.deleted_at.is_(None),
-            Step.position > step.position,
-        )
-        .order_by(Step.position)
-        .limit(1)
-    ).first()
 
 
 StepCounter = Literal[
@@ -125,6 +112,48 @@ def start_run(
     return run
 
 
+def new_step_contact(
+    session: Session,
+    run: SequenceRun,
+    sequence: Sequence,
+    step: Step,
+    contact: Contact,
+    start: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """The columns of the contact's step contact in `step`: pending until its message is
+    due, or inactive when the step's send windows never open."""
+    channel = step_channel(session, step, run, sequence)
+    status = "pending"
+    try:
+        scheduled = due_at(
+            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
+        )
+    except NoSendWindowError:
+        scheduled, status = start, "inactive"
+    return {
+        "id": uuid.uuid4(),
+        "organization_id": run.organization_id,
+        "sequence_id": run.sequence_id,
+        "step_id": step.id,
+        "sequence_run_id": run.id,
+        "contact_id": contact.id,
+        "channel_id": channel.id if channel else None,
+        "status": status,
+        "held": sequence.status != "active",
+        "scheduled_at": scheduled,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def entered_columns(
+    step_contact_id: uuid.UUID, step_id: uuid.UUID, now: datetime
+) -> dict[str, Any]:
+    """What entering a step changes on the run: it now stands there."""
+    return {"current_step_contact_id": step_contact_id, "last_step_id": step_id, "updated_at": now}
+
+
 def enter_step(
     session: Session,
     run: SequenceRun,
@@ -134,36 +163,10 @@ def enter_step(
     start: datetime,
     now: datetime,
 ) -> StepContact:
-    """Put the contact in `step`: pending until its message is due.
-
-    A step whose send windows never open leaves the contact `inactive` in it.
-    """
-    channel = step_channel(session, step, run, sequence)
-    status = "pending"
-    try:
-        scheduled = due_at(
-            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
-        )
-    except NoSendWindowError:
-        scheduled, status = start, "inactive"
-    sc = StepContact(
-        id=uuid.uuid4(),
-        organization_id=run.organization_id,
-        sequence_id=run.sequence_id,
-        step_id=step.id,
-        sequence_run_id=run.id,
-        contact_id=contact.id,
-        channel_id=channel.id if channel else None,
-        status=status,
-        held=sequence.status != "active",
-        scheduled_at=scheduled,
-        created_at=now,
-        updated_at=now,
-    )
+    """Put the contact in `step` (see `new_step_contact`)."""
+    sc = StepContact(**new_step_contact(session, run, sequence, step, contact, start, now))
     session.add(sc)
-    run.current_step_contact_id = sc.id
-    run.last_step_id = step.id
-    run.updated_at = now
+    _assign(run, entered_columns(sc.id, step.id, now))
     return sc
 
 
@@ -192,23 +195,43 @@ def reschedule(
     run.updated_at = now
 
 
+def finished_columns(
+    step_contact_id: uuid.UUID, reason: FinishReason, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What finishing a step contact for `reason` changes on it and on its run."""
+    sc = {
+        "status": "finished",
+        "finish_reason": reason,
+        "completed_at": now,
+        "locked_until": None,
+        "updated_at": now,
+    }
+    run: dict[str, Any] = {"last_completed_step_contact_id": step_contact_id, "updated_at": now}
+    if reason != "completed":
+        run |= run_finished_columns(reason, now)
+    return sc, run
+
+
+def run_finished_columns(reason: str, now: datetime) -> dict[str, Any]:
+    return {"status": "finished", "finish_reason": reason, "finished_at": now, "updated_at": now}
+
+
+def _assign(obj: StepContact | SequenceRun, columns: dict[str, Any]) -> None:
+    for name, value in columns.items():
+        setattr(obj, name, value)
+
+
 def finish_step_contact(
     sc: StepContact, run: SequenceRun, reason: FinishReason, now: datetime
 ) -> None:
-    set_status(sc, "finished", now)
-    sc.finish_reason = reason
-    sc.completed_at = now
-    run.last_completed_step_contact_id = sc.id
-    run.updated_at = now
-    if reason != "completed":
-        finish_run(run, reason, now)
+    check_transition(sc.status, "finished")
+    sc_columns, run_columns = finished_columns(sc.id, reason, now)
+    _assign(sc, sc_columns)
+    _assign(run, run_columns)
 
 
 def finish_run(run: SequenceRun, reason: str, now: datetime) -> None:
-    run.status = "finished"
-    run.finish_reason = reason
-    run.finished_at = now
-    run.updated_at = now
+    _assign(run, run_finished_columns(reason, now))
 
 
 def remove(sc: StepContact, run: SequenceRun, now: datetime) -> None:
@@ -284,21 +307,3 @@ def reactivate(
 def mark_inactive(sc: StepContact, run: SequenceRun, now: datetime) -> None:
     set_status(sc, "inactive", now)
     run.updated_at = now
-
-
-def complete_and_advance(
-    session: Session,
-    sc: StepContact,
-    run: SequenceRun,
-    sequence: Sequence,
-    following: Step | None,
-    contact: Contact,
-    now: datetime,
-) -> StepContact | None:
-    """The step's message went out: finish it and enter `following` (the next step, see
-    `next_step`), or end the run when there is none."""
-    finish_step_contact(sc, run, "completed", now)
-    if following is None:
-        finish_run(run, "completed", now)
-        return None
-    return enter_step(session, run, sequence, following, contact, now, now)

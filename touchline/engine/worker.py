@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,6 +35,7 @@ from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.engine import progress
 from touchline.engine.claims import claim_job, claim_step_contacts
 from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
+from touchline.engine.settlement import Settlement
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
 from touchline.messaging.links import rewrite_links
@@ -427,80 +427,99 @@ class Worker:
         summary: PassSummary,
     ) -> None:
         # While the messages were out, a reply, a removal or a move may have changed the
-        # step contacts: read them again. Their runs need not be: whatever finishes or
-        # moves a run changes its open step contact too, and the settle touches the run
-        # only while that step contact is still this worker's (the ORM writes only the
-        # columns the settle sets).
-        sent = [sc for sc in loaded.step_contacts if sc.id in results]
-        session.scalars(
-            select(StepContact)
-            .where(StepContact.id.in_(results))
-            .execution_options(populate_existing=True)
-        ).all()
-        # Everything the loop needs is loaded; flushing once at commit lets the ORM batch
-        # the inserts and updates instead of flushing before every lookup.
-        with session.no_autoflush:
-            counts = self._settle_loaded(session, loaded, sent, results, now, summary)
-        session.flush()
+        # step contacts: read their status again. Their runs need not be: whatever
+        # finishes or moves a run changes its open step contact too, and the settle touches
+        # the run only while that step contact is still this worker's.
+        current = {
+            sc_id: (status, responded)
+            for sc_id, status, responded in session.execute(
+                select(StepContact.id, StepContact.status, StepContact.responded).where(
+                    StepContact.id.in_(results)
+                )
+            )
+        }
+        settlement = Settlement(session, now)
+        for sc in loaded.step_contacts:
+            if sc.id in results:
+                status, responded = current[sc.id]
+                self._settle_one(loaded, sc, status, responded, results[sc.id], settlement)
+                _tally(summary, results[sc.id], loaded.messages[sc.id])
+        settlement.write()
         # Last, right before the commit: other workers' settles queue on these rows' locks
         # (steps shared by their batches), so they are held for as short a time as can be.
-        progress.count_many(session, counts)
+        progress.count_many(session, settlement.counts)
 
-    def _settle_loaded(
+    def _settle_one(
         self,
-        session: Session,
         loaded: _Loaded,
-        sent: list[StepContact],
-        results: dict[uuid.UUID, SendResult | Exception],
-        now: datetime,
-        summary: PassSummary,
-    ) -> progress.Counts:
-        """Apply the providers' answers; returns what to add to the steps' counters."""
-        counts: progress.Counts = Counter()
-        for sc in sent:
-            result = results[sc.id]
-            message = loaded.messages[sc.id]
-            run = loaded.runs[sc.sequence_run_id]
-            step = loaded.steps[sc.step_id]
-            sequence = loaded.sequences[sc.sequence_id]
-            message.attempts += 1
-            message.updated_at = now
-            still_ours = sc.status == "active"
-            if isinstance(result, SendResult):
-                message.delivery_status = result.delivery_status
-                message.provider_message_id = result.provider_message_id
-                message.error = None
-                message.next_attempt_at = None
-                counts[(step.id, "sent_messages")] += 1
-                if still_ours and sc.responded and _removes_on_response(sequence):
-                    # The contact replied while this message was on its way: it went out,
-                    # and the reply ends the run instead of the next step.
-                    progress.finish_step_contact(sc, run, "responded", now)
-                elif still_ours:
-                    progress.complete_and_advance(
-                        session,
-                        sc,
-                        run,
-                        sequence,
-                        loaded.following(step),
-                        loaded.contacts[sc.contact_id],
-                        now,
-                    )
-                summary.sent += 1
-            elif isinstance(result, TransientSendError) and message.attempts < MAX_SEND_ATTEMPTS:
-                wait = retry_backoff(message.attempts)
-                message.error = str(result)
-                message.next_attempt_at = now + wait
-                if still_ours:
-                    # The lease doubles as the retry timer: the row is claimed again then.
-                    sc.locked_until = now + wait
-                summary.retried += 1
-            else:
-                message.delivery_status = "failed"
-                message.error = str(result)
-                message.next_attempt_at = None
-                counts[(step.id, "failed_deliveries")] += 1
-                if still_ours:
-                    progress.finish_step_contact(sc, run, "failed", now)
-                summary.failed += 1
-        return counts
+        sc: StepContact,
+        status: str,
+        responded: bool,
+        result: SendResult | Exception,
+        settlement: Settlement,
+    ) -> None:
+        """Apply one provider's answer (`status`, `responded`: the step contact as it is
+        now; the loaded object is as it was at the claim)."""
+        now = settlement.now
+        message = loaded.messages[sc.id]
+        run = loaded.runs[sc.sequence_run_id]
+        step = loaded.steps[sc.step_id]
+        sequence = loaded.sequences[sc.sequence_id]
+        attempts = message.attempts + 1
+        still_ours = status == "active"
+        if isinstance(result, SendResult):
+            settlement.update_message(
+                message,
+                attempts=attempts,
+                updated_at=now,
+                delivery_status=result.delivery_status,
+                provider_message_id=result.provider_message_id,
+                error=None,
+                next_attempt_at=None,
+            )
+            settlement.counts[(step.id, "sent_messages")] += 1
+            if still_ours and responded and _removes_on_response(sequence):
+                # The contact replied while this message was on its way: it went out, and
+                # the reply ends the run instead of the next step.
+                settlement.finish(sc, run, "responded")
+            elif still_ours:
+                settlement.complete_and_advance(
+                    sc, run, sequence, loaded.following(step), loaded.contacts[sc.contact_id]
+                )
+        elif _retries(result, attempts):
+            wait = retry_backoff(attempts)
+            settlement.update_message(
+                message,
+                attempts=attempts,
+                updated_at=now,
+                error=str(result),
+                next_attempt_at=now + wait,
+            )
+            if still_ours:
+                # The lease doubles as the retry timer: the row is claimed again then.
+                settlement.renew_lease(sc, now + wait)
+        else:
+            settlement.update_message(
+                message,
+                attempts=attempts,
+                updated_at=now,
+                delivery_status="failed",
+                error=str(result),
+                next_attempt_at=None,
+            )
+            settlement.counts[(step.id, "failed_deliveries")] += 1
+            if still_ours:
+                settlement.finish(sc, run, "failed")
+
+
+def _retries(result: SendResult | Exception, attempts: int) -> bool:
+    return isinstance(result, TransientSendError) and attempts < MAX_SEND_ATTEMPTS
+
+
+def _tally(summary: PassSummary, result: SendResult | Exception, message: Message) -> None:
+    if isinstance(result, SendResult):
+        summary.sent += 1
+    elif _retries(result, message.attempts + 1):
+        summary.retried += 1
+    else:
+        summary.failed += 1

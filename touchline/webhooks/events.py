@@ -13,10 +13,12 @@ Per transaction, an object gives at most one event: `created` if it was inserted
 transaction (even if changed again afterwards), else `updated` if a column the API shows
 (not one of `_QUIET`) really changed. The body holds the object as it is at commit.
 
-Rows changed by bulk UPDATE statements bypass the session and give no event: the worker's
-claims of due step contacts (pending -> active while it sends), whose outcome (finished,
-inactive, a retry) comes through the session a moment later, and the steps' analytics
-counters, whose sends are message and step_contact events.
+Rows changed by bulk statements bypass the session. Where subscribers must hear of them,
+the writer reports them with `report` (the worker's settle, which writes a batch's messages,
+step contacts and runs set-based). Two kinds give no event: the worker's claims of due step
+contacts (pending -> active while it sends), whose outcome (finished, inactive, a retry)
+follows a moment later, and the steps' analytics counters, whose sends are message and
+step_contact events.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import event, insert, inspect, select
@@ -130,6 +132,26 @@ def _after_flush(session: Session, _flush_context: UOWTransaction) -> None:
     for obj in dirty:
         if obj.organization_id in subscribed and _changed(obj):
             events.setdefault((type(obj), obj.id), (obj, "updated"))
+
+
+def report(
+    session: Session,
+    model: type[Any],
+    rows: Iterable[tuple[uuid.UUID, uuid.UUID]],
+    what: Literal["created", "updated"],
+) -> None:
+    """Announce rows of `model` that a bulk statement inserted or changed in this
+    transaction: `rows` are (organization id, row id). The rows are read back (as they are
+    now) only for organizations with a subscription, and queued like the session's own."""
+    rows = list(rows)
+    subscribed = _subscribed(session, {org for org, _ in rows})
+    ids = [row_id for org, row_id in rows if org in subscribed]
+    events = _pending(session)
+    for chunk in _chunks(ids):
+        for obj in session.scalars(
+            select(model).where(model.id.in_(chunk)).execution_options(populate_existing=True)
+        ):
+            events.setdefault((model, obj.id), (obj, what))
 
 
 def _before_commit(session: Session) -> None:
