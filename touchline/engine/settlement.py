@@ -17,21 +17,29 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from touchline.engine import progress
 from touchline.engine.states import FinishReason, check_transition
-from touchline.models import Contact, Message, Sequence, SequenceRun, Step, StepContact
+from touchline.models import (
+    Contact,
+    Message,
+    Sequence,
+    SequenceRun,
+    Step,
+    StepContact,
+    table_of,
+)
 from touchline.webhooks import events
 
 _ROW_ID = "row_id"
 # Plain tables, not the mapped classes: statements on these skip the ORM's bulk handling.
-_RUNS = cast(Table, SequenceRun.__table__)
-_STEP_CONTACTS = cast(Table, StepContact.__table__)
-_MESSAGES = cast(Table, Message.__table__)
+_RUNS = table_of(SequenceRun)
+_STEP_CONTACTS = table_of(StepContact)
+_MESSAGES = table_of(Message)
 
 _Rows = dict[uuid.UUID, dict[str, Any]]
 
@@ -50,8 +58,8 @@ class Settlement:
     # (organization, id) of each row to announce, by model.
     _shown: dict[type[Any], list[tuple[uuid.UUID, uuid.UUID]]] = field(default_factory=dict)
 
-    def update_message(self, message: Message, **columns: Any) -> None:
-        self._put(self._messages, Message, message.organization_id, message.id, columns)
+    def update_message(self, org_id: uuid.UUID, message_id: uuid.UUID, **columns: Any) -> None:
+        self._put(self._messages, Message, org_id, message_id, columns)
 
     def renew_lease(self, sc: StepContact, until: datetime) -> None:
         """The step contact stays this worker's until `until` (a retry's timer)."""
@@ -114,9 +122,11 @@ class Settlement:
 
 def _update_by_id(session: Session, table: Table, rows: _Rows) -> None:
     """One executemany UPDATE per set of columns written (the SET clause follows the
-    parameters' keys)."""
+    parameters' keys), rows in id order: every writer that changes many rows of a table
+    at once should lock them in one order (the ORM's flush does too), else two such
+    transactions can each wait for the other."""
     by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row_id, columns in rows.items():
+    for row_id, columns in sorted(rows.items()):
         by_columns.setdefault(frozenset(columns), []).append({_ROW_ID: row_id, **columns})
     for _, params in sorted(by_columns.items(), key=lambda item: sorted(item[0])):
         session.execute(update(table).where(table.c.id == bindparam(_ROW_ID)), params)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, tuple_
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.channels.providers import build_provider
@@ -51,10 +51,25 @@ from touchline.models import (
     Step,
     StepContact,
     TrackedLink,
+    table_of,
 )
+from touchline.webhooks import events
 from touchline.webhooks.delivery import deliver_due
 
 log = logging.getLogger("touchline.worker")
+
+_MESSAGES = table_of(Message)
+_TRACKED_LINKS = table_of(TrackedLink)
+# What a send needs of a message written by an earlier claim.
+_SENT_COLUMNS = (
+    "id",
+    "organization_id",
+    "attempts",
+    "to_address",
+    "from_address",
+    "body",
+    "subject",
+)
 
 JOB_HANDLERS = {"enroll": run_enrollment, "remove": run_removal}
 
@@ -83,8 +98,11 @@ class _Send:
     """A message to hand to a provider, outside any transaction."""
 
     message_id: uuid.UUID
+    organization_id: uuid.UUID
     step_contact_id: uuid.UUID
     channel_id: uuid.UUID
+    # Attempts made before this one.
+    attempts: int
     outbound: OutboundMessage
 
 
@@ -269,7 +287,7 @@ class Worker:
                     return summary
                 loaded = _load(session, ids)
                 sends = self._prepare(session, loaded, at, summary)
-            results = {s.step_contact_id: self._send(s) for s in sends}
+            results = [(s, self._send(s)) for s in sends]
             if results:
                 with session.begin():
                     self._settle(session, loaded, results, utc_now(), summary)
@@ -290,6 +308,8 @@ class Worker:
             )
         }
         sends: list[_Send] = []
+        new_messages: list[dict[str, Any]] = []
+        new_links: list[dict[str, Any]] = []
         for sc in loaded.step_contacts:
             run = loaded.runs[sc.sequence_run_id]
             sequence = loaded.sequences[sc.sequence_id]
@@ -315,79 +335,100 @@ class Worker:
                 continue
             message = loaded.messages.get(sc.id)
             if message is None:
-                message = self._write_message(
-                    session,
-                    sc,
-                    loaded.steps[sc.step_id],
-                    sequence,
-                    contact,
-                    channel,
-                    now,
+                row = self._new_message(
+                    sc, loaded.steps[sc.step_id], sequence, contact, channel, now, new_links
                 )
-                session.add(message)
-                loaded.messages[sc.id] = message
-            sends.append(
-                _Send(
-                    message_id=message.id,
-                    step_contact_id=sc.id,
-                    channel_id=channel.id,
-                    outbound=OutboundMessage(
-                        id=message.id,
-                        channel_type="sms" if channel.type == "sms" else "email",
-                        to=message.to_address,
-                        from_address=message.from_address,
-                        body=message.body,
-                        subject=message.subject,
-                        status_callback_url=self._status_callback_url(channel),
-                    ),
-                )
-            )
+                new_messages.append(row)
+            else:
+                # Written by an earlier claim: a retry, or a worker that stopped mid-batch.
+                row = {name: getattr(message, name) for name in _SENT_COLUMNS}
+            sends.append(self._outbound(sc, channel, row))
             self._channels[channel.id] = channel
+        self._write_messages(session, new_messages, new_links)
         return sends
 
-    def _write_message(
+    def _outbound(self, sc: StepContact, channel: Channel, message: dict[str, Any]) -> _Send:
+        return _Send(
+            message_id=message["id"],
+            organization_id=message["organization_id"],
+            step_contact_id=sc.id,
+            channel_id=channel.id,
+            attempts=message["attempts"],
+            outbound=OutboundMessage(
+                id=message["id"],
+                channel_type="sms" if channel.type == "sms" else "email",
+                to=message["to_address"],
+                from_address=message["from_address"],
+                body=message["body"],
+                subject=message["subject"],
+                status_callback_url=self._status_callback_url(channel),
+            ),
+        )
+
+    def _new_message(
         self,
-        session: Session,
         sc: StepContact,
         step: Step,
         sequence: Sequence,
         contact: Contact,
         channel: Channel,
         now: datetime,
-    ) -> Message:
+        links: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The step contact's outbound message row; adds its tracked links to `links`."""
         variables = contact_variables(contact)
         to = contact.phone if channel.type == "sms" else contact.email
-        message = Message(
-            id=uuid.uuid4(),
-            organization_id=sc.organization_id,
-            direction="OUTBOUND",
-            channel_id=channel.id,
-            contact_id=contact.id,
-            sequence_id=sc.sequence_id,
-            step_id=sc.step_id,
-            step_contact_id=sc.id,
-            to_address=to or "",
-            from_address=channel.address,
-            body=render(step.body, variables),
-            subject=render(step.subject, variables) if step.subject else None,
-            delivery_status="queued",
-            created_at=now,
-            updated_at=now,
-        )
+        message_id = uuid.uuid4()
+        body = render(step.body, variables)
         if (sequence.settings or {}).get("link_tracking"):
-            message.body, links = rewrite_links(message.body, self.settings.public_url)
-            session.add_all(
-                TrackedLink(
-                    organization_id=sc.organization_id,
-                    token=token,
-                    url=url,
-                    step_contact_id=sc.id,
-                    message_id=message.id,
-                    created_at=now,
-                )
-                for url, token in links
+            body, found = rewrite_links(body, self.settings.public_url)
+            links.extend(
+                {
+                    "id": uuid.uuid4(),
+                    "organization_id": sc.organization_id,
+                    "token": token,
+                    "url": url,
+                    "step_contact_id": sc.id,
+                    "message_id": message_id,
+                    "clicks": 0,
+                    "created_at": now,
+                }
+                for url, token in found
             )
-        return message
+        return {
+            "id": message_id,
+            "organization_id": sc.organization_id,
+            "direction": "OUTBOUND",
+            "channel_id": channel.id,
+            "contact_id": contact.id,
+            "sequence_id": sc.sequence_id,
+            "step_id": sc.step_id,
+            "step_contact_id": sc.id,
+            "to_address": to or "",
+            "from_address": channel.address,
+            "body": body,
+            "subject": render(step.subject, variables) if step.subject else None,
+            "delivery_status": "queued",
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    @staticmethod
+    def _write_messages(
+        session: Session, messages: list[dict[str, Any]], links: list[dict[str, Any]]
+    ) -> None:
+        """Insert the batch's new messages (and their links) with one statement each,
+        not as ORM objects the commit would flush one by one; the session does not see
+        them, so their `created` events are reported here."""
+        if not messages:
+            return
+        session.execute(insert(_MESSAGES), messages)
+        if links:
+            session.execute(insert(_TRACKED_LINKS), links)
+        events.report(
+            session, Message, [(m["organization_id"], m["id"]) for m in messages], "created"
+        )
 
     def _status_callback_url(self, channel: Channel) -> str | None:
         if channel.provider != "twilio":
@@ -422,7 +463,7 @@ class Worker:
         self,
         session: Session,
         loaded: _Loaded,
-        results: dict[uuid.UUID, SendResult | Exception],
+        results: list[tuple[_Send, SendResult | Exception]],
         now: datetime,
         summary: PassSummary,
     ) -> None:
@@ -434,16 +475,17 @@ class Worker:
             sc_id: (status, responded)
             for sc_id, status, responded in session.execute(
                 select(StepContact.id, StepContact.status, StepContact.responded).where(
-                    StepContact.id.in_(results)
+                    StepContact.id.in_([send.step_contact_id for send, _ in results])
                 )
             )
         }
+        step_contacts = {sc.id: sc for sc in loaded.step_contacts}
         settlement = Settlement(session, now)
-        for sc in loaded.step_contacts:
-            if sc.id in results:
-                status, responded = current[sc.id]
-                self._settle_one(loaded, sc, status, responded, results[sc.id], settlement)
-                _tally(summary, results[sc.id], loaded.messages[sc.id])
+        for send, result in results:
+            sc = step_contacts[send.step_contact_id]
+            status, responded = current[sc.id]
+            self._settle_one(loaded, sc, status, responded, send, result, settlement)
+            _tally(summary, result, send.attempts + 1)
         settlement.write()
         # Last, right before the commit: other workers' settles queue on these rows' locks
         # (steps shared by their batches), so they are held for as short a time as can be.
@@ -455,23 +497,26 @@ class Worker:
         sc: StepContact,
         status: str,
         responded: bool,
+        send: _Send,
         result: SendResult | Exception,
         settlement: Settlement,
     ) -> None:
         """Apply one provider's answer (`status`, `responded`: the step contact as it is
         now; the loaded object is as it was at the claim)."""
         now = settlement.now
-        message = loaded.messages[sc.id]
         run = loaded.runs[sc.sequence_run_id]
         step = loaded.steps[sc.step_id]
         sequence = loaded.sequences[sc.sequence_id]
-        attempts = message.attempts + 1
+        attempts = send.attempts + 1
         still_ours = status == "active"
-        if isinstance(result, SendResult):
+
+        def update_message(**columns: Any) -> None:
             settlement.update_message(
-                message,
-                attempts=attempts,
-                updated_at=now,
+                send.organization_id, send.message_id, attempts=attempts, updated_at=now, **columns
+            )
+
+        if isinstance(result, SendResult):
+            update_message(
                 delivery_status=result.delivery_status,
                 provider_message_id=result.provider_message_id,
                 error=None,
@@ -488,25 +533,12 @@ class Worker:
                 )
         elif _retries(result, attempts):
             wait = retry_backoff(attempts)
-            settlement.update_message(
-                message,
-                attempts=attempts,
-                updated_at=now,
-                error=str(result),
-                next_attempt_at=now + wait,
-            )
+            update_message(error=str(result), next_attempt_at=now + wait)
             if still_ours:
                 # The lease doubles as the retry timer: the row is claimed again then.
                 settlement.renew_lease(sc, now + wait)
         else:
-            settlement.update_message(
-                message,
-                attempts=attempts,
-                updated_at=now,
-                delivery_status="failed",
-                error=str(result),
-                next_attempt_at=None,
-            )
+            update_message(delivery_status="failed", error=str(result), next_attempt_at=None)
             settlement.counts[(step.id, "failed_deliveries")] += 1
             if still_ours:
                 settlement.finish(sc, run, "failed")
@@ -516,10 +548,10 @@ def _retries(result: SendResult | Exception, attempts: int) -> bool:
     return isinstance(result, TransientSendError) and attempts < MAX_SEND_ATTEMPTS
 
 
-def _tally(summary: PassSummary, result: SendResult | Exception, message: Message) -> None:
+def _tally(summary: PassSummary, result: SendResult | Exception, attempts: int) -> None:
     if isinstance(result, SendResult):
         summary.sent += 1
-    elif _retries(result, message.attempts + 1):
+    elif _retries(result, attempts):
         summary.retried += 1
     else:
         summary.failed += 1
