@@ -94,8 +94,14 @@ def make_due(dataset: Dataset, count: int) -> tuple[float, int]:
         (count,),
     )
     due_at = _stored_time(engine, datetime.now(UTC) - timedelta(minutes=1))
+    # Running workers may be settling some of these rows (a next step that just fell
+    # due): lock them in id order, the order the settle writes them in, so that the two
+    # never deadlock.
+    locked = "" if engine == "sqlite" else " FOR UPDATE OF sc"
     conn.execute(
-        f"UPDATE step_contacts SET scheduled_at = {mark} WHERE id IN (SELECT id FROM bench_due)",
+        f"UPDATE step_contacts SET scheduled_at = {mark} WHERE id IN (SELECT sc.id FROM "
+        "step_contacts sc JOIN bench_due d ON d.id = sc.id ORDER BY sc.id"
+        f"{locked})",
         (due_at,),
     )
     made = conn.execute("SELECT count(*) FROM bench_due").fetchone()[0]

@@ -90,13 +90,21 @@ def claim_job(session: Session, now: datetime, lease_until: datetime) -> uuid.UU
 def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
     """Take a sequence's open step contacts out of the queue (draft, archived) or put them
     back (active). The sequence's own status still guards every claim."""
-    session.execute(
-        update(StepContact)
+    # Locked in id order, the order the worker's settle writes step contacts in: a sequence
+    # archived while a batch of it settles must not deadlock with that settle.
+    changed = (
+        select(StepContact.id)
         .where(
             StepContact.sequence_id == sequence_id,
             StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
             StepContact.held.is_not(held),
         )
+        .order_by(StepContact.id)
+        .with_for_update()
+    )
+    session.execute(
+        update(StepContact)
+        .where(StepContact.id.in_(changed.scalar_subquery()))
         .values(held=held)
         .execution_options(synchronize_session=False)
     )
