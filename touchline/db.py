@@ -8,6 +8,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,7 +94,16 @@ def make_engine(url: str) -> Engine:
     # connection opened past the pool is closed after each use, and reconnecting costs more
     # than the queries it serves. No pre-ping (a round trip per checkout on the hot path);
     # pool_recycle retires connections before servers or proxies drop idle ones.
-    return create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
+    engine = create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
+    event.listen(engine, "connect", _configure_postgresql)
+    return engine
+
+
+def _configure_postgresql(dbapi_connection: Any, _record: Any) -> None:
+    # Lists are only ever parameters of bulk.py's `unnest` arrays, whose text form psycopg
+    # builds in Python, escaping element by element (3-7 us each); the binary form costs
+    # about a fifth of that.
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def reader(engine: Engine) -> Engine:

@@ -4,7 +4,7 @@ A batch's settle changes four rows per sent message: the message, the finished s
 contact, its run, and the step contact of the next step. Through the ORM that was a unit of
 work flushing each object and tracking each attribute, the largest share of a worker's
 time. Here each change is gathered as a row of column values (the same values `progress`
-assigns to ORM objects) and each kind of change is written by one executemany statement.
+assigns to ORM objects) and each kind of change is written by one statement (bulk.py).
 
 Webhook subscribers still hear of every change: the session never sees these statements,
 so `write` reports them to `webhooks.events`, with the rule the session applies to its own
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
+from touchline.bulk import insert_rows, update_rows
 from touchline.engine import progress
 from touchline.engine.states import FinishReason, check_transition
 from touchline.models import (
@@ -35,7 +35,6 @@ from touchline.models import (
 )
 from touchline.webhooks import events
 
-_ROW_ID = "row_id"
 # Plain tables, not the mapped classes: statements on these skip the ORM's bulk handling.
 _RUNS = table_of(SequenceRun)
 _STEP_CONTACTS = table_of(StepContact)
@@ -109,24 +108,11 @@ class Settlement:
         """Write everything gathered, in the order the ORM's flushes lock these tables in
         (runs, step contacts, messages), so that a settle and a request touching the same
         run cannot deadlock; then queue the webhook events."""
-        _update_by_id(self.session, _RUNS, self._runs)
-        _update_by_id(self.session, _STEP_CONTACTS, self._step_contacts)
-        if self._entered:
-            self.session.execute(insert(_STEP_CONTACTS), self._entered)
-        _update_by_id(self.session, _MESSAGES, self._messages)
+        update_rows(self.session, _RUNS, self._runs)
+        update_rows(self.session, _STEP_CONTACTS, self._step_contacts)
+        insert_rows(self.session, _STEP_CONTACTS, self._entered)
+        update_rows(self.session, _MESSAGES, self._messages)
         for model, rows in self._shown.items():
             events.report(self.session, model, rows, "updated")
         entered = [(row["organization_id"], row["id"]) for row in self._entered]
         events.report(self.session, StepContact, entered, "created")
-
-
-def _update_by_id(session: Session, table: Table, rows: _Rows) -> None:
-    """One executemany UPDATE per set of columns written (the SET clause follows the
-    parameters' keys), rows in id order: every writer that changes many rows of a table
-    at once should lock them in one order (the ORM's flush does too), else two such
-    transactions can each wait for the other."""
-    by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for row_id, columns in sorted(rows.items()):
-        by_columns.setdefault(frozenset(columns), []).append({_ROW_ID: row_id, **columns})
-    for _, params in sorted(by_columns.items(), key=lambda item: sorted(item[0])):
-        session.execute(update(table).where(table.c.id == bindparam(_ROW_ID)), params)

@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from touchline.bulk import insert_rows
 from touchline.channels.providers import build_provider
 from touchline.channels.providers.base import (
     OutboundMessage,
@@ -423,9 +424,8 @@ class Worker:
         them, so their `created` events are reported here."""
         if not messages:
             return
-        session.execute(insert(_MESSAGES), messages)
-        if links:
-            session.execute(insert(_TRACKED_LINKS), links)
+        insert_rows(session, _MESSAGES, messages)
+        insert_rows(session, _TRACKED_LINKS, links)
         events.report(
             session, Message, [(m["organization_id"], m["id"]) for m in messages], "created"
         )

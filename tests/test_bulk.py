@@ -1,0 +1,67 @@
+"""Rows written many at a time (touchline/bulk.py) read back exactly as given, on both engines."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from touchline.bulk import insert_rows, update_rows
+from touchline.db import unit_of_work
+from touchline.models import ApiKey, Organization, table_of
+
+T0 = datetime(2026, 3, 2, 15, 0, 0, 123456, tzinfo=UTC)
+T1 = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
+
+
+def _keys(org_id: uuid.UUID, n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": uuid.uuid4(),
+            "organization_id": org_id,
+            "prefix": f"tl_{i:04d}",
+            "key_hash": f"{i:064d}",
+            "created_at": T0,
+        }
+        for i in range(n)
+    ]
+
+
+def test_inserted_and_updated_rows_read_back_as_given(app: FastAPI) -> None:
+    org_id = uuid.uuid4()
+    keys = _keys(org_id, 4)
+    with unit_of_work(app.state.sessions) as session:
+        # `created_at` left out: the model's default fills it in.
+        insert_rows(session, table_of(Organization), [{"id": org_id, "name": "Bulk Ünïcode"}])
+        insert_rows(session, table_of(ApiKey), keys)
+        insert_rows(session, table_of(ApiKey), [])
+    with unit_of_work(app.state.sessions) as session:
+        # Two sets of columns, one of them NULL in every row.
+        update_rows(
+            session,
+            table_of(ApiKey),
+            {
+                keys[0]["id"]: {"revoked_at": T1},
+                keys[1]["id"]: {"prefix": "tl_x", "revoked_at": None},
+                keys[2]["id"]: {"prefix": "tl_y", "revoked_at": None},
+            },
+        )
+        update_rows(session, table_of(ApiKey), {})
+
+    with unit_of_work(app.state.sessions) as session:
+        org = session.get_one(Organization, org_id)
+        assert org.name == "Bulk Ünïcode"
+        assert org.created_at is not None
+        stored = {
+            k.id: (k.prefix, k.key_hash, k.created_at, k.revoked_at)
+            for k in session.scalars(select(ApiKey).where(ApiKey.organization_id == org_id))
+        }
+    assert stored == {
+        keys[0]["id"]: ("tl_0000", f"{0:064d}", T0, T1),
+        keys[1]["id"]: ("tl_x", f"{1:064d}", T0, None),
+        keys[2]["id"]: ("tl_y", f"{2:064d}", T0, None),
+        keys[3]["id"]: ("tl_0003", f"{3:064d}", T0, None),
+    }
