@@ -25,7 +25,6 @@ from bench.common import (
     percentile,
     servers,
     table,
-    working_copy,
 )
 
 
@@ -63,8 +62,7 @@ def main() -> None:
                 results = s.load[("no filter", name, c)]
                 return median([float(getattr(r, what)) for r in results])
 
-            with working_copy(server, template) as dataset:
-                rounds, _ = wt.bench_engine(dataset, wt_args, (("floor", 2), ("worker", 2)))
+            rounds, _ = wt.bench_engine(server, template, wt_args, (("floor", 2), ("worker", 2)))
             worker = median([r.rate for r in rounds[("worker", 2)]])
             sql = median([r.rate for r in rounds[("floor", 2)]])
             due = median([r.due for r in rounds[("worker", 2)]])

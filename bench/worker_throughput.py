@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.common import (
     BENCH_DIR,
+    DatabaseServer,
     Dataset,
     Engine,
     bench_parser,
@@ -161,28 +162,38 @@ def one_round(dataset: Dataset, kind: str, count: int, args: argparse.Namespace)
 
 
 def bench_engine(
-    dataset: Dataset, args: argparse.Namespace, configs: tuple[tuple[str, int], ...] = CONFIGS
+    server: DatabaseServer,
+    template: Dataset,
+    args: argparse.Namespace,
+    configs: tuple[tuple[str, int], ...] = CONFIGS,
 ) -> tuple[dict[tuple[str, int], list[Round]], str]:
-    prepare(dataset)
     rounds: dict[tuple[str, int], list[Round]] = {c: [] for c in configs}
     env = {"TOUCHLINE_WORKER_BATCH_SIZE": str(args.batch_size)}
     for repeat in range(args.repeats):
-        for kind, count in configs:
-            if kind == "worker":
-                with worker_processes(dataset.url, count, **env):
-                    _warm_up(dataset, args)
+        # A fresh copy for each repeat: every round uses up pending step contacts (each run
+        # that reaches its last step leaves none behind), and a dataset shared by all the
+        # repeats' warm-ups and rounds ran short of them by the third.
+        with working_copy(server, template) as dataset:
+            prepare(dataset)
+            for kind, count in configs:
+                if kind == "worker":
+                    with worker_processes(dataset.url, count, **env):
+                        _warm_up(dataset, args)
+                        result = one_round(dataset, kind, count, args)
+                else:
                     result = one_round(dataset, kind, count, args)
-            else:
-                result = one_round(dataset, kind, count, args)
-            rounds[(kind, count)].append(result)
-            log(
-                f"{dataset.engine} #{repeat + 1} {kind} x{count}: {result.rate:7.0f} step "
-                f"contacts/s ({result.finished} finished, {result.inactive} inactive in "
-                f"{result.seconds:.2f}s)"
-            )
+                rounds[(kind, count)].append(result)
+                log(
+                    f"{dataset.engine} #{repeat + 1} {kind} x{count}: {result.rate:7.0f} step "
+                    f"contacts/s ({result.finished} finished, {result.inactive} inactive in "
+                    f"{result.seconds:.2f}s)"
+                )
     profile = ""
     if args.profile:
-        profile = _profile(dataset, args, median([r.rate for r in rounds[("worker", 2)]]))
+        with working_copy(server, template) as dataset:
+            prepare(dataset)
+            rate = median([r.rate for r in rounds[("worker", 2)]])
+            profile = _profile(dataset, args, rate)
     return rounds, profile
 
 
@@ -258,8 +269,7 @@ def main() -> None:
     profiles = []
     for engine, server in servers(args):
         template = ensure_dataset(server, args.size, regenerate=args.regenerate)
-        with working_copy(server, template) as dataset:
-            rounds, profile = bench_engine(dataset, args)
+        rounds, profile = bench_engine(server, template, args)
         rows += report_rows(engine, rounds)
         if profile:
             profiles.append(f"### {engine}: one of two workers\n\n{profile}")
