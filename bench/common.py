@@ -190,9 +190,6 @@ def working_copy(server: DatabaseServer, dataset: Dataset) -> Iterator[Dataset]:
     name = f"bench_run_{os.getpid()}_{dataset.step_contacts}"
     started = time.perf_counter()
     url = server.copy(dataset.name, name)
-    # A copy leaves a gigabyte or more of dirty pages that the kernel would write back
-    # during the first measured round (the SQLite floor ran 40% slower on a fresh copy).
-    os.sync()
     log(f"copied {dataset.name} to {name} in {time.perf_counter() - started:.1f}s")
     copy = Dataset(**{**asdict(dataset), "name": name, "url": url})
     try:
