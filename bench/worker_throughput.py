@@ -175,6 +175,7 @@ def bench_engine(
         # repeats' warm-ups and rounds ran short of them by the third.
         with working_copy(server, template) as dataset:
             prepare(dataset)
+            _settle_in(dataset, args)
             for kind, count in configs:
                 if kind == "worker":
                     with worker_processes(dataset.url, count, **env):
@@ -225,6 +226,14 @@ def report_rows(engine: Engine, rounds: dict[tuple[str, int], list[Round]]) -> l
             ]
         )
     return rows
+
+
+def _settle_in(dataset: Dataset, args: argparse.Namespace) -> None:
+    """An unmeasured floor round on a fresh copy: the first round on a copy ran 30-40%
+    slower on both engines (PostgreSQL: 2,100 against 2,850-3,070/s for one connection;
+    SQLite: 720-810 against about 1,250/s), which would bias whichever config came first."""
+    result = one_round(dataset, "floor", 2, args)
+    log(f"{dataset.engine} settling-in round: {result.rate:7.0f} step contacts/s (unmeasured)")
 
 
 def _warm_up(dataset: Dataset, args: argparse.Namespace) -> None:
