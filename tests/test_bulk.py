@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from touchline.bulk import insert_rows, update_rows
 from touchline.db import unit_of_work
-from touchline.models import ApiKey, Organization, table_of
+from touchline.models import ApiKey, Organization
 
 T0 = datetime(2026, 3, 2, 15, 0, 0, 123456, tzinfo=UTC)
 T1 = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
@@ -35,21 +35,21 @@ def test_inserted_and_updated_rows_read_back_as_given(app: FastAPI) -> None:
     keys = _keys(org_id, 4)
     with unit_of_work(app.state.sessions) as session:
         # `created_at` left out: the model's default fills it in.
-        insert_rows(session, table_of(Organization), [{"id": org_id, "name": "Bulk Ünïcode"}])
-        insert_rows(session, table_of(ApiKey), keys)
-        insert_rows(session, table_of(ApiKey), [])
+        insert_rows(session, Organization, [{"id": org_id, "name": "Bulk Ünïcode"}])
+        insert_rows(session, ApiKey, keys)
+        insert_rows(session, ApiKey, [])
     with unit_of_work(app.state.sessions) as session:
         # Two sets of columns, one of them NULL in every row.
         update_rows(
             session,
-            table_of(ApiKey),
+            ApiKey,
             {
                 keys[0]["id"]: {"revoked_at": T1},
                 keys[1]["id"]: {"prefix": "tl_x", "revoked_at": None},
                 keys[2]["id"]: {"prefix": "tl_y", "revoked_at": None},
             },
         )
-        update_rows(session, table_of(ApiKey), {})
+        update_rows(session, ApiKey, {})
 
     with unit_of_work(app.state.sessions) as session:
         org = session.get_one(Organization, org_id)

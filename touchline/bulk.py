@@ -19,14 +19,17 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TableValuedAlias
 
+from touchline.models import Base
+
 _ROW_ID = "row_id"
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
     """Insert `rows`: dicts with the same keys. Columns left out get their defaults (an
     INSERT ... SELECT lists the models' Python-side ones as parameters)."""
     if not rows:
         return
+    table = _table_of(model)
     if not _is_postgresql(session):
         session.execute(insert(table), list(rows))
         return
@@ -35,7 +38,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     session.execute(insert(table).from_select(keys, select(*(values.c[key] for key in keys))))
 
 
-def update_rows(session: Session, table: Table, rows: dict[uuid.UUID, dict[str, Any]]) -> None:
+def update_rows(session: Session, model: type[Base], rows: dict[uuid.UUID, dict[str, Any]]) -> None:
     """Set each row's given columns, by id: one statement per set of columns written.
 
     Rows are written in id order, as the ORM's flush does: every writer that changes many
@@ -45,6 +48,7 @@ def update_rows(session: Session, table: Table, rows: dict[uuid.UUID, dict[str, 
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, columns in sorted(rows.items()):
         by_columns.setdefault(tuple(sorted(columns)), []).append({_ROW_ID: row_id, **columns})
+    table = _table_of(model)
     postgresql = _is_postgresql(session)
     for keys, params in sorted(by_columns.items()):
         if not postgresql:
@@ -69,6 +73,14 @@ def _unnest(table: Table, keys: list[str], rows: Sequence[dict[str, Any]]) -> Ta
         for key in keys
     ]
     return func.unnest(*arrays).table_valued(*keys, name="v").render_derived()
+
+
+def _table_of(model: type[Base]) -> Table:
+    # The plain table, not the mapped class: statements on it skip the ORM's own bulk
+    # handling, which this module replaces.
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _is_postgresql(session: Session) -> bool:

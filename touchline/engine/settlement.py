@@ -31,14 +31,8 @@ from touchline.models import (
     SequenceRun,
     Step,
     StepContact,
-    table_of,
 )
 from touchline.webhooks import events
-
-# Plain tables, not the mapped classes: statements on these skip the ORM's bulk handling.
-_RUNS = table_of(SequenceRun)
-_STEP_CONTACTS = table_of(StepContact)
-_MESSAGES = table_of(Message)
 
 _Rows = dict[uuid.UUID, dict[str, Any]]
 
@@ -108,10 +102,10 @@ class Settlement:
         """Write everything gathered, in the order the ORM's flushes lock these tables in
         (runs, step contacts, messages), so that a settle and a request touching the same
         run cannot deadlock; then queue the webhook events."""
-        update_rows(self.session, _RUNS, self._runs)
-        update_rows(self.session, _STEP_CONTACTS, self._step_contacts)
-        insert_rows(self.session, _STEP_CONTACTS, self._entered)
-        update_rows(self.session, _MESSAGES, self._messages)
+        update_rows(self.session, SequenceRun, self._runs)
+        update_rows(self.session, StepContact, self._step_contacts)
+        insert_rows(self.session, StepContact, self._entered)
+        update_rows(self.session, Message, self._messages)
         for model, rows in self._shown.items():
             events.report(self.session, model, rows, "updated")
         entered = [(row["organization_id"], row["id"]) for row in self._entered]

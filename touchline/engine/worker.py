@@ -52,15 +52,12 @@ from touchline.models import (
     Step,
     StepContact,
     TrackedLink,
-    table_of,
 )
 from touchline.webhooks import events
 from touchline.webhooks.delivery import deliver_due
 
 log = logging.getLogger("touchline.worker")
 
-_MESSAGES = table_of(Message)
-_TRACKED_LINKS = table_of(TrackedLink)
 # What a send needs of a message written by an earlier claim.
 _SENT_COLUMNS = (
     "id",
@@ -424,8 +421,8 @@ class Worker:
         them, so their `created` events are reported here."""
         if not messages:
             return
-        insert_rows(session, _MESSAGES, messages)
-        insert_rows(session, _TRACKED_LINKS, links)
+        insert_rows(session, Message, messages)
+        insert_rows(session, TrackedLink, links)
         events.report(
             session, Message, [(m["organization_id"], m["id"]) for m in messages], "created"
         )
@@ -484,8 +481,7 @@ class Worker:
         for send, result in results:
             sc = step_contacts[send.step_contact_id]
             status, responded = current[sc.id]
-            self._settle_one(loaded, sc, status, responded, send, result, settlement)
-            _tally(summary, result, send.attempts + 1)
+            self._settle_one(loaded, sc, status, responded, send, result, settlement, summary)
         settlement.write()
         # Last, right before the commit: other workers' settles queue on these rows' locks
         # (steps shared by their batches), so they are held for as short a time as can be.
@@ -500,6 +496,7 @@ class Worker:
         send: _Send,
         result: SendResult | Exception,
         settlement: Settlement,
+        summary: PassSummary,
     ) -> None:
         """Apply one provider's answer (`status`, `responded`: the step contact as it is
         now; the loaded object is as it was at the claim)."""
@@ -523,6 +520,7 @@ class Worker:
                 next_attempt_at=None,
             )
             settlement.counts[(step.id, "sent_messages")] += 1
+            summary.sent += 1
             if still_ours and responded and _removes_on_response(sequence):
                 # The contact replied while this message was on its way: it went out, and
                 # the reply ends the run instead of the next step.
@@ -531,27 +529,16 @@ class Worker:
                 settlement.complete_and_advance(
                     sc, run, sequence, loaded.following(step), loaded.contacts[sc.contact_id]
                 )
-        elif _retries(result, attempts):
+        elif isinstance(result, TransientSendError) and attempts < MAX_SEND_ATTEMPTS:
             wait = retry_backoff(attempts)
             update_message(error=str(result), next_attempt_at=now + wait)
+            summary.retried += 1
             if still_ours:
                 # The lease doubles as the retry timer: the row is claimed again then.
                 settlement.renew_lease(sc, now + wait)
         else:
             update_message(delivery_status="failed", error=str(result), next_attempt_at=None)
             settlement.counts[(step.id, "failed_deliveries")] += 1
+            summary.failed += 1
             if still_ours:
                 settlement.finish(sc, run, "failed")
-
-
-def _retries(result: SendResult | Exception, attempts: int) -> bool:
-    return isinstance(result, TransientSendError) and attempts < MAX_SEND_ATTEMPTS
-
-
-def _tally(summary: PassSummary, result: SendResult | Exception, attempts: int) -> None:
-    if isinstance(result, SendResult):
-        summary.sent += 1
-    elif _retries(result, attempts):
-        summary.retried += 1
-    else:
-        summary.failed += 1

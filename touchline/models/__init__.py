@@ -1,6 +1,6 @@
 """Every table, imported here so that Alembic and the app see one metadata."""
 
-from touchline.models.base import Base, table_of
+from touchline.models.base import Base
 from touchline.models.channel import Channel
 from touchline.models.contact import Contact, ContactPreference
 from touchline.models.job import Job
@@ -28,5 +28,4 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",
-    "table_of",
 ]

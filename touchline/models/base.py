@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, Table, Uuid
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -66,10 +66,3 @@ class IdMixin:
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
-
-
-def table_of(model: type[Base]) -> Table:
-    """The model's table, for Core statements that write many rows without ORM objects."""
-    table = model.__table__
-    assert isinstance(table, Table)
-    return table
