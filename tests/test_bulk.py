@@ -1,4 +1,5 @@
-"""Rows written many at a time (touchline/bulk.py) read back exactly as given, on both engines."""
+"""Rows written many at a time (touchline/bulk.py) read back exactly as given, and rows looked
+up by lists of values are exactly the ones listed, on both engines."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from touchline.bulk import insert_rows, update_rows
+from touchline.bulk import among, among_pairs, insert_rows, update_rows
 from touchline.db import unit_of_work
 from touchline.models import ApiKey, Organization
 
@@ -65,3 +66,26 @@ def test_inserted_and_updated_rows_read_back_as_given(app: FastAPI) -> None:
         keys[2]["id"]: ("tl_y", f"{2:064d}", T0, None),
         keys[3]["id"]: ("tl_0003", f"{3:064d}", T0, None),
     }
+
+
+def test_rows_looked_up_by_lists_are_exactly_the_listed_ones(app: FastAPI) -> None:
+    org_id = uuid.uuid4()
+    keys = _keys(org_id, 5)
+    with unit_of_work(app.state.sessions) as session:
+        insert_rows(session, Organization, [{"id": org_id, "name": "Lookups"}])
+        insert_rows(session, ApiKey, keys)
+
+    def prefixes(where: Any) -> set[str]:
+        with unit_of_work(app.state.sessions) as session:
+            return set(session.scalars(select(ApiKey.prefix).where(where(session))))
+
+    wanted = [keys[1]["id"], keys[3]["id"], uuid.uuid4()]
+    assert prefixes(lambda s: among(s, ApiKey.id, wanted)) == {"tl_0001", "tl_0003"}
+    assert prefixes(lambda s: among(s, ApiKey.id, iter(wanted[:1]))) == {"tl_0001"}
+    assert prefixes(lambda s: among(s, ApiKey.id, [])) == set()
+    assert prefixes(lambda s: among(s, ApiKey.prefix, ["tl_0004", "tl_9999"])) == {"tl_0004"}
+
+    pairs = [(org_id, "tl_0000"), (org_id, "tl_0002"), (uuid.uuid4(), "tl_0004")]
+    columns = (ApiKey.organization_id, ApiKey.prefix)
+    assert prefixes(lambda s: among_pairs(s, columns, pairs)) == {"tl_0000", "tl_0002"}
+    assert prefixes(lambda s: among_pairs(s, columns, [])) == set()

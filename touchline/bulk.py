@@ -1,4 +1,4 @@
-"""Writing many rows of one table in one statement, for the worker's hot path.
+"""Reading and writing many rows of one table in one statement, for the worker's hot path.
 
 An executemany sends one INSERT or UPDATE per row: each one is a statement for the driver
 to bind and for the database to execute, and at a worker's rate those per-row costs were
@@ -6,17 +6,31 @@ most of what both spent. On PostgreSQL the rows travel instead as one array per 
 unpacked by `unnest` into a single INSERT ... SELECT or UPDATE ... FROM: a short statement
 text (prepared once by the driver), a few parameters, one execution. SQLite runs in the
 same process, where an executemany is already cheap, and keeps it.
+
+Lookups by a list of ids (`among`) travel the same way on PostgreSQL: `= ANY(array)` is one
+parameter and one statement text, where `IN (...)` is a parameter per id and a new text for
+each length, which the driver parses again (it caches only short texts) and cannot prepare.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from touchline.models import Base
@@ -60,6 +74,33 @@ def update_rows(session: Session, model: type[Base], rows: dict[uuid.UUID, dict[
             .where(table.c.id == values.c[_ROW_ID])
             .values({key: values.c[key] for key in keys})
         )
+
+
+def among(
+    session: Session, column: QueryableAttribute[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`."""
+    values = list(values)
+    if not _is_postgresql(session):
+        return column.in_(values)
+    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+
+
+def among_pairs(
+    session: Session,
+    columns: tuple[QueryableAttribute[Any], QueryableAttribute[Any]],
+    pairs: Iterable[tuple[Any, Any]],
+) -> ColumnElement[bool]:
+    """`(column, column) IN pairs`."""
+    pairs = list(pairs)
+    if not _is_postgresql(session):
+        return tuple_(*columns).in_(pairs)
+    arrays = (
+        bindparam(None, [pair[i] for pair in pairs], type_=ARRAY(column.type))
+        for i, column in enumerate(columns)
+    )
+    pairs_table = func.unnest(*arrays).table_valued("a", "b", name="p").render_derived()
+    return tuple_(*columns).in_(select(pairs_table.c.a, pairs_table.c.b))
 
 
 def _unnest(table: Table, keys: list[str], rows: Sequence[dict[str, Any]]) -> TableValuedAlias:

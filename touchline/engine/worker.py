@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from touchline.bulk import insert_rows
+from touchline.bulk import among, among_pairs, insert_rows
 from touchline.channels.providers import build_provider
 from touchline.channels.providers.base import (
     OutboundMessage,
@@ -126,7 +126,10 @@ def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dic
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    return {row.id: row for row in session.scalars(select(model).where(model.id.in_(wanted)))}
+    return {
+        row.id: row
+        for row in session.scalars(select(model).where(among(session, model.id, wanted)))
+    }
 
 
 def _next_steps(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, Step]:
@@ -141,7 +144,8 @@ def _next_steps(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, Step
         return {}
     found = session.scalars(
         select(Step).where(
-            tuple_(Step.sequence_id, Step.position).in_(list(wanted)), Step.deleted_at.is_(None)
+            among_pairs(session, (Step.sequence_id, Step.position), wanted),
+            Step.deleted_at.is_(None),
         )
     )
     return {
@@ -152,7 +156,7 @@ def _next_steps(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, Step
 
 
 def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
-    scs = list(session.scalars(select(StepContact).where(StepContact.id.in_(ids))))
+    scs = list(session.scalars(select(StepContact).where(among(session, StepContact.id, ids))))
     loaded = _Loaded(step_contacts=scs)
     loaded.runs = _by_id(session, SequenceRun, (sc.sequence_run_id for sc in scs))
     loaded.steps = _by_id(session, Step, (sc.step_id for sc in scs))
@@ -169,7 +173,9 @@ def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     )
     loaded.messages = {
         m.step_contact_id: m
-        for m in session.scalars(select(Message).where(Message.step_contact_id.in_(ids)))
+        for m in session.scalars(
+            select(Message).where(among(session, Message.step_contact_id, ids))
+        )
         if m.step_contact_id is not None
     }
     return loaded
@@ -300,7 +306,7 @@ class Worker:
             (p.contact_id, p.channel_id)
             for p in session.scalars(
                 select(ContactPreference).where(
-                    ContactPreference.contact_id.in_(loaded.contacts),
+                    among(session, ContactPreference.contact_id, loaded.contacts),
                     ContactPreference.opt_in.is_(False),
                 )
             )
@@ -472,7 +478,7 @@ class Worker:
             sc_id: (status, responded)
             for sc_id, status, responded in session.execute(
                 select(StepContact.id, StepContact.status, StepContact.responded).where(
-                    StepContact.id.in_([send.step_contact_id for send, _ in results])
+                    among(session, StepContact.id, (send.step_contact_id for send, _ in results))
                 )
             )
         }

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
+from touchline.bulk import among
 from touchline.contacts.service import contacts_out
 from touchline.db import utc_now
 from touchline.messaging.service import message_out
@@ -149,7 +150,9 @@ def report(
     events = _pending(session)
     for chunk in _chunks(ids):
         for obj in session.scalars(
-            select(model).where(model.id.in_(chunk)).execution_options(populate_existing=True)
+            select(model)
+            .where(among(session, model.id, chunk))
+            .execution_options(populate_existing=True)
         ):
             events.setdefault((model, obj.id), (obj, what))
 
