@@ -65,5 +65,10 @@ def _compiled(source: str) -> Template:
 
 
 def render(source: str, variables: dict[str, Any]) -> str:
+    if "{" not in source and "\r" not in source:
+        # Every Jinja construct opens with a brace, and Jinja changes nothing else but line
+        # ends: plain text (most subjects) renders as itself, without the compile a worker
+        # would otherwise pay once per template.
+        return source
     # A property a contact does not have renders as empty text, never a failed send.
     return _compiled(source).render(variables)
