@@ -10,9 +10,9 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from touchline.bulk import among, among_pairs, insert_rows, update_rows
+from touchline.bulk import add_to_rows, among, among_pairs, insert_rows, update_rows
 from touchline.db import unit_of_work
-from touchline.models import ApiKey, Organization
+from touchline.models import ApiKey, Organization, Sequence, Step
 
 T0 = datetime(2026, 3, 2, 15, 0, 0, 123456, tzinfo=UTC)
 T1 = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
@@ -89,3 +89,32 @@ def test_rows_looked_up_by_lists_are_exactly_the_listed_ones(app: FastAPI) -> No
     columns = (ApiKey.organization_id, ApiKey.prefix)
     assert prefixes(lambda s: among_pairs(s, columns, pairs)) == {"tl_0000", "tl_0002"}
     assert prefixes(lambda s: among_pairs(s, columns, [])) == set()
+
+
+def test_amounts_add_up_on_the_listed_rows_only(app: FastAPI) -> None:
+    org_id, sequence_id = uuid.uuid4(), uuid.uuid4()
+    steps = [uuid.uuid4() for _ in range(3)]
+    with unit_of_work(app.state.sessions) as session:
+        insert_rows(session, Organization, [{"id": org_id, "name": "Counters"}])
+        insert_rows(
+            session, Sequence, [{"id": sequence_id, "organization_id": org_id, "title": "S"}]
+        )
+        insert_rows(
+            session,
+            Step,
+            [
+                {"id": step_id, "organization_id": org_id, "sequence_id": sequence_id, "title": "T"}
+                for step_id in steps
+            ],
+        )
+    for _ in range(2):
+        with unit_of_work(app.state.sessions) as session:
+            add_to_rows(session, Step, "sent_messages", {steps[0]: 3, steps[1]: 1})
+            add_to_rows(session, Step, "responses", {steps[1]: 5})
+            add_to_rows(session, Step, "responses", {})
+    with unit_of_work(app.state.sessions) as session:
+        counters = {
+            step.id: (step.sent_messages, step.responses)
+            for step in session.scalars(select(Step).where(Step.sequence_id == sequence_id))
+        }
+    assert counters == {steps[0]: (6, 0), steps[1]: (2, 10), steps[2]: (0, 0)}

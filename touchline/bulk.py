@@ -76,6 +76,33 @@ def update_rows(session: Session, model: type[Base], rows: dict[uuid.UUID, dict[
         )
 
 
+def add_to_rows(
+    session: Session, model: type[Base], column: str, amounts: dict[uuid.UUID, int]
+) -> None:
+    """Add `amounts[id]` to each row's `column` in the database itself (`c = c + n`), so
+    that concurrent writers serialize on each row instead of losing counts; rows in id
+    order, as in `update_rows`."""
+    if not amounts:
+        return
+    table = _table_of(model)
+    target = table.c[column]
+    rows = [{_ROW_ID: row_id, column: n} for row_id, n in sorted(amounts.items())]
+    if not _is_postgresql(session):
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam(_ROW_ID))
+            .values({column: target + bindparam(column)}),
+            rows,
+        )
+        return
+    values = _unnest(table, [_ROW_ID, column], rows)
+    session.execute(
+        update(table)
+        .where(table.c.id == values.c[_ROW_ID])
+        .values({column: target + values.c[column]})
+    )
+
+
 def among(
     session: Session, column: QueryableAttribute[Any], values: Iterable[Any]
 ) -> ColumnElement[bool]:

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from touchline.bulk import add_to_rows
 from touchline.engine.schedule import NoSendWindowError, earliest_allowed
 from touchline.engine.states import FinishReason, check_transition
 from touchline.engine.windows import due_at, rules_for
@@ -51,20 +52,15 @@ def count_many(session: Session, counts: Counts) -> None:
 
     Several workers and requests bump the same steps at once; `SET c = c + n` serializes on
     each row, where reading the value and writing it back would lose counts. One statement
-    over many steps locks them in index (id) order, the same order in every transaction,
-    where one statement per step in batch order let two workers deadlock.
+    over many steps locks them in id order, the same order in every transaction, where one
+    statement per step in batch order let two workers deadlock.
     """
     by_counter: dict[StepCounter, dict[uuid.UUID, int]] = {}
     for (step_id, counter), n in counts.items():
         if n:
             by_counter.setdefault(counter, {})[step_id] = n
     for counter, added in sorted(by_counter.items()):
-        session.execute(
-            update(Step)
-            .where(Step.id.in_(sorted(added)))
-            .values({counter: getattr(Step, counter) + case(added, value=Step.id, else_=0)})
-            .execution_options(synchronize_session=False)
-        )
+        add_to_rows(session, Step, counter, added)
 
 
 def set_status(sc: StepContact, status: str, now: datetime) -> None:
