@@ -21,13 +21,14 @@ from sqlalchemy.orm import Session
 from touchline.bulk import add_to_rows
 from touchline.engine.schedule import NoSendWindowError, earliest_allowed
 from touchline.engine.states import FinishReason, check_transition
+from touchline.engine.views import ContactLike, SequenceLike, StepLike
 from touchline.engine.windows import due_at, rules_for
 from touchline.models import Channel, Contact, Sequence, SequenceRun, Step, StepContact
 from touchline.sequences.schemas import SequenceSettings
 
 
 def step_channel(
-    session: Session, step: Step, run: SequenceRun, sequence: Sequence
+    session: Session, step: StepLike, run: SequenceRun, sequence: SequenceLike
 ) -> Channel | None:
     """The step's own channel, else the run's, else the sequence's default."""
     channel_id = step.channel_id or run.channel_id or sequence.default_channel_id
@@ -111,9 +112,9 @@ def start_run(
 def new_step_contact(
     session: Session,
     run: SequenceRun,
-    sequence: Sequence,
-    step: Step,
-    contact: Contact,
+    sequence: SequenceLike,
+    step: StepLike,
+    contact: ContactLike,
     start: datetime,
     now: datetime,
 ) -> dict[str, Any]:

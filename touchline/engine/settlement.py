@@ -24,12 +24,10 @@ from sqlalchemy.orm import Session
 from touchline.bulk import insert_rows, update_rows
 from touchline.engine import progress
 from touchline.engine.states import FinishReason, check_transition
+from touchline.engine.views import ContactLike, SequenceLike, StepLike
 from touchline.models import (
-    Contact,
     Message,
-    Sequence,
     SequenceRun,
-    Step,
     StepContact,
 )
 from touchline.webhooks import events
@@ -69,9 +67,9 @@ class Settlement:
         self,
         sc: StepContact,
         run: SequenceRun,
-        sequence: Sequence,
-        following: Step | None,
-        contact: Contact,
+        sequence: SequenceLike,
+        following: StepLike | None,
+        contact: ContactLike,
     ) -> None:
         """The step's message went out: finish the step contact and enter `following`
         (the sequence's next live step), or end the run when there is none."""

@@ -13,7 +13,8 @@ from touchline.engine.schedule import (
     next_send_time,
     pick_zone,
 )
-from touchline.models import Channel, Contact, Step
+from touchline.engine.views import ContactLike, StepLike
+from touchline.models import Channel
 from touchline.sequences.schemas import SequenceSettings
 
 
@@ -22,7 +23,9 @@ def _hhmm(value: str) -> time:
     return time(int(hours), int(minutes))
 
 
-def rules_for(settings: SequenceSettings, channel: Channel | None, contact: Contact) -> list[Rule]:
+def rules_for(
+    settings: SequenceSettings, channel: Channel | None, contact: ContactLike
+) -> list[Rule]:
     rules: list[Rule] = []
 
     weekend = settings.skip_sending_on_weekend
@@ -59,10 +62,10 @@ def rules_for(settings: SequenceSettings, channel: Channel | None, contact: Cont
 
 def due_at(
     start: datetime,
-    step: Step,
+    step: StepLike,
     settings: SequenceSettings,
     channel: Channel | None,
-    contact: Contact,
+    contact: ContactLike,
 ) -> datetime:
     """When the contact's message for `step` may go out, entering the step at `start`.
 

@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from touchline.bulk import among, among_pairs, insert_rows
+from touchline.bulk import among, insert_rows
 from touchline.channels.providers import build_provider
 from touchline.channels.providers.base import (
     OutboundMessage,
@@ -37,19 +37,26 @@ from touchline.engine import progress
 from touchline.engine.claims import claim_job, claim_step_contacts
 from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
 from touchline.engine.settlement import Settlement
+from touchline.engine.views import (
+    ContactLike,
+    ContactRow,
+    SequenceLike,
+    SequenceRow,
+    StepLike,
+    StepRow,
+    load_rows,
+    next_steps,
+)
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
 from touchline.messaging.links import rewrite_links
 from touchline.messaging.templates import contact_variables, render
 from touchline.models import (
     Channel,
-    Contact,
     ContactPreference,
     Job,
     Message,
-    Sequence,
     SequenceRun,
-    Step,
     StepContact,
     TrackedLink,
 )
@@ -110,15 +117,15 @@ class _Loaded:
 
     step_contacts: list[StepContact]
     runs: dict[uuid.UUID, SequenceRun] = field(default_factory=dict)
-    steps: dict[uuid.UUID, Step] = field(default_factory=dict)
-    sequences: dict[uuid.UUID, Sequence] = field(default_factory=dict)
-    contacts: dict[uuid.UUID, Contact] = field(default_factory=dict)
+    steps: dict[uuid.UUID, StepRow] = field(default_factory=dict)
+    sequences: dict[uuid.UUID, SequenceRow] = field(default_factory=dict)
+    contacts: dict[uuid.UUID, ContactRow] = field(default_factory=dict)
     channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
     messages: dict[uuid.UUID, Message] = field(default_factory=dict)
     # The live step after each step of the batch, by the batch step's id.
-    next_steps: dict[uuid.UUID, Step] = field(default_factory=dict)
+    next_steps: dict[uuid.UUID, StepRow] = field(default_factory=dict)
 
-    def following(self, step: Step) -> Step | None:
+    def following(self, step: StepLike) -> StepRow | None:
         return self.next_steps.get(step.id)
 
 
@@ -132,37 +139,14 @@ def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dic
     }
 
 
-def _next_steps(session: Session, steps: Iterable[Step]) -> dict[uuid.UUID, Step]:
-    """For each of `steps`, the live step after it in its sequence, by the step's id.
-
-    Live steps sit at positions 0..n-1 (the sequences service keeps them so), so the next
-    one is at position + 1: one lookup for the batch, not every step of its sequences. A
-    deleted step (no position) has no next step: its contacts finish where they are.
-    """
-    wanted = {(s.sequence_id, s.position + 1): s.id for s in steps if s.position is not None}
-    if not wanted:
-        return {}
-    found = session.scalars(
-        select(Step).where(
-            among_pairs(session, (Step.sequence_id, Step.position), wanted),
-            Step.deleted_at.is_(None),
-        )
-    )
-    return {
-        wanted[(step.sequence_id, step.position)]: step
-        for step in found
-        if step.position is not None
-    }
-
-
 def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     scs = list(session.scalars(select(StepContact).where(among(session, StepContact.id, ids))))
     loaded = _Loaded(step_contacts=scs)
     loaded.runs = _by_id(session, SequenceRun, (sc.sequence_run_id for sc in scs))
-    loaded.steps = _by_id(session, Step, (sc.step_id for sc in scs))
-    loaded.sequences = _by_id(session, Sequence, (sc.sequence_id for sc in scs))
-    loaded.contacts = _by_id(session, Contact, (sc.contact_id for sc in scs))
-    loaded.next_steps = _next_steps(session, loaded.steps.values())
+    loaded.steps = load_rows(session, StepRow, (sc.step_id for sc in scs))
+    loaded.sequences = load_rows(session, SequenceRow, (sc.sequence_id for sc in scs))
+    loaded.contacts = load_rows(session, ContactRow, (sc.contact_id for sc in scs))
+    loaded.next_steps = next_steps(session, loaded.steps.values())
     loaded.channels = _by_id(
         session,
         Channel,
@@ -181,7 +165,7 @@ def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
     return loaded
 
 
-def _removes_on_response(sequence: Sequence) -> bool:
+def _removes_on_response(sequence: SequenceLike) -> bool:
     return bool((sequence.settings or {}).get("on_response", "remove") == "remove")
 
 
@@ -372,9 +356,9 @@ class Worker:
     def _new_message(
         self,
         sc: StepContact,
-        step: Step,
-        sequence: Sequence,
-        contact: Contact,
+        step: StepLike,
+        sequence: SequenceLike,
+        contact: ContactLike,
         channel: Channel,
         now: datetime,
         links: list[dict[str, Any]],

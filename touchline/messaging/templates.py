@@ -11,7 +11,7 @@ from jinja2 import BaseLoader, Environment, Template, TemplateSyntaxError, meta
 from jinja2.bccache import Bucket, FileSystemBytecodeCache
 from jinja2.sandbox import SandboxedEnvironment
 
-from touchline.models import Contact
+from touchline.engine.views import ContactLike
 
 # The variables a template may use; `properties.KEY` is open-ended because each
 # contact carries its own properties.
@@ -95,7 +95,7 @@ def check_template(source: str) -> str | None:
     return None
 
 
-def contact_variables(contact: Contact) -> dict[str, Any]:
+def contact_variables(contact: ContactLike) -> dict[str, Any]:
     name = contact.name or ""
     first, _, last = name.partition(" ")
     return {
