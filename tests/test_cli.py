@@ -351,6 +351,11 @@ def test_demo_creates_contacts_in_every_state_once(empty_database: str, tmp_path
     with api_client(empty_database) as client:
         assert _demo_state(client, key) == state
 
+    # The URLs shown follow the address `serve` is given.
+    shown = succeeded(touchline(empty_database, "demo", "--port", "9123", cwd=tmp_path))
+    assert f"http://127.0.0.1:9123/v1/contacts/{featured}/sequences" in shown
+    assert "http://127.0.0.1:9123/docs" in shown
+
 
 # --- serve --------------------------------------------------------------------------------
 

@@ -170,7 +170,14 @@ def serve(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    host: Annotated[
+        str | None, typer.Option(help="Where `serve` listens, for the URLs shown.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Where `serve` listens, for the URLs shown.")
+    ] = None,
+) -> None:
     """Create a demo organization with a known key and contacts in every state."""
     from touchline.demo import create_demo
     from touchline.migrate import upgrade
@@ -178,7 +185,7 @@ def demo() -> None:
     settings = _settings()
     upgrade(settings.database_url)
     info = create_demo(_sessions(settings), settings)
-    base = f"http://{settings.host}:{settings.port}"
+    base = f"http://{host or settings.host}:{port or settings.port}"
     typer.echo("demo organization " + ("created" if info.created else "already there"))
     typer.echo(f"API key: {info.api_key}")
     typer.echo("List Contact Sequences for a contact in two sequences:")
