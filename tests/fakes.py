@@ -12,7 +12,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,6 +164,8 @@ class ReceiverState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Statuses for the next requests, one each, before `status` applies.
     status_next: list[int] = field(default_factory=list)
+    # Called with each request before it is answered: what happens while a send is out.
+    on_request: Callable[[ReceivedRequest], None] | None = None
 
 
 class ReceiverServer(ThreadingHTTPServer):
@@ -181,8 +183,11 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if state.delay:
             time.sleep(state.delay)
+        request = ReceivedRequest(self.path, dict(self.headers.items()), raw)
+        if state.on_request is not None:
+            state.on_request(request)
         with state.lock:
-            state.requests.append(ReceivedRequest(self.path, dict(self.headers.items()), raw))
+            state.requests.append(request)
             status = state.status_next.pop(0) if state.status_next else state.status
         self.send_response(status)
         self.send_header("Content-Type", state.content_type)

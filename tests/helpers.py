@@ -113,6 +113,13 @@ def contact_sequences(api: Api, contact_id: str, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
+def step_contacts(api: Api, sequence_id: str, **params: str) -> list[dict[str, Any]]:
+    """The sequence's step contacts as the API lists them (first page of 500)."""
+    response = api.get(f"/v1/sequences/{sequence_id}/contacts", params={"limit": "500", **params})
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
 def assert_error(response: httpx.Response, status: int, *fields: str) -> list[dict[str, Any]]:
     """Check Whippy's error envelope; `fields` (if given) are exactly the fields at fault."""
     assert response.status_code == status, response.text
