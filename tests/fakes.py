@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
+from touchline.channels.providers.base import OutboundMessage, Provider, SendResult
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "f" * 32
 
@@ -37,6 +39,10 @@ class TwilioState:
     fail_with: int | None = None
     # Statuses for the next requests, one each, before `fail_with` applies.
     fail_next: list[int] = field(default_factory=list)
+    # Seconds to wait before answering each request: a slow API.
+    delay: float = 0.0
+    # Extra headers on every answer (e.g. Retry-After).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def twilio_error(status: int, code: int, message: str, **extra: str) -> dict[str, Any]:
@@ -51,6 +57,8 @@ def twilio_error(status: int, code: int, message: str, **extra: str) -> dict[str
 
 class FakeTwilioServer(ThreadingHTTPServer):
     state: TwilioState
+    # Room for many clients connecting at once (the default backlog is 5).
+    request_queue_size = 128
 
 
 class FakeTwilioHandler(BaseHTTPRequestHandler):
@@ -64,12 +72,16 @@ class FakeTwilioHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        for name, value in self.server.state.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         state = self.server.state
+        if state.delay:
+            time.sleep(state.delay)
         form = parse_qs(raw.decode("ascii"), keep_blank_values=True)
         state.requests.append(TwilioRequest(self.path, dict(self.headers.items()), form))
 
@@ -164,6 +176,8 @@ class ReceiverState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Statuses for the next requests, one each, before `status` applies.
     status_next: list[int] = field(default_factory=list)
+    # Extra headers on every answer (e.g. Retry-After).
+    headers: dict[str, str] = field(default_factory=dict)
     # Called with each request before it is answered: what happens while a send is out.
     on_request: Callable[[ReceivedRequest], None] | None = None
 
@@ -192,6 +206,8 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", state.content_type)
         self.send_header("Content-Length", str(len(state.response_body)))
+        for name, value in state.headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(state.response_body)
 
@@ -296,3 +312,17 @@ def running_smtp(login: tuple[str, str] | None = None) -> Iterator[tuple[SmtpSta
         yield state, controller.port
     finally:
         controller.stop()
+
+
+def send_once(provider: Provider, message: OutboundMessage) -> SendResult:
+    """One send on an event loop of its own, closing the provider's connections after
+    (an unclosed aiohttp session would warn, and warnings fail the tests)."""
+    import asyncio
+
+    async def run() -> SendResult:
+        try:
+            return await provider.send(message)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(run())

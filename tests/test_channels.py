@@ -62,6 +62,7 @@ def test_create_sms_channel_with_defaults(api: Api) -> None:
         "provider_config": {},
         "timezone": None,
         "opening_hours": None,
+        "max_per_second": None,
     }
     assert channel["created_at"].endswith("Z")
     assert read_back(api, channel["id"]) == channel

@@ -68,6 +68,7 @@ def create_demo(sessions: sessionmaker[Session], settings: Settings) -> DemoInfo
             session,
             org.id,
             ChannelCreate(name="Demo SMS", type="sms", address="+14155550100"),
+            settings.provider_timeout_max_seconds,
         )
         onboarding = create_sequence(
             session,

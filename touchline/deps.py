@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from touchline.auth.cache import KeyCache
 from touchline.auth.limits import RateLimiter
 from touchline.auth.service import organization_for_key
+from touchline.config import Settings
 from touchline.db import unit_of_work
 from touchline.errors import Unauthorized
 
@@ -35,6 +36,14 @@ def _read_session(request: Request) -> Iterator[Session]:
 # answer rather than a success for data that was never written.
 DbSession = Annotated[Session, Depends(_write_session, scope="function")]
 ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
 
 _whippy_key = APIKeyHeader(name="X-WHIPPY-KEY", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
-from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, TwilioState, running_twilio
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, TwilioState, running_twilio, send_once
+from touchline.channels.providers import build_provider
 from touchline.channels.providers.base import (
     OutboundMessage,
     PermanentSendError,
+    SendResult,
     TransientSendError,
 )
 from touchline.channels.providers.twilio import (
@@ -44,19 +49,26 @@ def make_message(**overrides: Any) -> OutboundMessage:
     return OutboundMessage(**fields)
 
 
-def provider(base_url: str, client: httpx.Client | None = None, **overrides: Any) -> TwilioProvider:
-    config = TwilioConfig.model_validate(
-        {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": base_url, "timeout": 2}
-        | overrides
-    )
-    return TwilioProvider(config, client)
+def config(base_url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "account_sid": ACCOUNT_SID,
+        "auth_token": AUTH_TOKEN,
+        "base_url": base_url,
+        "timeout": 2,
+    } | overrides
+
+
+def provider(
+    base_url: str, session: aiohttp.ClientSession | None = None, **overrides: Any
+) -> TwilioProvider:
+    return TwilioProvider(TwilioConfig.model_validate(config(base_url, **overrides)), session)
 
 
 def test_sends_the_form_twilio_expects(twilio: tuple[TwilioState, str]) -> None:
     state, base_url = twilio
     message = make_message()
 
-    result = provider(base_url).send(message)
+    result = send_once(provider(base_url), message)
 
     [request] = state.requests
     assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
@@ -79,20 +91,26 @@ def test_status_callback_only_when_enabled_and_given(twilio: tuple[TwilioState, 
     state, base_url = twilio
     url = "https://touchline.example.com/hooks/twilio/status?x=1"
 
-    provider(base_url, status_callback=True).send(make_message())
-    provider(base_url, status_callback=True).send(make_message(status_callback_url=None))
-    provider(base_url, status_callback=False).send(make_message())
+    send_once(provider(base_url, status_callback=True), make_message())
+    send_once(provider(base_url, status_callback=True), make_message(status_callback_url=None))
+    send_once(provider(base_url, status_callback=False), make_message())
 
     assert [r.form.get("StatusCallback") for r in state.requests] == [[url], None, None]
 
 
-def test_shared_client_is_reused_and_left_open(twilio: tuple[TwilioState, str]) -> None:
+def test_shared_session_is_used_and_left_open(twilio: tuple[TwilioState, str]) -> None:
     state, base_url = twilio
-    with httpx.Client() as client:
-        sender = provider(base_url, client)
-        first = sender.send(make_message())
-        second = sender.send(make_message(id=uuid.uuid4()))
-        assert not client.is_closed
+
+    async def scenario() -> tuple[SendResult, SendResult]:
+        async with aiohttp.ClientSession() as session:
+            sender = provider(base_url, session)
+            first = await sender.send(make_message())
+            second = await sender.send(make_message(id=uuid.uuid4()))
+            await sender.aclose()
+            assert not session.closed
+            return first, second
+
+    first, second = asyncio.run(scenario())
 
     assert first.provider_message_id != second.provider_message_id
     assert len(state.requests) == 2
@@ -102,7 +120,7 @@ def test_wrong_credentials_are_permanent(twilio: tuple[TwilioState, str]) -> Non
     state, base_url = twilio
 
     with pytest.raises(PermanentSendError) as caught:
-        provider(base_url, auth_token="not-the-token").send(make_message())
+        send_once(provider(base_url, auth_token="not-the-token"), make_message())
 
     assert len(state.requests) == 1
 
@@ -116,7 +134,7 @@ def test_invalid_to_is_permanent_with_twilio_message(twilio: tuple[TwilioState, 
     state.fail_with = 400
 
     with pytest.raises(PermanentSendError) as caught:
-        provider(base_url).send(make_message())
+        send_once(provider(base_url), make_message())
 
     assert str(caught.value) == (
         "Twilio: HTTP 400: Invalid 'To' Phone Number: +1555867XXXX (code 21211)"
@@ -130,15 +148,30 @@ def test_rate_limit_and_server_error_are_transient(
     state, base_url = twilio
     state.fail_with = status
 
-    with pytest.raises(TransientSendError, match=f"HTTP {status}"):
-        provider(base_url).send(make_message())
+    with pytest.raises(TransientSendError, match=f"HTTP {status}") as caught:
+        send_once(provider(base_url), make_message())
+
+    assert caught.value.rate_limited is (status == 429)
+    assert caught.value.retry_after is None
+
+
+def test_rate_limit_carries_retry_after(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+    state.fail_with = 429
+    state.headers = {"Retry-After": "7"}
+
+    with pytest.raises(TransientSendError, match="HTTP 429: Too Many Requests") as caught:
+        send_once(provider(base_url), make_message())
+
+    assert caught.value.rate_limited
+    assert caught.value.retry_after == 7.0
 
 
 def test_unknown_account_path_is_permanent(twilio: tuple[TwilioState, str]) -> None:
     _, base_url = twilio
 
     with pytest.raises(PermanentSendError, match="20404"):
-        provider(base_url + "/nested").send(make_message())
+        send_once(provider(base_url + "/nested"), make_message())
 
 
 def test_connection_refused_is_transient() -> None:
@@ -146,19 +179,53 @@ def test_connection_refused_is_transient() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
 
-    with pytest.raises(TransientSendError, match="ConnectError"):
-        provider(f"http://127.0.0.1:{port}").send(make_message())
+    with pytest.raises(TransientSendError, match="ClientConnectorError"):
+        send_once(provider(f"http://127.0.0.1:{port}"), make_message())
 
 
-def test_timeout_is_transient() -> None:
+@pytest.mark.parametrize(
+    ("timeout", "timeout_max"), [(1, 30), (1000, 1)], ids=["config", "capped-at-use"]
+)
+def test_silent_server_costs_the_timeout(timeout: float, timeout_max: float) -> None:
     # Accepts the connection (via the backlog) but never answers.
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         port = silent.getsockname()[1]
+        sender = build_provider(
+            "twilio",
+            config(f"http://127.0.0.1:{port}", timeout=timeout),
+            http=None,
+            timeout_max=timeout_max,
+        )
 
-        with pytest.raises(TransientSendError, match="ReadTimeout"):
-            provider(f"http://127.0.0.1:{port}", timeout=0.2).send(make_message())
+        started = time.monotonic()
+        with pytest.raises(TransientSendError, match=r"Twilio: timed out after 1s"):
+            send_once(sender, make_message())
+        elapsed = time.monotonic() - started
+
+    assert 1 <= elapsed < 1.5
+
+
+def test_concurrent_sends_overlap_on_one_session(twilio: tuple[TwilioState, str]) -> None:
+    state, base_url = twilio
+    state.delay = 0.2
+    messages = [make_message(id=uuid.uuid4()) for _ in range(50)]
+
+    async def scenario() -> list[SendResult]:
+        async with aiohttp.ClientSession() as session:
+            sender = provider(base_url, session)
+            return await asyncio.gather(*(sender.send(m) for m in messages))
+
+    started = time.monotonic()
+    results = asyncio.run(scenario())
+    elapsed = time.monotonic() - started
+
+    # One after the other would take 50 x 0.2 s.
+    assert elapsed < 3
+    assert all(r.provider_message_id for r in results)
+    received = Counter(r.headers["I-Twilio-Idempotency-Token"] for r in state.requests)
+    assert received == Counter(str(m.id) for m in messages)
 
 
 def test_config_defaults_and_validation() -> None:

@@ -7,15 +7,18 @@ from fastapi import APIRouter, Query
 
 from touchline.channels import service
 from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelOut, ChannelUpdate
-from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.deps import AppSettings, DbSession, OrgId, ReadSession
 from touchline.schemas import Data, Page
 
 router = APIRouter(prefix="/v1/channels", tags=["channels"])
 
 
 @router.post("", response_model=Data[ChannelOut], status_code=201, summary="Create a channel")
-def create_channel(body: ChannelCreate, session: DbSession, org: OrgId) -> Data[ChannelOut]:
-    return Data(data=service.channel_out(service.create_channel(session, org, body)))
+def create_channel(
+    body: ChannelCreate, session: DbSession, org: OrgId, settings: AppSettings
+) -> Data[ChannelOut]:
+    limit = settings.provider_timeout_max_seconds
+    return Data(data=service.channel_out(service.create_channel(session, org, body, limit)))
 
 
 @router.get("", response_model=Page[ChannelOut], summary="List channels")
@@ -33,6 +36,12 @@ def get_channel(channel_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data
 
 @router.put("/{channel_id}", response_model=Data[ChannelOut], summary="Update a channel")
 def update_channel(
-    channel_id: uuid.UUID, body: ChannelUpdate, session: DbSession, org: OrgId
+    channel_id: uuid.UUID,
+    body: ChannelUpdate,
+    session: DbSession,
+    org: OrgId,
+    settings: AppSettings,
 ) -> Data[ChannelOut]:
-    return Data(data=service.channel_out(service.update_channel(session, org, channel_id, body)))
+    limit = settings.provider_timeout_max_seconds
+    channel = service.update_channel(session, org, channel_id, body, limit)
+    return Data(data=service.channel_out(channel))

@@ -28,6 +28,13 @@ class ChannelUpdate(RequestModel):
     opening_hours: dict[str, list[list[str]]] | None = Field(
         default=None, description='Per weekday, e.g. {"mon": [["09:00", "17:00"]]}.'
     )
+    max_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="The most messages the channel hands to its provider per second, across "
+        "all workers together; sends over it wait (never dropped). null: no limit.",
+    )
 
     @field_validator("opening_hours")
     @classmethod
@@ -57,3 +64,4 @@ class ChannelOut(Timestamps):
     provider_config: dict[str, Any]
     timezone: str | None
     opening_hours: dict[str, Any] | None
+    max_per_second: float | None

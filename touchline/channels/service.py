@@ -42,23 +42,29 @@ def _normalize_address(channel_type: str, address: str) -> str:
         raise ValidationFailed(str(exc), field="address") from exc
 
 
-def _provider_config(provider: str, config: dict[str, object]) -> dict[str, object]:
+def _provider_config(
+    provider: str, config: dict[str, object], timeout_max: float
+) -> dict[str, object]:
     try:
-        return validate_provider_config(provider, config)
+        return validate_provider_config(provider, config, timeout_max=timeout_max)
     except ValidationError as exc:
         raise from_pydantic(exc, "provider_config") from exc
 
 
-def create_channel(session: Session, org_id: uuid.UUID, data: ChannelCreate) -> Channel:
+def create_channel(
+    session: Session, org_id: uuid.UUID, data: ChannelCreate, timeout_max: float
+) -> Channel:
+    """A new channel; `timeout_max` is the operator's cap on a provider's timeout."""
     channel = Channel(
         organization_id=org_id,
         name=data.name,
         type=data.type,
         address=_normalize_address(data.type, data.address),
         provider=data.provider,
-        provider_config=_provider_config(data.provider, data.provider_config or {}),
+        provider_config=_provider_config(data.provider, data.provider_config or {}, timeout_max),
         timezone=data.timezone,
         opening_hours=data.opening_hours,
+        max_per_second=data.max_per_second,
     )
     session.add(channel)
     session.flush()
@@ -66,7 +72,11 @@ def create_channel(session: Session, org_id: uuid.UUID, data: ChannelCreate) -> 
 
 
 def update_channel(
-    session: Session, org_id: uuid.UUID, channel_id: uuid.UUID, data: ChannelUpdate
+    session: Session,
+    org_id: uuid.UUID,
+    channel_id: uuid.UUID,
+    data: ChannelUpdate,
+    timeout_max: float,
 ) -> Channel:
     channel = get_channel(session, org_id, channel_id)
     given = data.model_dump(exclude_unset=True)
@@ -80,12 +90,14 @@ def update_channel(
         base = dict(channel.provider_config) if provider == channel.provider else {}
         channel.provider = provider
         channel.provider_config = _provider_config(
-            provider, {**base, **(data.provider_config or {})}
+            provider, {**base, **(data.provider_config or {})}, timeout_max
         )
     if "timezone" in given:
         channel.timezone = data.timezone
     if "opening_hours" in given:
         channel.opening_hours = data.opening_hours
+    if "max_per_second" in given:
+        channel.max_per_second = data.max_per_second
     session.flush()
     return channel
 
@@ -117,6 +129,7 @@ def channel_out(channel: Channel) -> ChannelOut:
         provider_config=public_config(channel.provider, channel.provider_config),
         timezone=channel.timezone,
         opening_hours=channel.opening_hours,
+        max_per_second=channel.max_per_second,
         created_at=channel.created_at,
         updated_at=channel.updated_at,
     )

@@ -1,7 +1,7 @@
 """Every table, imported here so that Alembic and the app see one metadata."""
 
 from touchline.models.base import Base
-from touchline.models.channel import Channel
+from touchline.models.channel import Channel, ChannelThrottle
 from touchline.models.contact import Contact, ContactPreference
 from touchline.models.job import Job
 from touchline.models.message import Message, TrackedLink
@@ -15,6 +15,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "Channel",
+    "ChannelThrottle",
     "Contact",
     "ContactPreference",
     "Job",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String
@@ -22,3 +23,22 @@ class Channel(IdMixin, TimestampMixin, Base):
     provider_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     timezone: Mapped[str | None] = mapped_column(String(64))
     opening_hours: Mapped[dict[str, Any] | None]
+    # The most messages per second the channel hands to its provider, all workers together;
+    # None: no limit.
+    max_per_second: Mapped[float | None]
+
+
+class ChannelThrottle(Base):
+    """When a channel may next hand a message to its provider, shared by every worker.
+
+    For a channel with `max_per_second` it is the theoretical arrival time of a GCRA (each
+    send reserves the next slot, 1/rate apart); a provider's 429 pushes it forward for
+    everyone. A row exists only for channels that were limited or backed off.
+    """
+
+    __tablename__ = "channel_throttles"
+
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
+    )
+    next_at: Mapped[datetime]

@@ -91,6 +91,10 @@ class StepContact(IdMixin, TimestampMixin, Base):
     completed_at: Mapped[datetime | None]
     # Set while a worker holds the row; a row still `active` after this is claimed again.
     locked_until: Mapped[datetime | None]
+    # The token of the worker's batch that holds the row while it is `active` and being
+    # sent: the worker renews only its own leases and settles only rows that still carry
+    # its token, so a row taken over after a lapsed lease is never settled twice.
+    claim: Mapped[uuid.UUID | None]
     attempts: Mapped[int] = mapped_column(default=0)
     responded: Mapped[bool] = mapped_column(default=False)
     clicked_link: Mapped[bool] = mapped_column(default=False)

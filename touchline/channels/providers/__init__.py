@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
-from pydantic import BaseModel
+import aiohttp
 
-from touchline.channels.providers.base import Provider
+from touchline.channels.providers.base import TIMEOUT_MAX_CONTEXT, Provider, ProviderConfig
 from touchline.channels.providers.outbox import OutboxProvider
 from touchline.channels.providers.smtp import SmtpConfig, SmtpProvider
 from touchline.channels.providers.twilio import TwilioConfig, TwilioProvider
@@ -36,7 +35,7 @@ SECRET_FIELDS: dict[str, frozenset[str]] = {
     "webhook": frozenset({"secret"}),
 }
 
-_CONFIG_MODELS: dict[str, type[BaseModel]] = {
+_CONFIG_MODELS: dict[str, type[ProviderConfig]] = {
     "smtp": SmtpConfig,
     "twilio": TwilioConfig,
     "webhook": WebhookConfig,
@@ -56,9 +55,12 @@ def _check_name(provider: str) -> None:
         raise UnknownProviderError(provider)
 
 
-def validate_provider_config(provider: str, config: Mapping[str, object]) -> dict[str, object]:
+def validate_provider_config(
+    provider: str, config: Mapping[str, object], *, timeout_max: float
+) -> dict[str, object]:
     """Validate a config and return it normalized, defaults filled in, as plain JSON
-    values ready to store.
+    values ready to store. A `timeout` above `timeout_max` (the operator's cap) is
+    refused here; configs stored earlier are capped at use instead.
 
     Raises pydantic.ValidationError for a bad config and UnknownProviderError (a
     ValueError) for an unknown provider name.
@@ -68,7 +70,8 @@ def validate_provider_config(provider: str, config: Mapping[str, object]) -> dic
     if model is None:
         # The outbox has no settings.
         return {}
-    return model.model_validate(dict(config)).model_dump(mode="json")
+    validated = model.model_validate(dict(config), context={TIMEOUT_MAX_CONTEXT: timeout_max})
+    return validated.model_dump(mode="json")
 
 
 def public_config(provider: str, config: Mapping[str, object]) -> dict[str, object]:
@@ -82,15 +85,25 @@ def build_provider(
     provider: str,
     config: Mapping[str, object],
     *,
-    http_client: httpx.Client | None = None,
+    http: aiohttp.ClientSession | None,
+    timeout_max: float,
 ) -> Provider:
-    """A ready provider for a stored config. `http_client` is used by the HTTP-based
-    providers (the caller keeps ownership of it) and ignored by the others."""
+    """A ready provider for a stored config; call it inside the running event loop and
+    `aclose()` the provider when done with it.
+
+    `http` is the caller's shared session (kept open; the HTTP-based providers never
+    close it); with None they make one of their own. Every send takes at most the
+    config's timeout, capped at `timeout_max`, whatever the stored config says.
+    """
     _check_name(provider)
     if provider == "smtp":
-        return SmtpProvider(SmtpConfig.model_validate(dict(config)))
+        return SmtpProvider(SmtpConfig.model_validate(dict(config)), timeout_max=timeout_max)
     if provider == "twilio":
-        return TwilioProvider(TwilioConfig.model_validate(dict(config)), http_client)
+        return TwilioProvider(
+            TwilioConfig.model_validate(dict(config)), http, timeout_max=timeout_max
+        )
     if provider == "webhook":
-        return WebhookProvider(WebhookConfig.model_validate(dict(config)), http_client)
+        return WebhookProvider(
+            WebhookConfig.model_validate(dict(config)), http, timeout_max=timeout_max
+        )
     return OutboxProvider()

@@ -1,4 +1,4 @@
-"""The small interface every delivery provider implements."""
+"""The small interface every delivery provider implements, and what their configs share."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
 ChannelType = Literal["sms", "email"]
+
+# The key of the validation context that carries the operator's cap on `timeout`.
+TIMEOUT_MAX_CONTEXT = "timeout_max"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,19 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """Worth retrying later: timeouts, connection errors, 5xx, 429."""
+    """Worth retrying later: timeouts, connection errors, 5xx, 429.
+
+    `rate_limited` marks an HTTP 429, so the caller can slow down the whole channel
+    rather than this one message; `retry_after` is the server's Retry-After in
+    seconds, when it gave a usable one.
+    """
+
+    def __init__(
+        self, *args: object, rate_limited: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(*args)
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
 
 
 class PermanentSendError(SendError):
@@ -47,4 +64,33 @@ class PermanentSendError(SendError):
 
 
 class Provider(Protocol):
-    def send(self, message: OutboundMessage) -> SendResult: ...
+    async def send(self, message: OutboundMessage) -> SendResult: ...
+
+    async def aclose(self) -> None:
+        """Release pooled connections; safe to call more than once."""
+
+
+class ProviderConfig(BaseModel):
+    """The settings every provider config has."""
+
+    # Unknown keys are dropped rather than rejected so that a stored config survives
+    # a field being removed in a later version.
+    model_config = ConfigDict(extra="ignore")
+
+    # Seconds one send may take in all; capped by the operator's provider timeout max.
+    timeout: float = Field(default=10, gt=0)
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_operator_cap(cls, value: float, info: ValidationInfo) -> float:
+        # Only enforced when saving (the caller passes the cap as context): a stored
+        # config from before the cap, or from under a higher one, must still load, and
+        # is capped at use instead.
+        cap = info.context.get(TIMEOUT_MAX_CONTEXT) if isinstance(info.context, dict) else None
+        if cap is not None and value > cap:
+            raise ValueError(f"must be at most {cap:g} seconds")
+        return value
+
+    def send_timeout(self, timeout_max: float | None) -> float:
+        """The bound on one send: this config's timeout, capped by the operator's."""
+        return self.timeout if timeout_max is None else min(self.timeout, timeout_max)

@@ -1,70 +1,170 @@
-"""What the HTTP-based providers share: one POST with the error mapping of SPEC 5.3."""
+"""What the HTTP-based providers share: one bounded POST with the error mapping of
+SPEC 5.3, over the worker's shared aiohttp session or a session of the provider's own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 
 from touchline.channels.providers.base import PermanentSendError, TransientSendError
 
+# The most of an answer's body ever read: enough for any provider's JSON, and a hostile
+# gateway answering with gigabytes costs no more than this.
+MAX_ANSWER_BYTES = 64 * 1024
+# Longest error text kept from an answer: enough to debug with, not to flood a log line.
+SNIPPET_CHARS = 200
+RETRY_AFTER_MAX = 3600.0
 
-def json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@contextmanager
-def _client_for(client: httpx.Client | None, timeout: float) -> Iterator[httpx.Client]:
-    # A provider that kept a client of its own would need closing, and the Provider
-    # protocol has no place for that.
-    if client is not None:
-        yield client
-        return
-    with httpx.Client(timeout=timeout) as own:
-        yield own
+# aiohttp's own timeouts are switched off per request: the send's one deadline
+# (asyncio.timeout) covers connect, TLS, request and reading the body alike, gives one
+# error message, and keeps the shared session's defaults out of it.
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout()
 
 
-def post(
-    client: httpx.Client | None,
-    url: str,
-    *,
-    timeout: float,
-    what: str,
-    content: bytes,
-    headers: Mapping[str, str],
-    auth: tuple[str, str] | None = None,
-) -> httpx.Response:
-    try:
-        with _client_for(client, timeout) as http:
-            return http.post(
-                url,
-                content=content,
-                headers=headers,
-                auth=httpx.BasicAuth(*auth) if auth else httpx.USE_CLIENT_DEFAULT,
-                timeout=timeout,
-            )
-    except httpx.UnsupportedProtocol as exc:
-        raise PermanentSendError(f"{what}: {exc}") from exc
-    except httpx.TransportError as exc:
-        # The request may or may not have arrived: retrying risks a duplicate (unless the
-        # receiver deduplicates on the idempotency key), giving up risks a lost message;
-        # the retry policy belongs to the caller.
-        raise TransientSendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+@dataclass(frozen=True)
+class Answer:
+    """A provider's HTTP answer with its body read (at most MAX_ANSWER_BYTES of it)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    charset: str | None = None
+
+    def json_object(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.body)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def snippet(self) -> str:
+        try:
+            text = self.body.decode(self.charset or "utf-8", errors="replace")
+        except LookupError:
+            text = self.body.decode("utf-8", errors="replace")
+        text = text.strip()
+        return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
 
 
-def raise_for_status(response: httpx.Response, what: str, detail: str) -> None:
-    status = response.status_code
+def basic_auth(username: str, password: str) -> str:
+    # Built here rather than with aiohttp.BasicAuth, which is deprecated as a request
+    # argument and refuses a ":" in the username that a stored config may hold.
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+class HttpPoster:
+    """POSTs for one provider instance, each bounded by `timeout` seconds in all.
+
+    With `session`, the caller's shared session is used and left open; without one,
+    a session of our own is made on first use and closed by `aclose()`.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None, *, what: str, timeout: float):
+        self._shared = session
+        self._own: aiohttp.ClientSession | None = None
+        self.what = what
+        self.timeout = timeout
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._shared is not None:
+            return self._shared
+        if self._own is None or self._own.closed:
+            self._own = aiohttp.ClientSession()
+        return self._own
+
+    async def aclose(self) -> None:
+        own, self._own = self._own, None
+        if own is not None:
+            await own.close()
+
+    async def post(self, url: str, *, content: bytes, headers: Mapping[str, str]) -> Answer:
+        what = self.what
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._post(url, content, headers)
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+            raise PermanentSendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise TransientSendError(f"{what}: timed out after {self.timeout:g}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            # The request may or may not have arrived: retrying risks a duplicate
+            # (unless the receiver deduplicates on the idempotency key), giving up
+            # risks a lost message; the retry policy belongs to the caller.
+            raise TransientSendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    async def _post(self, url: str, content: bytes, headers: Mapping[str, str]) -> Answer:
+        async with self._session().post(
+            url,
+            data=content,
+            headers=dict(headers),
+            # A redirect is the receiver's misconfiguration: answered as a permanent
+            # failure below, never followed with the message and its credentials.
+            allow_redirects=False,
+            raise_for_status=False,
+            timeout=_NO_AIOHTTP_TIMEOUT,
+        ) as response:
+            body = await _read_bounded(response)
+            return Answer(response.status, response.headers, body, response.charset)
+        # Leaving the block releases the connection to the pool only when the body was
+        # read to its end; a body cut short, a cancellation or an error closes it.
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_ANSWER_BYTES:
+        chunk = await response.content.read(MAX_ANSWER_BYTES - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    if not response.content.at_eof():
+        # The rest stays unread: the connection cannot carry another request.
+        response.close()
+    return b"".join(chunks)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), clamped
+    to [0, RETRY_AFTER_MAX]; None when absent or unparsable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            # HTTP-dates are GMT; an obsolete "-0000" zone parses without one.
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def raise_for_status(answer: Answer, what: str, detail: str) -> None:
+    status = answer.status
     if 200 <= status < 300:
         return
     text = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
     if status == 429 or status >= 500:
-        raise TransientSendError(text)
-    # Other 4xx, and 3xx (httpx does not follow redirects by default): resending the
-    # same request would get the same answer.
+        raise TransientSendError(
+            text,
+            rate_limited=status == 429,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+        )
+    # Other 4xx, and 3xx (redirects are not followed): resending the same request
+    # would get the same answer.
     raise PermanentSendError(text)

@@ -6,5 +6,12 @@ from touchline.channels.providers.base import OutboundMessage, SendResult
 
 
 class OutboxProvider:
-    def send(self, message: OutboundMessage) -> SendResult:
+    def record(self, message: OutboundMessage) -> SendResult:
+        """What `send` returns, without an event loop: nothing here waits."""
         return SendResult(provider_message_id=f"outbox-{message.id.hex}")
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        return self.record(message)
+
+    async def aclose(self) -> None:
+        pass

@@ -1,34 +1,43 @@
-"""Email delivery through any SMTP server, using the standard library's smtplib."""
+"""Email delivery through any SMTP server (aiosmtplib), over a small pool of logged-in
+connections per channel config."""
 
 from __future__ import annotations
 
-import smtplib
+import asyncio
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import aiosmtplib
+from aiosmtplib.typing import Default
+from pydantic import Field, model_validator
 
 from touchline.channels.providers.base import (
     OutboundMessage,
     PermanentSendError,
+    ProviderConfig,
     SendResult,
     TransientSendError,
 )
 
+# Servers drop sessions idle for a while (RFC 5321 asks them to wait 5 minutes, many
+# wait far less); one idle longer than this is closed rather than tried.
+IDLE_SECONDS = 30.0
+# How long aclose() waits for each QUIT: politeness, not delivery.
+QUIT_SECONDS = 2.0
 
-class SmtpConfig(BaseModel):
-    # Unknown keys are dropped rather than rejected so that a stored config survives
-    # a field being removed in a later version.
-    model_config = ConfigDict(extra="ignore")
 
+class SmtpConfig(ProviderConfig):
     host: str = Field(min_length=1)
     port: int = Field(default=587, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
     starttls: bool = False
     ssl: bool = False
-    timeout: float = Field(default=10, gt=0)
+    # The most connections kept open (and logged in) to this server at once; sends
+    # beyond it wait for a free connection, within their timeout.
+    pool_size: int = Field(default=4, ge=1, le=20)
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> SmtpConfig:
@@ -51,50 +60,108 @@ def _is_4xx(code: int) -> bool:
     return 400 <= code < 500
 
 
-class SmtpProvider:
-    def __init__(self, config: SmtpConfig, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        """`ssl_context` replaces the default (system CAs, hostname checked), e.g. to
-        trust a private CA; it is used for both implicit TLS and STARTTLS."""
-        self.config = config
-        self._ssl_context = ssl_context
+class _Connection(aiosmtplib.SMTP):
+    """An SMTP session that knows whether any message content was handed over."""
 
-    def send(self, message: OutboundMessage) -> SendResult:
+    data_started = False
+    idle_since = 0.0
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,
+    ) -> aiosmtplib.SMTPResponse:
+        # From here on a failure is ambiguous (the server may have accepted the
+        # message), so the send must not be repeated on another connection.
+        self.data_started = True
+        return await super().data(message, timeout=timeout)
+
+
+class _StaleConnectionError(Exception):
+    """A reused connection died before any of the message was handed over."""
+
+
+class SmtpProvider:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout_max: float | None = None,
+    ) -> None:
+        """`ssl_context` replaces the default (system CAs, hostname checked), e.g. to
+        trust a private CA; it is used for both implicit TLS and STARTTLS. Each send
+        takes at most the config's timeout, capped at `timeout_max`, waiting for a
+        pooled connection included. Use one instance from one event loop."""
+        self.config = config
+        self.timeout = config.send_timeout(timeout_max)
+        self._ssl_context = ssl_context
+        self._slots = asyncio.Semaphore(config.pool_size)
+        # Most recently used last: the one least likely to have been dropped is reused.
+        self._idle: list[_Connection] = []
+        self._closed = False
+
+    async def send(self, message: OutboundMessage) -> SendResult:
         email = self._build(message)
         envelope_from = parseaddr(message.from_address)[1] or message.from_address
         envelope_to = parseaddr(message.to)[1] or message.to
+        cfg = self.config
         try:
-            self._deliver(email, envelope_from, envelope_to)
-        # SMTPException subclasses OSError, so the SMTP cases must come first.
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
+            async with asyncio.timeout(self.timeout):
+                await self._deliver(email, envelope_from, envelope_to)
+        # The SMTP cases first: several also subclass ConnectionError or TimeoutError.
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refused.code for refused in exc.recipients]
             detail = "; ".join(
-                f"{rcpt}: {code} {_text(reply)}" for rcpt, (code, reply) in exc.recipients.items()
+                f"{refused.recipient}: {refused.code} {refused.message}"
+                for refused in exc.recipients
             )
             # Only one recipient per send, but be exact if there were several: retry
             # only when every refusal was temporary (e.g. greylisting).
             if codes and all(_is_4xx(code) for code in codes):
                 raise TransientSendError(f"recipient deferred: {detail}") from exc
             raise PermanentSendError(f"recipient refused: {detail}") from exc
-        except smtplib.SMTPResponseException as exc:
+        except aiosmtplib.SMTPResponseException as exc:
             # Covers the AUTH, MAIL FROM, DATA, HELO and greeting replies. A 454
             # "temporary authentication failure" is retried like any other 4xx; 535
             # (bad credentials) is not.
-            text = f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}"
-            if 500 <= exc.smtp_code < 600:
+            text = f"SMTP {exc.code} {exc.message}"
+            if 500 <= exc.code < 600:
                 raise PermanentSendError(text) from exc
             raise TransientSendError(text) from exc
-        except smtplib.SMTPServerDisconnected as exc:
+        except aiosmtplib.SMTPServerDisconnected as exc:
             raise TransientSendError(f"SMTP server disconnected: {exc}") from exc
-        except smtplib.SMTPException as exc:
+        except aiosmtplib.SMTPConnectError as exc:
+            raise TransientSendError(
+                f"cannot reach SMTP server {cfg.host}:{cfg.port}: {exc}"
+            ) from exc
+        except TimeoutError as exc:
+            raise TransientSendError(
+                f"SMTP server {cfg.host}:{cfg.port}: timed out after {self.timeout:g}s"
+            ) from exc
+        except aiosmtplib.SMTPException as exc:
             # What remains are mismatches between config and server (no STARTTLS,
             # no AUTH, no usable AUTH mechanism, no SMTPUTF8): retrying cannot help.
             raise PermanentSendError(f"SMTP error: {exc}") from exc
         except OSError as exc:
-            # Refused or reset connections, timeouts, DNS failures, TLS failures.
+            # Reset connections, TLS failures (an untrusted certificate included,
+            # which is also a ValueError, hence this order).
             raise TransientSendError(
-                f"cannot reach SMTP server {self.config.host}:{self.config.port}: {exc}"
+                f"cannot reach SMTP server {cfg.host}:{cfg.port}: {exc}"
             ) from exc
+        except ValueError as exc:
+            # aiosmtplib refuses envelope addresses that could smuggle SMTP commands.
+            raise PermanentSendError(f"cannot send email: {exc}") from exc
         return SendResult(provider_message_id=email["Message-ID"])
+
+    async def aclose(self) -> None:
+        """QUIT and close the idle connections; those in use are closed when their send
+        ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(smtp) for smtp in idle))
 
     def _build(self, message: OutboundMessage) -> EmailMessage:
         email = EmailMessage()
@@ -112,40 +179,98 @@ class SmtpProvider:
             raise PermanentSendError(f"cannot build email: {exc}") from exc
         return email
 
-    def _context(self) -> ssl.SSLContext:
-        return self._ssl_context or ssl.create_default_context()
+    async def _deliver(self, email: EmailMessage, envelope_from: str, envelope_to: str) -> None:
+        async with self._slots:
+            smtp = self._take_idle()
+            if smtp is not None:
+                try:
+                    await self._transact(smtp, email, envelope_from, envelope_to, reused=True)
+                    return
+                except _StaleConnectionError:
+                    pass
+            smtp = await self._connect()
+            await self._transact(smtp, email, envelope_from, envelope_to, reused=False)
 
-    def _deliver(self, email: EmailMessage, envelope_from: str, envelope_to: str) -> None:
-        cfg = self.config
-        smtp: smtplib.SMTP
-        if cfg.ssl:
-            smtp = smtplib.SMTP_SSL(
-                cfg.host, cfg.port, timeout=cfg.timeout, context=self._context()
-            )
-        else:
-            smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+    async def _transact(
+        self,
+        smtp: _Connection,
+        email: EmailMessage,
+        envelope_from: str,
+        envelope_to: str,
+        *,
+        reused: bool,
+    ) -> None:
+        """MAIL, RCPT and DATA on a borrowed connection; it goes back to the pool only
+        if all went well."""
+        smtp.data_started = False
         try:
-            if cfg.starttls:
-                smtp.starttls(context=self._context())
-            if cfg.username:
-                smtp.login(cfg.username, cfg.password or "")
-            smtp.send_message(email, from_addr=envelope_from, to_addrs=[envelope_to])
-        finally:
-            _close_quietly(smtp)
+            await smtp.send_message(email, sender=envelope_from, recipients=[envelope_to])
+        except BaseException as exc:
+            # Whatever happened (a refusal, a reset, a cancellation mid-command), the
+            # session's state is unknown: never reuse it.
+            smtp.close()
+            if reused and not smtp.data_started and _is_dead_connection(exc):
+                raise _StaleConnectionError from exc
+            raise
+        if self._closed:
+            # No QUIT here: waiting for its reply could turn this delivered message
+            # into a timed-out send.
+            smtp.close()
+            return
+        smtp.idle_since = asyncio.get_running_loop().time()
+        self._idle.append(smtp)
+
+    def _take_idle(self) -> _Connection | None:
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            smtp = self._idle.pop()
+            if smtp.is_connected and now - smtp.idle_since <= IDLE_SECONDS:
+                return smtp
+            # Dropped by the server meanwhile, or likely to be soon: no QUIT, as a
+            # server that already hung up would make it wait.
+            smtp.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        cfg = self.config
+        tls = cfg.ssl or cfg.starttls
+        smtp = _Connection(
+            hostname=cfg.host,
+            port=cfg.port,
+            # Login happens within connect(); an empty username means no AUTH.
+            username=cfg.username or None,
+            password=cfg.password or "",
+            use_tls=cfg.ssl,
+            # Never an opportunistic upgrade: only what the config asks for.
+            start_tls=cfg.starttls,
+            tls_context=self._tls_context() if tls else None,
+            # The send's own deadline bounds every step; aiosmtplib's would only race it.
+            timeout=None,
+        )
+        # connect() closes the connection itself when it fails or is cancelled.
+        await smtp.connect()
+        return smtp
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            # Made once per provider: loading the system CAs costs milliseconds.
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
 
-def _close_quietly(smtp: smtplib.SMTP) -> None:
-    # Not `with smtplib.SMTP(...)`: its __exit__ raises when QUIT gets an odd reply,
-    # which after an accepted message would turn a success into a retried send.
+def _is_dead_connection(exc: BaseException) -> bool:
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # 421: the server is closing the session, e.g. after its idle timeout.
+        return exc.code == 421
+    return isinstance(exc, ConnectionError | aiosmtplib.SMTPServerDisconnected)
+
+
+async def _quit(smtp: _Connection) -> None:
+    # QUIT's reply does not matter: the connection is being closed either way.
     try:
-        smtp.quit()
-    except (smtplib.SMTPException, OSError):
+        async with asyncio.timeout(QUIT_SECONDS):
+            await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
         pass
     finally:
         smtp.close()
-
-
-def _text(reply: bytes | str) -> str:
-    if isinstance(reply, bytes):
-        return reply.decode("utf-8", errors="replace")
-    return reply

@@ -10,29 +10,21 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import aiohttp
+from pydantic import Field, field_validator
 
-from touchline.channels.providers.base import (
-    OutboundMessage,
-    SendResult,
-)
-from touchline.channels.providers.http import json_object, post, raise_for_status
+from touchline.channels.providers.base import OutboundMessage, ProviderConfig, SendResult
+from touchline.channels.providers.http import HttpPoster, basic_auth, raise_for_status
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
-class TwilioConfig(BaseModel):
-    # Unknown keys are dropped rather than rejected so that a stored config survives
-    # a field being removed in a later version.
-    model_config = ConfigDict(extra="ignore")
-
+class TwilioConfig(ProviderConfig):
     account_sid: str = Field(min_length=1)
     auth_token: str = Field(min_length=1)
     base_url: str = "https://api.twilio.com"
     status_callback: bool = False
-    timeout: float = Field(default=10, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -45,40 +37,46 @@ class TwilioConfig(BaseModel):
 
 
 class TwilioProvider:
-    def __init__(self, config: TwilioConfig, client: httpx.Client | None = None) -> None:
-        """Without `client`, each send uses a short-lived client of its own; pass one
-        (and close it yourself) to reuse connections across sends."""
+    def __init__(
+        self,
+        config: TwilioConfig,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout_max: float | None = None,
+    ) -> None:
+        """`session` is the caller's to close; without one, the provider makes its own
+        on first use and `aclose()` closes it. Each send takes at most the config's
+        timeout, capped at `timeout_max`."""
         self.config = config
-        self._client = client
+        self._http = HttpPoster(session, what="Twilio", timeout=config.send_timeout(timeout_max))
+        self._authorization = basic_auth(config.account_sid, config.auth_token)
 
     @property
     def messages_url(self) -> str:
         sid = quote(self.config.account_sid, safe="")
         return f"{self.config.base_url}/2010-04-01/Accounts/{sid}/Messages.json"
 
-    def send(self, message: OutboundMessage) -> SendResult:
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, message: OutboundMessage) -> SendResult:
         form = {"To": message.to, "From": message.from_address, "Body": message.body}
         if self.config.status_callback and message.status_callback_url:
             form["StatusCallback"] = message.status_callback_url
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
+            "Authorization": self._authorization,
             # The message id, so that a retry after a lost response can be recognized.
             # Twilio documents this header on the webhooks it sends; it makes no
             # documented promise to deduplicate API requests on it.
             IDEMPOTENCY_HEADER: str(message.id),
         }
-        response = post(
-            self._client,
-            self.messages_url,
-            timeout=self.config.timeout,
-            what="Twilio",
-            content=urlencode(form).encode("ascii"),
-            headers=headers,
-            auth=(self.config.account_sid, self.config.auth_token),
+        answer = await self._http.post(
+            self.messages_url, content=urlencode(form).encode("ascii"), headers=headers
         )
-        payload = json_object(response)
-        raise_for_status(response, "Twilio", _twilio_error(payload))
+        payload = answer.json_object()
+        raise_for_status(answer, "Twilio", _twilio_error(payload))
         sid = payload.get("sid")
         # Twilio accepted the message; should the body be odd, failing here would only
         # make the caller retry a message that is already on its way.

@@ -7,27 +7,19 @@ import json
 import time
 from urllib.parse import urlsplit
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import aiohttp
+from pydantic import Field, field_validator
 
-from touchline.channels.providers.base import (
-    OutboundMessage,
-    SendResult,
-)
-from touchline.channels.providers.http import json_object, post, raise_for_status
+from touchline.channels.providers.base import OutboundMessage, ProviderConfig, SendResult
+from touchline.channels.providers.http import HttpPoster, raise_for_status
 from touchline.signing import SIGNATURE_HEADER, sign_payload
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-class WebhookConfig(BaseModel):
-    # Unknown keys are dropped rather than rejected so that a stored config survives
-    # a field being removed in a later version.
-    model_config = ConfigDict(extra="ignore")
-
+class WebhookConfig(ProviderConfig):
     url: str
     secret: str = Field(min_length=1)
-    timeout: float = Field(default=10, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -51,13 +43,23 @@ def message_payload(message: OutboundMessage) -> dict[str, str | None]:
 
 
 class WebhookProvider:
-    def __init__(self, config: WebhookConfig, client: httpx.Client | None = None) -> None:
-        """Without `client`, each send uses a short-lived client of its own; pass one
-        (and close it yourself) to reuse connections across sends."""
+    def __init__(
+        self,
+        config: WebhookConfig,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout_max: float | None = None,
+    ) -> None:
+        """`session` is the caller's to close; without one, the provider makes its own
+        on first use and `aclose()` closes it. Each send takes at most the config's
+        timeout, capped at `timeout_max`."""
         self.config = config
-        self._client = client
+        self._http = HttpPoster(session, what="webhook", timeout=config.send_timeout(timeout_max))
 
-    def send(self, message: OutboundMessage) -> SendResult:
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, message: OutboundMessage) -> SendResult:
         # The signature covers these exact bytes, so they are serialized once here
         # and sent as they are.
         body = json.dumps(message_payload(message), separators=(",", ":")).encode("utf-8")
@@ -66,24 +68,7 @@ class WebhookProvider:
             IDEMPOTENCY_HEADER: str(message.id),
             SIGNATURE_HEADER: sign_payload(self.config.secret, body, int(time.time())),
         }
-        response = post(
-            self._client,
-            self.config.url,
-            timeout=self.config.timeout,
-            what="webhook",
-            content=body,
-            headers=headers,
-        )
-        raise_for_status(response, "webhook", _error_snippet(response))
-        return SendResult(provider_message_id=_response_id(response))
-
-
-def _response_id(response: httpx.Response) -> str | None:
-    remote_id = json_object(response).get("id")
-    return remote_id if isinstance(remote_id, str) else None
-
-
-def _error_snippet(response: httpx.Response) -> str:
-    # Enough of the receiver's answer to debug with, not enough to flood a log line.
-    text = response.text.strip()
-    return text if len(text) <= 200 else text[:200] + "..."
+        answer = await self._http.post(self.config.url, content=body, headers=headers)
+        raise_for_status(answer, "webhook", answer.snippet())
+        remote_id = answer.json_object().get("id")
+        return SendResult(provider_message_id=remote_id if isinstance(remote_id, str) else None)
