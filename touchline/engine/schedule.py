@@ -23,6 +23,8 @@ from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "LONGEST_WAIT",
+    "LONGEST_WAIT_TEXT",
     "MAX_SEND_ATTEMPTS",
     "SEARCH_HORIZON",
     "WEEKDAYS",
@@ -40,6 +42,12 @@ __all__ = [
 ]
 
 MAX_SEND_ATTEMPTS: Final = 5
+
+# The longest wait a tenant may ask for (a step's delay, a run's max_time, a schedule_at
+# ahead): far beyond any campaign, and far from the calendar's end, so that no sum of
+# these and the send windows can overflow a datetime.
+LONGEST_WAIT: Final = timedelta(days=3650)
+LONGEST_WAIT_TEXT: Final = "10 years (3650 days)"
 
 # Long enough for windows that open once a week, short enough that a channel
 # configured with no open time at all fails quickly instead of looping.

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from touchline.contacts.schemas import ContactInput
+from touchline.engine.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT
 from touchline.schemas import RequestModel
 
 MAX_INPUTS = 4000
@@ -63,8 +64,12 @@ class EnrollRequest(RequestModel):
     @field_validator("schedule_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("schedule_at needs a time zone, e.g. 2026-01-01T09:00:00Z")
+        if value > datetime.now(UTC) + LONGEST_WAIT:
+            raise ValueError(f"schedule_at may be at most {LONGEST_WAIT_TEXT} ahead")
         return value
 
 

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from touchline.engine.schedule import Delay
+from touchline.engine.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
 from touchline.messaging.templates import check_template
 from touchline.schemas import Pagination, RequestModel, Timestamps
 from touchline.validation import TimeZoneName
@@ -57,6 +57,9 @@ class WindowPatch(RequestModel):
     use_contact_timezone: bool | None = None
 
 
+_LONGEST_WAIT_SECONDS = int(LONGEST_WAIT.total_seconds())
+
+
 class SettingsPatch(RequestModel):
     """Settings to change: keys left out keep their value; null clears a cap."""
 
@@ -64,8 +67,12 @@ class SettingsPatch(RequestModel):
     on_re_add: Literal["re_add", "exclude"] | None = None
     max_contact_sequence_runs: int | None = Field(default=None, ge=1)
     max_add_per_time: int | None = Field(default=None, ge=1)
-    max_add_time: int | None = Field(default=None, ge=1)
-    max_time: int | None = Field(default=None, ge=1)
+    max_add_time: int | None = Field(
+        default=None, ge=1, le=_LONGEST_WAIT_SECONDS, description="Seconds, at most 10 years."
+    )
+    max_time: int | None = Field(
+        default=None, ge=1, le=_LONGEST_WAIT_SECONDS, description="Seconds, at most 10 years."
+    )
     support_sms_quiet_hours: QuietHoursPatch | None = None
     skip_sending_on_weekend: WindowPatch | None = None
     only_send_during_business_hours: WindowPatch | None = None
@@ -129,6 +136,8 @@ class StepUpdate(RequestModel):
         if value is None:
             return None
         delay = Delay.parse(value)
+        if delay.as_timedelta() > LONGEST_WAIT:
+            raise ValueError(f"the delay may be at most {LONGEST_WAIT_TEXT}")
         return {**value, "days": delay.days, "hours": delay.hours, "minutes": delay.minutes}
 
 
