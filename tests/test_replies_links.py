@@ -548,33 +548,6 @@ def test_a_reply_while_a_send_waits_for_its_retry_still_ends_the_run(
     assert step_contacts(api, sequence["id"], status="pending") == []
 
 
-def test_a_reply_that_arrives_while_its_message_is_sent_ends_the_run_after_the_send(
-    api: Api, worker: Worker, t0: datetime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sequence, contact_id = started(api, worker, t0)
-    send = worker._send
-
-    def answered_at_once(message: Any) -> Any:
-        # The contact answers between the worker's claim and its settle.
-        result = send(message)
-        inbound(api, "see you then")
-        return result
-
-    monkeypatch.setattr(worker, "_send", answered_at_once)
-    worker.run_once(t0 + timedelta(days=2))
-    monkeypatch.undo()
-    worker.run_once(t0 + timedelta(days=5))
-
-    # The second message went out; the reply then ended the run instead of the third step.
-    assert outbound_count(api) == 2
-    [item] = contact_sequences(api, contact_id)["data"]
-    assert item["sequence_run"]["status"] == "finished"
-    assert item["current_step"]["id"] == sequence["steps"][1]["id"]
-    [sc] = step_contacts(api, sequence["id"], responded="true")
-    assert (sc["status"], sc["finish_reason"]) == ("finished", "responded")
-    assert step_contacts(api, sequence["id"], status="pending") == []
-
-
 def test_start_inside_quiet_hours_waits_for_them_to_end(
     api: Api, worker: Worker, t0: datetime
 ) -> None:

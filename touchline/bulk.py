@@ -52,8 +52,14 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
     session.execute(insert(table).from_select(keys, select(*(values.c[key] for key in keys))))
 
 
-def update_rows(session: Session, model: type[Base], rows: dict[uuid.UUID, dict[str, Any]]) -> None:
-    """Set each row's given columns, by id: one statement per set of columns written.
+def update_rows(
+    session: Session,
+    model: type[Base],
+    rows: dict[uuid.UUID, dict[str, Any]],
+    only_if: ColumnElement[bool] | None = None,
+) -> None:
+    """Set each row's given columns, by id: one statement per set of columns written;
+    with `only_if`, only on the rows that (still) match it.
 
     Rows are written in id order, as the ORM's flush does: every writer that changes many
     rows of a table at once should lock them in one order, else two such transactions can
@@ -64,14 +70,15 @@ def update_rows(session: Session, model: type[Base], rows: dict[uuid.UUID, dict[
         by_columns.setdefault(tuple(sorted(columns)), []).append({_ROW_ID: row_id, **columns})
     table = _table_of(model)
     postgresql = _is_postgresql(session)
+    guard = [only_if] if only_if is not None else []
     for keys, params in sorted(by_columns.items()):
         if not postgresql:
-            session.execute(update(table).where(table.c.id == bindparam(_ROW_ID)), params)
+            session.execute(update(table).where(table.c.id == bindparam(_ROW_ID), *guard), params)
             continue
         values = _unnest(table, [_ROW_ID, *keys], params)
         session.execute(
             update(table)
-            .where(table.c.id == values.c[_ROW_ID])
+            .where(table.c.id == values.c[_ROW_ID], *guard)
             .values({key: values.c[key] for key in keys})
         )
 

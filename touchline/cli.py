@@ -135,11 +135,7 @@ def worker(
             summary = w.run_once(at)
         finally:
             w.close()
-        typer.echo(
-            f"jobs: {summary.jobs}, sent: {summary.sent}, inactive: {summary.inactive}, "
-            f"failed: {summary.failed}, retrying: {summary.retried}, expired: {summary.expired}, "
-            f"webhooks: {summary.webhooks}"
-        )
+        typer.echo(summary.describe())
         return
     run_forever(w, settings.worker_poll_seconds)
 

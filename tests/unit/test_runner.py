@@ -8,7 +8,8 @@ from typing import cast
 import pytest
 
 from touchline.engine import runner
-from touchline.engine.worker import PassSummary, Worker
+from touchline.engine.summary import PassSummary
+from touchline.engine.worker import Worker
 
 
 class Recorder:
@@ -19,6 +20,8 @@ class Recorder:
         self.turns = turns
         self.stop = stop
         self.calls: list[str] = []
+        # No sends in flight: each turn's outcome is all there is.
+        self.sending = 0
 
     def run_job(self) -> bool:
         self.calls.append("job")

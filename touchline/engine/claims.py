@@ -12,11 +12,13 @@ a claim never walks past them, however many pile up in archived sequences.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, and_, select, update
 from sqlalchemy.orm import Session
 
+from touchline.bulk import among
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, StepContact
 
 
@@ -40,7 +42,11 @@ def due_step_contacts(now: datetime, limit: int) -> Select[uuid.UUID]:
 
 
 def _claim(
-    session: Session, picked: Select[uuid.UUID], now: datetime, lease_until: datetime
+    session: Session,
+    picked: Select[uuid.UUID],
+    now: datetime,
+    lease_until: datetime,
+    token: uuid.UUID,
 ) -> list[uuid.UUID]:
     result = session.execute(
         update(StepContact)
@@ -48,6 +54,7 @@ def _claim(
         .values(
             status="active",
             locked_until=lease_until,
+            claim=token,
             attempts=StepContact.attempts + 1,
             updated_at=now,
         )
@@ -58,14 +65,56 @@ def _claim(
 
 
 def claim_step_contacts(
-    session: Session, now: datetime, lease_until: datetime, limit: int
+    session: Session, now: datetime, lease_until: datetime, limit: int, token: uuid.UUID
 ) -> list[uuid.UUID]:
-    """Due pending step contacts, then active ones whose lease ran out (a worker died)."""
-    claimed = _claim(session, due_step_contacts(now, limit), now, lease_until)
+    """Due pending step contacts, then active ones whose lease ran out (a worker died, or
+    a retry's wait is over), marked with the claiming batch's `token`."""
+    claimed = _claim(session, due_step_contacts(now, limit), now, lease_until, token)
     if len(claimed) < limit:
         lapsed = and_(StepContact.status == "active", StepContact.locked_until <= now)
-        claimed += _claim(session, _picked(lapsed, limit - len(claimed)), now, lease_until)
+        picked = _picked(lapsed, limit - len(claimed))
+        claimed += _claim(session, picked, now, lease_until, token)
     return claimed
+
+
+def renew_leases(
+    session: Session, token: uuid.UUID, ids: Iterable[uuid.UUID], lease_until: datetime
+) -> set[uuid.UUID]:
+    """Extend the leases a batch still holds; returns the ids it still holds (a row that
+    was removed meanwhile, or taken over after a lapsed lease, is not among them)."""
+    result = session.execute(
+        update(StepContact)
+        .where(
+            among(session, StepContact.id, ids),
+            StepContact.claim == token,
+            StepContact.status == "active",
+        )
+        .values(locked_until=lease_until)
+        .returning(StepContact.id)
+        .execution_options(synchronize_session=False)
+    )
+    return {row[0] for row in result}
+
+
+def put_back(session: Session, due: dict[uuid.UUID, datetime]) -> None:
+    """Return step contacts this transaction claimed to the queue, each due again at its
+    time (their channel may not send before then), as if they had not been claimed."""
+    by_time: dict[datetime, list[uuid.UUID]] = {}
+    for sc_id, at in due.items():
+        by_time.setdefault(at, []).append(sc_id)
+    for at, ids in sorted(by_time.items()):
+        session.execute(
+            update(StepContact)
+            .where(among(session, StepContact.id, sorted(ids)))
+            .values(
+                status="pending",
+                scheduled_at=at,
+                locked_until=None,
+                claim=None,
+                attempts=StepContact.attempts - 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def claim_job(session: Session, now: datetime, lease_until: datetime) -> uuid.UUID | None:

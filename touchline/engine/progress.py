@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from touchline.bulk import add_to_rows
+from touchline.bulk import add_to_rows, among
 from touchline.engine.schedule import NoSendWindowError, earliest_allowed
 from touchline.engine.states import FinishReason, check_transition
 from touchline.engine.views import ContactLike, SequenceLike, StepLike
@@ -64,6 +64,38 @@ def count_many(session: Session, counts: Counts) -> None:
         add_to_rows(session, Step, counter, added)
 
 
+def lock_runs(session: Session, *where: ColumnElement[bool]) -> None:
+    """Lock the runs that match `where`, in id order, before changing their step contacts.
+
+    The worker's settle locks the runs of the step contacts it finishes, and requests lock
+    a contact's runs before reading the open step contacts they change (see
+    `lock_contact_runs`), so the two take turns on a run: a request that waited then reads
+    the step contact the settle entered, instead of writing over the one it finished.
+    SQLite's writers hold the database's one write lock already.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        select(SequenceRun.id)
+        .where(*where)
+        .order_by(SequenceRun.id)
+        .with_for_update(key_share=True)
+    )
+
+
+def lock_contact_runs(
+    session: Session, contact_ids: Iterable[uuid.UUID], sequence_id: uuid.UUID | None = None
+) -> None:
+    """`lock_runs` for the contacts' active runs (in one sequence, if given)."""
+    ids = sorted(set(contact_ids))
+    if not ids:
+        return
+    where = [among(session, SequenceRun.contact_id, ids), SequenceRun.status == "active"]
+    if sequence_id is not None:
+        where.append(SequenceRun.sequence_id == sequence_id)
+    lock_runs(session, *where)
+
+
 def set_status(sc: StepContact, status: str, now: datetime) -> None:
     check_transition(sc.status, status)
     sc.status = status
@@ -92,10 +124,9 @@ def start_run(
         ).all()
     for old in previous:
         old.is_latest = False
-    max_time = SequenceSettings.model_validate(sequence.settings).max_time
     run = SequenceRun(
         id=uuid.uuid4(),
-        expires_at=now + timedelta(seconds=max_time) if max_time else None,
+        expires_at=_expiry(now, SequenceSettings.model_validate(sequence.settings).max_time),
         organization_id=sequence.organization_id,
         sequence_id=sequence.id,
         contact_id=contact.id,
@@ -109,25 +140,46 @@ def start_run(
     return run
 
 
+def _due(
+    start: datetime,
+    step: StepLike,
+    sequence: SequenceLike,
+    channel: Channel | None,
+    contact: ContactLike,
+) -> datetime | None:
+    """When the step's message may go out, or None when it never can: the send windows
+    never open, or the stored delay lands past the calendar's end (a delay saved before
+    delays were bounded). Either way it is this step contact's problem alone."""
+    try:
+        return due_at(
+            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
+        )
+    except (NoSendWindowError, ValueError, OverflowError):
+        return None
+
+
+def _expiry(start: datetime, max_time: int | None) -> datetime | None:
+    if not max_time:
+        return None
+    try:
+        return start + timedelta(seconds=max_time)
+    except OverflowError:
+        # A max_time saved before it was bounded, past the calendar's end: never.
+        return None
+
+
 def new_step_contact(
-    session: Session,
     run: SequenceRun,
     sequence: SequenceLike,
     step: StepLike,
     contact: ContactLike,
+    channel: Channel | None,
     start: datetime,
     now: datetime,
 ) -> dict[str, Any]:
-    """The columns of the contact's step contact in `step`: pending until its message is
-    due, or inactive when the step's send windows never open."""
-    channel = step_channel(session, step, run, sequence)
-    status = "pending"
-    try:
-        scheduled = due_at(
-            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
-        )
-    except NoSendWindowError:
-        scheduled, status = start, "inactive"
+    """The columns of the contact's step contact in `step`, sent through `channel` (see
+    `step_channel`): pending until its message is due, or inactive when it cannot be."""
+    scheduled = _due(start, step, sequence, channel, contact)
     return {
         "id": uuid.uuid4(),
         "organization_id": run.organization_id,
@@ -136,9 +188,9 @@ def new_step_contact(
         "sequence_run_id": run.id,
         "contact_id": contact.id,
         "channel_id": channel.id if channel else None,
-        "status": status,
+        "status": "pending" if scheduled is not None else "inactive",
         "held": sequence.status != "active",
-        "scheduled_at": scheduled,
+        "scheduled_at": scheduled or start,
         "created_at": now,
         "updated_at": now,
     }
@@ -161,7 +213,8 @@ def enter_step(
     now: datetime,
 ) -> StepContact:
     """Put the contact in `step` (see `new_step_contact`)."""
-    sc = StepContact(**new_step_contact(session, run, sequence, step, contact, start, now))
+    channel = step_channel(session, step, run, sequence)
+    sc = StepContact(**new_step_contact(run, sequence, step, contact, channel, start, now))
     session.add(sc)
     _assign(run, entered_columns(sc.id, step.id, now))
     return sc
@@ -179,15 +232,14 @@ def reschedule(
 ) -> None:
     """Start the contact's wait in its current step over from `start` (reprocessing)."""
     channel = step_channel(session, step, run, sequence)
-    try:
-        sc.scheduled_at = due_at(
-            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
-        )
-        if sc.status != "pending":
-            set_status(sc, "pending", now)
-    except NoSendWindowError:
+    scheduled = _due(start, step, sequence, channel, contact)
+    if scheduled is None:
         if sc.status != "inactive":
             set_status(sc, "inactive", now)
+    else:
+        sc.scheduled_at = scheduled
+        if sc.status != "pending":
+            set_status(sc, "pending", now)
     sc.updated_at = now
     run.updated_at = now
 

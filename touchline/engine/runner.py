@@ -26,8 +26,8 @@ CHORES_SECONDS = 1.0
 def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float) -> None:
     """Work while there is work; sleep `poll_seconds` when there is none.
 
-    `stop` is checked between batches, so a stop finishes the batch in hand (its claims
-    are settled, never abandoned) and then returns.
+    `stop` is checked between turns; the caller then closes the worker, which waits for
+    the sends in flight and settles them: claims are never abandoned.
     """
     chores_due = 0.0
     while not stop.is_set():
@@ -41,7 +41,8 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
                 busy = worker.deliver_webhooks() > 0 or busy
                 # Chores with work left run again next turn, the others after a while.
                 chores_due = 0.0 if busy else time.monotonic() + CHORES_SECONDS
-            if worker.run_batch().step_contacts > 0:
+            # A turn with sends in flight waits on them itself: no pause after it.
+            if worker.run_batch().step_contacts > 0 or worker.sending:
                 busy = True
             elif not busy:
                 chores_due = 0.0  # nothing to send: look for chores at every poll

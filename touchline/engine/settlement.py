@@ -1,14 +1,24 @@
-"""The worker's settle, written set-based: the transitions of `progress`, for a batch.
+"""The worker's settle: what its claimed step contacts' outcomes change, guarded and set-based.
 
-A batch's settle changes four rows per sent message: the message, the finished step
-contact, its run, and the step contact of the next step. Through the ORM that was a unit of
-work flushing each object and tracking each attribute, the largest share of a worker's
-time. Here each change is gathered as a row of column values (the same values `progress`
-assigns to ORM objects) and each kind of change is written by one statement (bulk.py).
+A worker holds each step contact it claimed under its batch's token (`step_contacts.claim`).
+Every change the settle makes to a step contact is guarded in SQL by that token and by the
+status the worker left it in:
 
-Webhook subscribers still hear of every change: the session never sees these statements,
-so `write` reports them to `webhooks.events`, with the rule the session applies to its own
-changes (an event per row whose shown columns changed: a retry's new lease is not news).
+    UPDATE step_contacts SET ... WHERE id IN (...) AND claim = :token AND status = 'active'
+    RETURNING id, finish_reason
+
+and only the rows it returns go on: a finished step contact's run moves to the next step or
+ends, a new step contact is entered. A removal, move or reply that committed first has
+changed the row (its status, or `responded`, which the finish reads in the same statement),
+so the settle leaves it as the other writer left it; a row whose lease lapsed and that
+another worker took over carries that worker's token. Runs are locked first, in id order,
+as every request that changes a run's step contacts does (`progress.lock_contact_runs`), so a
+request and a settle touching one run wait for each other instead of deadlocking, and a
+request that waited reads the settle's result.
+
+Each kind of change is one statement for the whole batch (see bulk.py), which is what makes
+a worker's rate a multiple of the database's commit rate. Webhook subscribers hear of these
+writes through `webhooks.events.report`, since the session never sees them.
 """
 
 from __future__ import annotations
@@ -17,94 +27,264 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
+from sqlalchemy import and_, case, false, update
 from sqlalchemy.orm import Session
 
-from touchline.bulk import insert_rows, update_rows
-from touchline.engine import progress
-from touchline.engine.states import FinishReason, check_transition
-from touchline.engine.views import ContactLike, SequenceLike, StepLike
-from touchline.models import (
-    Message,
-    SequenceRun,
-    StepContact,
+from touchline.bulk import among, insert_rows, update_rows
+from touchline.channels.providers.base import (
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
 )
+from touchline.engine import progress, throttle
+from touchline.engine.claimed import Claimed
+from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
+from touchline.engine.sender import NotSent, Result
+from touchline.engine.states import FinishReason
+from touchline.engine.summary import PassSummary
+from touchline.models import Message, SequenceRun, StepContact
 from touchline.webhooks import events
 
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What the settle does to one claimed step contact."""
+
+    kind: Literal["finish", "retry", "inactive"]
+    # finish: why. `completed` becomes `responded` when the contact replied meanwhile and
+    # the sequence ends runs on a reply.
+    reason: FinishReason | None = None
+    # retry: the row stays the worker's (`active`) and is claimed again from this instant.
+    until: datetime | None = None
+
+
+COMPLETE = Change("finish", "completed")
+FAIL = Change("finish", "failed")
+EXPIRE = Change("finish", "expired")
+RESPOND = Change("finish", "responded")
+INACTIVE = Change("inactive")
+
+
+def retry_at(until: datetime) -> Change:
+    return Change("retry", until=until)
+
+
 _Rows = dict[uuid.UUID, dict[str, Any]]
+# What a provider's message id may hold (the column's width): a gateway may answer anything.
+_PROVIDER_ID_CHARS = 200
 
 
 @dataclass
 class Settlement:
-    """What one batch's settle writes, gathered row by row, written at once by `write`."""
+    """One settle transaction's changes, gathered item by item and written by `write`."""
 
     session: Session
     now: datetime
     counts: progress.Counts = field(default_factory=Counter)
+    _changes: dict[tuple[uuid.UUID, Change], list[Claimed]] = field(default_factory=dict)
     _messages: _Rows = field(default_factory=dict)
-    _step_contacts: _Rows = field(default_factory=dict)
-    _runs: _Rows = field(default_factory=dict)
-    _entered: list[dict[str, Any]] = field(default_factory=list)
-    # (organization, id) of each row to announce, by model.
-    _shown: dict[type[Any], list[tuple[uuid.UUID, uuid.UUID]]] = field(default_factory=dict)
+    _message_orgs: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+
+    def change(self, item: Claimed, change: Change) -> None:
+        self._changes.setdefault((item.token, change), []).append(item)
 
     def update_message(self, org_id: uuid.UUID, message_id: uuid.UUID, **columns: Any) -> None:
-        self._put(self._messages, Message, org_id, message_id, columns)
+        """A send's outcome, written whoever holds the step contact now: the message went
+        out (or failed) either way. Only a message still `queued` changes: a provider's
+        delivery report may have come first."""
+        self._messages.setdefault(message_id, {}).update(columns)
+        self._message_orgs[message_id] = org_id
 
-    def renew_lease(self, sc: StepContact, until: datetime) -> None:
-        """The step contact stays this worker's until `until` (a retry's timer)."""
-        self._step_contacts.setdefault(sc.id, {}).update(locked_until=until, updated_at=self.now)
+    def write(self) -> set[uuid.UUID]:
+        """Write everything; returns the step contacts whose change applied (the rest were
+        no longer this worker's to change)."""
+        session, now = self.session, self.now
+        groups = sorted(self._changes.items(), key=_group_order)
+        run_ids = {item.run.id for _, group in groups for item in group}
+        if run_ids:
+            progress.lock_runs(session, among(session, SequenceRun.id, run_ids))
+        applied: set[uuid.UUID] = set()
+        runs: _Rows = {}
+        entered: list[dict[str, Any]] = []
+        shown: list[Claimed] = []
+        for (token, change), group in groups:
+            reasons = _apply(session, token, change, group, now)
+            applied.update(reasons)
+            if change.kind == "retry":
+                continue  # the run stays as it is; a new lease is not news
+            for item in group:
+                if item.id in reasons:
+                    columns = self._run_columns(item, reasons[item.id], entered)
+                    runs.setdefault(item.run.id, {}).update(columns)
+                    shown.append(item)
+        update_rows(session, SequenceRun, runs)
+        insert_rows(session, StepContact, entered)
+        update_rows(session, Message, self._messages, Message.delivery_status == "queued")
+        # Last, right before the commit: other workers' settles queue on these rows' locks
+        # (steps shared by their batches), so they are held for as short a time as can be.
+        progress.count_many(session, self.counts)
+        events.report(session, StepContact, [(i.organization_id, i.id) for i in shown], "updated")
+        events.report(
+            session, SequenceRun, [(i.run.organization_id, i.run.id) for i in shown], "updated"
+        )
+        events.report(
+            session, StepContact, [(r["organization_id"], r["id"]) for r in entered], "created"
+        )
+        events.report(
+            session, Message, [(org, mid) for mid, org in self._message_orgs.items()], "updated"
+        )
+        return applied
 
-    def finish(self, sc: StepContact, run: SequenceRun, reason: FinishReason) -> None:
-        """As `progress.finish_step_contact`."""
-        check_transition(sc.status, "finished")
-        sc_columns, run_columns = progress.finished_columns(sc.id, reason, self.now)
-        self._put(self._step_contacts, StepContact, sc.organization_id, sc.id, sc_columns)
-        self._put(self._runs, SequenceRun, run.organization_id, run.id, run_columns)
+    def _run_columns(
+        self, item: Claimed, finish_reason: str | None, entered: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """What the applied change of `item` changes on its run; a finished step contact
+        whose run goes on adds the next step's row to `entered`."""
+        now = self.now
+        if finish_reason is None:
+            return {"updated_at": now}  # inactive: the run waits where it is
+        _, run_columns = progress.finished_columns(item.id, cast(FinishReason, finish_reason), now)
+        if finish_reason != "completed":
+            return run_columns
+        if item.following is None:
+            return run_columns | progress.run_finished_columns("completed", now)
+        row = progress.new_step_contact(
+            item.run, item.sequence, item.following, item.contact, item.following_channel, now, now
+        )
+        entered.append(row)
+        return run_columns | progress.entered_columns(row["id"], item.following.id, now)
 
-    def complete_and_advance(
-        self,
-        sc: StepContact,
-        run: SequenceRun,
-        sequence: SequenceLike,
-        following: StepLike | None,
-        contact: ContactLike,
-    ) -> None:
-        """The step's message went out: finish the step contact and enter `following`
-        (the sequence's next live step), or end the run when there is none."""
-        self.finish(sc, run, "completed")
-        if following is None:
-            columns = progress.run_finished_columns("completed", self.now)
-        else:
-            entered = progress.new_step_contact(
-                self.session, run, sequence, following, contact, self.now, self.now
+
+def _group_order(entry: tuple[tuple[uuid.UUID, Change], list[Claimed]]) -> tuple[str, str, str]:
+    (token, change), _ = entry
+    return (str(token), change.kind, change.reason or str(change.until))
+
+
+def _apply(
+    session: Session, token: uuid.UUID, change: Change, items: list[Claimed], now: datetime
+) -> dict[uuid.UUID, str | None]:
+    """One guarded UPDATE for `items`; returns {id: finish_reason} of the rows it changed."""
+    values: dict[str, Any] = {"claim": None, "updated_at": now}
+    if change.kind == "retry":
+        values["locked_until"] = change.until
+    else:
+        values["locked_until"] = None
+        values["status"] = "finished" if change.kind == "finish" else "inactive"
+    if change.kind == "finish":
+        values["completed_at"] = now
+        values["finish_reason"] = change.reason
+        if change.reason == "completed":
+            values["finish_reason"] = _completed_or_responded(session, items)
+    result = session.execute(
+        update(StepContact)
+        .where(
+            among(session, StepContact.id, [item.id for item in items]),
+            StepContact.claim == token,
+            StepContact.status == "active",
+        )
+        .values(values)
+        .returning(StepContact.id, StepContact.finish_reason)
+        .execution_options(synchronize_session=False)
+    )
+    return {row.id: row.finish_reason for row in result}
+
+
+def _completed_or_responded(session: Session, items: list[Claimed]) -> Any:
+    """`completed`, or `responded` for a contact that replied while its message was out in a
+    sequence that ends runs on a reply: read from the row as the UPDATE finds it, so that a
+    reply committed a moment before counts."""
+    ending = [item.sequence.id for item in items if item.ends_on_reply]
+    replied = and_(StepContact.responded, among(session, StepContact.sequence_id, ending))
+    return case((replied if ending else false(), "responded"), else_="completed")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A claimed step contact whose outcome is known, waiting for the next settle."""
+
+    item: Claimed
+    outcome: Result | Change
+    # The message a provider answered about, and the attempts made before this one; None
+    # when there is no send to record (the outcome was known without one).
+    message_id: uuid.UUID | None = None
+    attempts: int = 0
+
+
+def settle(
+    session: Session, ready: list[Done], now: datetime, instead: Change | None = None
+) -> PassSummary:
+    """Write what the outcomes in `ready` change, in one transaction (the caller's); with
+    `instead`, every step contact gets that change whatever its outcome (a message that
+    went out is still recorded)."""
+    settlement = Settlement(session, now)
+    summary = PassSummary()
+    pauses: dict[uuid.UUID, datetime] = {}
+    for done in ready:
+        outcome = done.outcome
+        if isinstance(outcome, NotSent):
+            summary.lost += 1
+            continue
+        change = outcome if isinstance(outcome, Change) else _record(settlement, done, outcome)
+        if isinstance(outcome, TransientSendError) and outcome.rate_limited:
+            channel_id = done.item.step_contact.channel_id
+            if channel_id is not None:
+                pauses[channel_id] = throttle.pause_until(now, outcome.retry_after)
+        change = instead or change
+        settlement.change(done.item, change)
+        _count(summary, change)
+    settlement.write()
+    throttle.back_off(session, pauses)
+    return summary
+
+
+def _record(
+    settlement: Settlement,
+    done: Done,
+    result: SendResult | TransientSendError | PermanentSendError,
+) -> Change:
+    """Record a provider's answer on its message; returns what it means for the step
+    contact."""
+    now, item = settlement.now, done.item
+    attempts = done.attempts + 1
+
+    def update(**columns: Any) -> None:
+        if done.message_id is not None:
+            settlement.update_message(
+                item.organization_id, done.message_id, attempts=attempts, updated_at=now, **columns
             )
-            self._entered.append(entered)
-            columns = progress.entered_columns(entered["id"], following.id, self.now)
-        self._runs[run.id].update(columns)
 
-    def _put(
-        self,
-        rows: _Rows,
-        model: type[Any],
-        org_id: uuid.UUID,
-        row_id: uuid.UUID,
-        columns: dict[str, Any],
-    ) -> None:
-        if row_id not in rows:
-            self._shown.setdefault(model, []).append((org_id, row_id))
-        rows.setdefault(row_id, {}).update(columns)
+    if isinstance(result, SendResult):
+        provider_id = (result.provider_message_id or "")[:_PROVIDER_ID_CHARS] or None
+        update(
+            delivery_status=result.delivery_status,
+            provider_message_id=provider_id,
+            error=None,
+            next_attempt_at=None,
+        )
+        settlement.counts[(item.step.id, "sent_messages")] += 1
+        return COMPLETE
+    if isinstance(result, TransientSendError) and attempts < MAX_SEND_ATTEMPTS:
+        wait = retry_backoff(attempts)
+        update(error=str(result), next_attempt_at=now + wait)
+        # The lease doubles as the retry timer: the row is claimed again then.
+        return retry_at(now + wait)
+    update(delivery_status="failed", error=str(result), next_attempt_at=None)
+    settlement.counts[(item.step.id, "failed_deliveries")] += 1
+    return FAIL
 
-    def write(self) -> None:
-        """Write everything gathered, in the order the ORM's flushes lock these tables in
-        (runs, step contacts, messages), so that a settle and a request touching the same
-        run cannot deadlock; then queue the webhook events."""
-        update_rows(self.session, SequenceRun, self._runs)
-        update_rows(self.session, StepContact, self._step_contacts)
-        insert_rows(self.session, StepContact, self._entered)
-        update_rows(self.session, Message, self._messages)
-        for model, rows in self._shown.items():
-            events.report(self.session, model, rows, "updated")
-        entered = [(row["organization_id"], row["id"]) for row in self._entered]
-        events.report(self.session, StepContact, entered, "created")
+
+def _count(summary: PassSummary, change: Change) -> None:
+    if change.kind == "retry":
+        summary.retried += 1
+    elif change.kind == "inactive":
+        summary.inactive += 1
+    elif change.reason == "completed":
+        summary.sent += 1
+    elif change.reason == "failed":
+        summary.failed += 1
+    elif change.reason == "expired":
+        summary.expired += 1
+    else:
+        summary.responded += 1

@@ -1,19 +1,27 @@
 """The worker: claim due step contacts, send their messages, advance the runs.
 
-Each batch takes two short transactions around the sends:
-1. claim: mark the batch `active` with a lease, decide who may receive the step, and write
-   the outbound message row (unique per step contact) for each;
-2. settle: record each provider's answer, finish the step contacts, enter the next steps.
-A worker that dies between the two leaves `active` rows whose lease runs out; the next
-claim finds their message rows already written and sends those same rows again, with the
-same id as the provider's idempotency key, so no step contact ever gets a second message.
+A step contact goes through three short transactions, with the send outside all of them:
+1. claim: a batch is marked `active` under a token of its own with a lease; for each step
+   contact the worker decides whether it may receive the step, renders its message and
+   writes the outbound message row (unique per step contact);
+2. send: the message goes to its provider on the send stage (sender.py), many at once,
+   while a thread renews the leases of the rows still in flight (leases.py);
+3. settle: the provider's answer is recorded and the step contact finished, the next step
+   entered, guarded by the token (settlement.py). Settles gather whatever finished since
+   the last one, from any batch.
+The worker claims again as soon as it has free send slots, so sends flow at the provider's
+pace rather than one batch after the other. A worker that dies after a claim leaves
+`active` rows whose lease runs out; the next claim finds their message rows already written
+and sends those same rows again, with the same id as the provider's idempotency key.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,166 +30,92 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from touchline.bulk import among, insert_rows
-from touchline.channels.providers import build_provider
+from touchline.bulk import among
 from touchline.channels.providers.base import (
-    OutboundMessage,
     PermanentSendError,
-    Provider,
     SendResult,
-    TransientSendError,
 )
+from touchline.channels.providers.outbox import OutboxProvider
 from touchline.config import Settings
 from touchline.db import frozen_clock, unit_of_work, utc_now
-from touchline.engine import progress
-from touchline.engine.claims import claim_job, claim_step_contacts
-from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
-from touchline.engine.settlement import Settlement
-from touchline.engine.views import (
-    ContactLike,
-    ContactRow,
-    SequenceLike,
-    SequenceRow,
-    StepLike,
-    StepRow,
-    load_rows,
-    next_steps,
+from touchline.engine import outbound, progress, throttle
+from touchline.engine.claimed import Claimed, Loaded, load
+from touchline.engine.claims import claim_job, claim_step_contacts, put_back
+from touchline.engine.leases import LeaseKeeper
+from touchline.engine.sender import Result, Send, Sender
+from touchline.engine.settlement import (
+    EXPIRE,
+    FAIL,
+    INACTIVE,
+    RESPOND,
+    Change,
+    Done,
+    settle,
 )
+from touchline.engine.summary import PassSummary
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
-from touchline.messaging.links import rewrite_links
-from touchline.messaging.templates import contact_variables, render
-from touchline.models import (
-    Channel,
-    ContactPreference,
-    Job,
-    Message,
-    SequenceRun,
-    StepContact,
-    TrackedLink,
-)
-from touchline.webhooks import events
+from touchline.messaging.templates import RenderError
+from touchline.models import Channel, ContactPreference, Job, Message, SequenceRun, StepContact
 from touchline.webhooks.delivery import deliver_due
 
 log = logging.getLogger("touchline.worker")
 
-# What a send needs of a message written by an earlier claim.
-_SENT_COLUMNS = (
-    "id",
-    "organization_id",
-    "attempts",
-    "to_address",
-    "from_address",
-    "body",
-    "subject",
-)
-
 JOB_HANDLERS = {"enroll": run_enrollment, "remove": run_removal}
 
-
-@dataclass
-class PassSummary:
-    jobs: int = 0
-    sent: int = 0
-    inactive: int = 0
-    failed: int = 0
-    retried: int = 0
-    expired: int = 0
-    webhooks: int = 0
-
-    def add(self, other: PassSummary) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    @property
-    def step_contacts(self) -> int:
-        return self.sent + self.inactive + self.failed + self.retried + self.expired
+# How long a turn waits for sends to finish when it has nothing else to do, and how long
+# it then lingers for more to finish, so that settles come in groups rather than one by one.
+_WAIT_SECONDS = 0.1
+_LINGER_SECONDS = 0.02
+_OUTBOX = OutboxProvider()
 
 
 @dataclass
-class _Send:
-    """A message to hand to a provider, outside any transaction."""
+class _Plan:
+    """What a claim decided for its step contacts."""
 
-    message_id: uuid.UUID
-    organization_id: uuid.UUID
-    step_contact_id: uuid.UUID
-    channel_id: uuid.UUID
-    # Attempts made before this one.
-    attempts: int
-    outbound: OutboundMessage
-
-
-@dataclass
-class _Loaded:
-    """The rows a batch of step contacts needs, read with one query per table."""
-
-    step_contacts: list[StepContact]
-    runs: dict[uuid.UUID, SequenceRun] = field(default_factory=dict)
-    steps: dict[uuid.UUID, StepRow] = field(default_factory=dict)
-    sequences: dict[uuid.UUID, SequenceRow] = field(default_factory=dict)
-    contacts: dict[uuid.UUID, ContactRow] = field(default_factory=dict)
-    channels: dict[uuid.UUID, Channel] = field(default_factory=dict)
-    messages: dict[uuid.UUID, Message] = field(default_factory=dict)
-    # The live step after each step of the batch, by the batch step's id.
-    next_steps: dict[uuid.UUID, StepRow] = field(default_factory=dict)
-
-    def following(self, step: StepLike) -> StepRow | None:
-        return self.next_steps.get(step.id)
-
-
-def _by_id(session: Session, model: Any, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, Any]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    return {
-        row.id: row
-        for row in session.scalars(select(model).where(among(session, model.id, wanted)))
-    }
-
-
-def _load(session: Session, ids: list[uuid.UUID]) -> _Loaded:
-    scs = list(session.scalars(select(StepContact).where(among(session, StepContact.id, ids))))
-    loaded = _Loaded(step_contacts=scs)
-    loaded.runs = _by_id(session, SequenceRun, (sc.sequence_run_id for sc in scs))
-    loaded.steps = load_rows(session, StepRow, (sc.step_id for sc in scs))
-    loaded.sequences = load_rows(session, SequenceRow, (sc.sequence_id for sc in scs))
-    loaded.contacts = load_rows(session, ContactRow, (sc.contact_id for sc in scs))
-    loaded.next_steps = next_steps(session, loaded.steps.values())
-    loaded.channels = _by_id(
-        session,
-        Channel,
-        {sc.channel_id for sc in scs}
-        | {s.channel_id for s in loaded.next_steps.values()}
-        | {r.channel_id for r in loaded.runs.values()}
-        | {q.default_channel_id for q in loaded.sequences.values()},
-    )
-    loaded.messages = {
-        m.step_contact_id: m
-        for m in session.scalars(
-            select(Message).where(among(session, Message.step_contact_id, ids))
-        )
-        if m.step_contact_id is not None
-    }
-    return loaded
-
-
-def _removes_on_response(sequence: SequenceLike) -> bool:
-    return bool((sequence.settings or {}).get("on_response", "remove") == "remove")
+    settled: list[Done] = field(default_factory=list)
+    sends: list[tuple[Claimed, Send, float | None]] = field(default_factory=list)
+    deferred: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Worker:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.sessions = sessions
         self.settings = settings
-        self._providers: dict[tuple[uuid.UUID, datetime], Provider] = {}
-        # Channels of the batch being sent, kept past the claim transaction.
-        self._channels: dict[uuid.UUID, Channel] = {}
-        # One pool of connections for every HTTP provider: a client per send would pay
-        # for a new connection (and TLS setup) on every message.
+        self._leases = LeaseKeeper(sessions, settings.worker_lease_seconds)
+        self._sender: Sender | None = None
+        self._in_flight: dict[concurrent.futures.Future[Result], tuple[Claimed, Send]] = {}
+        # Outcomes waiting for the next settle, and since when the oldest has waited.
+        self._ready: list[Done] = []
+        self._ready_since: float | None = None
+        # Webhook deliveries are still sent one by one with httpx (webhooks/delivery.py).
         self._http = httpx.Client()
 
+    @property
+    def sending(self) -> int:
+        """Sends in flight or settled-but-not-yet-written: the worker is busy with them."""
+        return len(self._in_flight) + len(self._ready)
+
     def close(self) -> None:
-        self._http.close()
+        """Finish what is in flight (bounded by the providers' timeouts), then let go."""
+        try:
+            self.drain()
+        finally:
+            if self._sender is not None:
+                self._sender.close()
+            self._leases.close()
+            self._http.close()
+
+    def drain(self) -> PassSummary:
+        """Claim nothing more; wait for the sends in flight and settle them."""
+        summary = PassSummary()
+        deadline = time.monotonic() + self.settings.provider_timeout_max_seconds + 10
+        while self.sending and time.monotonic() < deadline:
+            summary.add(self._turn(claim=False))
+        return summary
 
     # ------------------------------------------------------------------ the loop
 
@@ -194,10 +128,12 @@ class Worker:
                 summary.jobs += 1
             summary.expired += self.expire_runs()
             while True:
-                batch = self.run_batch()
-                summary.add(batch)
-                if batch.step_contacts == 0:
+                turn = self.run_batch()
+                summary.add(turn)
+                if turn.step_contacts == 0 and not self.sending and not turn.errors:
                     break
+                if turn.errors and summary.errors > 3:
+                    break  # the database is away: report what was done
             while delivered := self.deliver_webhooks():
                 summary.webhooks += delivered
             return summary
@@ -262,30 +198,71 @@ class Worker:
                 return expired
 
     def run_batch(self) -> PassSummary:
-        at = utc_now()
+        """One turn: claim as many due step contacts as there are free send slots, then
+        settle whatever is done. Waits a little for sends only when there is nothing else
+        to do."""
+        return self._turn(claim=True)
+
+    def _turn(self, *, claim: bool) -> PassSummary:
         summary = PassSummary()
-        # One session for both transactions: the settle works on the rows the claim loaded
-        # (kept past its commit, expire_on_commit=False) and reads again only what others
-        # may have changed while the messages were out.
-        with self.sessions() as session:
-            with session.begin():
-                lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
-                ids = claim_step_contacts(session, at, lease, self.settings.worker_batch_size)
-                if not ids:
-                    return summary
-                loaded = _load(session, ids)
-                sends = self._prepare(session, loaded, at, summary)
-            results = [(s, self._send(s)) for s in sends]
-            if results:
-                with session.begin():
-                    self._settle(session, loaded, results, utc_now(), summary)
+        try:
+            free = self.settings.worker_send_concurrency - len(self._in_flight)
+            wanted = min(self.settings.worker_batch_size, free)
+            claimed = self._claim(wanted, summary) if claim and wanted > 0 else 0
+            # A full batch means more may be due: claim again before waiting on sends.
+            self._collect(wait=not self._ready and not (claimed and claimed == wanted))
+            if self._ready and self._settle_due(claimed):
+                self._settle(summary)
+        except Exception:
+            log.exception("worker turn failed; its step contacts come back after their lease")
+            summary.errors += 1
         return summary
+
+    def _settle_due(self, claimed: int) -> bool:
+        # Settle in groups: each settle is a transaction, and one per finished send would
+        # cap the worker at the database's commit rate.
+        waited = time.monotonic() - (self._ready_since or time.monotonic())
+        return (
+            not self._in_flight
+            or claimed > 0
+            or len(self._ready) >= min(self.settings.worker_batch_size, len(self._in_flight))
+            or waited >= _WAIT_SECONDS
+        )
 
     # ------------------------------------------------------------------ claim transaction
 
-    def _prepare(
-        self, session: Session, loaded: _Loaded, now: datetime, summary: PassSummary
-    ) -> list[_Send]:
+    def _claim(self, limit: int, summary: PassSummary) -> int:
+        at = utc_now()
+        token = uuid.uuid4()
+        lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
+        with unit_of_work(self.sessions) as session:
+            ids = claim_step_contacts(session, at, lease, limit, token)
+            if not ids:
+                return 0
+            loaded = load(session, ids)
+            plan = self._plan(session, loaded, token, at)
+            put_back(session, plan.deferred)
+            outbound.write_messages(session, plan.messages, plan.links)
+        summary.deferred += len(plan.deferred)
+        self._add_ready(plan.settled)
+        if plan.sends:
+            self._leases.hold(token, [send.step_contact_id for _, send, _ in plan.sends], at)
+            sender = self._send_stage()
+            for item, send, not_before in plan.sends:
+                self._in_flight[sender.submit(send, not_before)] = (item, send)
+        return len(ids)
+
+    def _send_stage(self) -> Sender:
+        if self._sender is None:
+            self._sender = Sender(
+                self.settings.worker_send_concurrency,
+                self.settings.provider_timeout_max_seconds,
+                self._leases,
+            )
+        return self._sender
+
+    def _plan(self, session: Session, loaded: Loaded, token: uuid.UUID, now: datetime) -> _Plan:
+        plan = _Plan()
         opted_out = {
             (p.contact_id, p.channel_id)
             for p in session.scalars(
@@ -295,240 +272,173 @@ class Worker:
                 )
             )
         }
-        sends: list[_Send] = []
-        new_messages: list[dict[str, Any]] = []
-        new_links: list[dict[str, Any]] = []
+        to_send: list[tuple[Claimed, Channel]] = []
         for sc in loaded.step_contacts:
-            run = loaded.runs[sc.sequence_run_id]
-            sequence = loaded.sequences[sc.sequence_id]
-            contact = loaded.contacts[sc.contact_id]
+            item = loaded.item(token, sc)
             channel = loaded.channels.get(sc.channel_id) if sc.channel_id else None
-            if run.expires_at is not None and run.expires_at <= now:
-                progress.finish_step_contact(sc, run, "expired", now)
-                summary.expired += 1
-                continue
-            if sc.responded and _removes_on_response(sequence):
-                # Replied while this send waited for a retry: the reply ends the run.
-                progress.finish_step_contact(sc, run, "responded", now)
-                continue
-            if (
-                channel is None
-                or contact.blocked
-                or contact.state == "blocked"
-                or (contact.id, channel.id) in opted_out
-                or not (contact.phone if channel.type == "sms" else contact.email)
-            ):
-                progress.mark_inactive(sc, run, now)
-                summary.inactive += 1
-                continue
-            message = loaded.messages.get(sc.id)
-            if message is None:
-                row = self._new_message(
-                    sc, loaded.steps[sc.step_id], sequence, contact, channel, now, new_links
-                )
-                new_messages.append(row)
+            change = self._no_send(item, channel, opted_out, now)
+            if change is not None:
+                plan.settled.append(Done(item, change))
             else:
-                # Written by an earlier claim: a retry, or a worker that stopped mid-batch.
-                row = {name: getattr(message, name) for name in _SENT_COLUMNS}
-            sends.append(self._outbound(sc, channel, row))
-            self._channels[channel.id] = channel
-        self._write_messages(session, new_messages, new_links)
-        return sends
-
-    def _outbound(self, sc: StepContact, channel: Channel, message: dict[str, Any]) -> _Send:
-        return _Send(
-            message_id=message["id"],
-            organization_id=message["organization_id"],
-            step_contact_id=sc.id,
-            channel_id=channel.id,
-            attempts=message["attempts"],
-            outbound=OutboundMessage(
-                id=message["id"],
-                channel_type="sms" if channel.type == "sms" else "email",
-                to=message["to_address"],
-                from_address=message["from_address"],
-                body=message["body"],
-                subject=message["subject"],
-                status_callback_url=self._status_callback_url(channel),
-            ),
-        )
-
-    def _new_message(
-        self,
-        sc: StepContact,
-        step: StepLike,
-        sequence: SequenceLike,
-        contact: ContactLike,
-        channel: Channel,
-        now: datetime,
-        links: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        """The step contact's outbound message row; adds its tracked links to `links`."""
-        variables = contact_variables(contact)
-        to = contact.phone if channel.type == "sms" else contact.email
-        message_id = uuid.uuid4()
-        body = render(step.body, variables)
-        if (sequence.settings or {}).get("link_tracking"):
-            body, found = rewrite_links(body, self.settings.public_url)
-            links.extend(
-                {
-                    "id": uuid.uuid4(),
-                    "organization_id": sc.organization_id,
-                    "token": token,
-                    "url": url,
-                    "step_contact_id": sc.id,
-                    "message_id": message_id,
-                    "clicks": 0,
-                    "created_at": now,
-                }
-                for url, token in found
-            )
-        return {
-            "id": message_id,
-            "organization_id": sc.organization_id,
-            "direction": "OUTBOUND",
-            "channel_id": channel.id,
-            "contact_id": contact.id,
-            "sequence_id": sc.sequence_id,
-            "step_id": sc.step_id,
-            "step_contact_id": sc.id,
-            "to_address": to or "",
-            "from_address": channel.address,
-            "body": body,
-            "subject": render(step.subject, variables) if step.subject else None,
-            "delivery_status": "queued",
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
+                assert channel is not None
+                to_send.append((item, channel))
+        slots = throttle.reserve(session, _per_channel(to_send), now)
+        waiting: Counter[uuid.UUID] = Counter()
+        for item, channel in to_send:
+            channel_slots = slots.get(channel.id)
+            starts_at: datetime | None = None
+            if channel_slots is not None:
+                taken = waiting[channel.id]
+                waiting[channel.id] += 1
+                if taken >= len(channel_slots.starts):
+                    plan.deferred[item.id] = channel_slots.waiting_due(
+                        taken - len(channel_slots.starts)
+                    )
+                    continue
+                starts_at = channel_slots.starts[taken]
+            try:
+                self._prepare_send(
+                    plan, item, channel, loaded.messages.get(item.id), now, starts_at
+                )
+            except Exception:
+                log.exception("preparing step contact %s failed; it fails", item.id)
+                plan.settled.append(Done(item, FAIL))
+        return plan
 
     @staticmethod
-    def _write_messages(
-        session: Session, messages: list[dict[str, Any]], links: list[dict[str, Any]]
+    def _no_send(
+        item: Claimed,
+        channel: Channel | None,
+        opted_out: set[tuple[uuid.UUID, uuid.UUID]],
+        now: datetime,
+    ) -> Change | None:
+        """Why the step contact gets no message, if it does not."""
+        sc, contact = item.step_contact, item.contact
+        if item.run.expires_at is not None and item.run.expires_at <= now:
+            return EXPIRE
+        if sc.responded and item.ends_on_reply:
+            # Replied while this send waited for a retry: the reply ends the run.
+            return RESPOND
+        if (
+            channel is None
+            or contact.blocked
+            or contact.state == "blocked"
+            or (contact.id, channel.id) in opted_out
+            or not (contact.phone if channel.type == "sms" else contact.email)
+        ):
+            return INACTIVE
+        return None
+
+    def _prepare_send(
+        self,
+        plan: _Plan,
+        item: Claimed,
+        channel: Channel,
+        message: Message | None,
+        now: datetime,
+        starts_at: datetime | None,
     ) -> None:
-        """Insert the batch's new messages (and their links) with one statement each,
-        not as ORM objects the commit would flush one by one; the session does not see
-        them, so their `created` events are reported here."""
-        if not messages:
+        """The item's message: sent now (outbox), later (the send stage), or known already."""
+        public_url = self.settings.public_url
+        if message is None:
+            try:
+                row = outbound.new_message(item, channel, now, public_url, plan.links)
+            except RenderError as exc:
+                # The tenant's template fails this step contact, and only it.
+                row = outbound.message_row(item, channel, body="", subject=None, now=now)
+                row |= {"delivery_status": "failed", "error": str(exc), "attempts": 1}
+                plan.messages.append(row)
+                plan.settled.append(Done(item, PermanentSendError(str(exc))))
+                return
+            plan.messages.append(row)
+            attempts = 0
+        else:
+            # Written by an earlier claim: a retry, or a worker that stopped mid-batch.
+            if message.delivery_status in ("sent", "delivered"):
+                # Accepted before that worker could settle it: never send it twice.
+                plan.settled.append(Done(item, _accepted(message)))
+                return
+            if message.delivery_status == "failed":
+                plan.settled.append(Done(item, PermanentSendError(message.error or "failed")))
+                return
+            row = {name: getattr(message, name) for name in outbound.SENT_COLUMNS}
+            attempts = message.attempts
+        send = outbound.send_of(item, channel, row, attempts, public_url)
+        if channel.provider == "outbox":
+            done = Done(item, _OUTBOX.record(send.outbound), send.message_id, attempts)
+            plan.settled.append(done)
             return
-        insert_rows(session, Message, messages)
-        insert_rows(session, TrackedLink, links)
-        events.report(
-            session, Message, [(m["organization_id"], m["id"]) for m in messages], "created"
-        )
+        not_before = None
+        if starts_at is not None:
+            not_before = time.monotonic() + (starts_at - now).total_seconds()
+        plan.sends.append((item, send, not_before))
 
-    def _status_callback_url(self, channel: Channel) -> str | None:
-        if channel.provider != "twilio":
-            return None
-        return f"{self.settings.public_url.rstrip('/')}/webhooks/twilio/status"
+    # ------------------------------------------------------------------ collecting results
 
-    # ------------------------------------------------------------------ sending
+    def _add_ready(self, outcomes: list[Done]) -> None:
+        if outcomes and not self._ready:
+            self._ready_since = time.monotonic()
+        self._ready.extend(outcomes)
 
-    def _provider(self, channel: Channel) -> Provider:
-        key = (channel.id, channel.updated_at)
-        provider = self._providers.get(key)
-        if provider is None:
-            provider = build_provider(
-                channel.provider, channel.provider_config, http_client=self._http
+    def _collect(self, *, wait: bool) -> None:
+        """Move finished sends to the ready list; with `wait`, block briefly for some."""
+        if not self._in_flight:
+            return
+        if wait:
+            done, _ = concurrent.futures.wait(
+                self._in_flight, timeout=_WAIT_SECONDS, return_when="FIRST_COMPLETED"
             )
-            self._providers[key] = provider
-        return provider
-
-    def _send(self, send: _Send) -> SendResult | Exception:
-        try:
-            return self._provider(self._channels[send.channel_id]).send(send.outbound)
-        except (TransientSendError, PermanentSendError) as exc:
-            return exc
-        except Exception as exc:
-            # A provider bug must not take the batch down; retry it like an outage.
-            log.exception("provider raised unexpectedly")
-            return TransientSendError(f"{type(exc).__name__}: {exc}")
+            if done:
+                concurrent.futures.wait(self._in_flight, timeout=_LINGER_SECONDS)
+        finished = [future for future in self._in_flight if future.done()]
+        outcomes: list[Done] = []
+        for future in finished:
+            item, send = self._in_flight.pop(future)
+            outcomes.append(Done(item, future.result(), send.message_id, send.attempts))
+        self._add_ready(outcomes)
 
     # ------------------------------------------------------------------ settle transaction
 
-    def _settle(
-        self,
-        session: Session,
-        loaded: _Loaded,
-        results: list[tuple[_Send, SendResult | Exception]],
-        now: datetime,
-        summary: PassSummary,
-    ) -> None:
-        # While the messages were out, a reply, a removal or a move may have changed the
-        # step contacts: read their status again. Their runs need not be: whatever
-        # finishes or moves a run changes its open step contact too, and the settle touches
-        # the run only while that step contact is still this worker's.
-        current = {
-            sc_id: (status, responded)
-            for sc_id, status, responded in session.execute(
-                select(StepContact.id, StepContact.status, StepContact.responded).where(
-                    among(session, StepContact.id, (send.step_contact_id for send, _ in results))
-                )
-            )
-        }
-        step_contacts = {sc.id: sc for sc in loaded.step_contacts}
-        settlement = Settlement(session, now)
-        for send, result in results:
-            sc = step_contacts[send.step_contact_id]
-            status, responded = current[sc.id]
-            self._settle_one(loaded, sc, status, responded, send, result, settlement, summary)
-        settlement.write()
-        # Last, right before the commit: other workers' settles queue on these rows' locks
-        # (steps shared by their batches), so they are held for as short a time as can be.
-        progress.count_many(session, settlement.counts)
+    def _settle(self, summary: PassSummary) -> None:
+        ready, self._ready, self._ready_since = self._ready, [], None
+        now = utc_now()
+        try:
+            with unit_of_work(self.sessions) as session:
+                settled = settle(session, ready, now)
+            summary.add(settled)
+        except Exception:
+            # One bad item must not roll back the others: settle each on its own.
+            log.exception("settling %d step contacts together failed; one by one", len(ready))
+            for done in ready:
+                summary.add(self._settle_alone(done, now))
+        finally:
+            for done in ready:
+                self._leases.release(done.item.token, [done.item.id])
 
-    def _settle_one(
-        self,
-        loaded: _Loaded,
-        sc: StepContact,
-        status: str,
-        responded: bool,
-        send: _Send,
-        result: SendResult | Exception,
-        settlement: Settlement,
-        summary: PassSummary,
-    ) -> None:
-        """Apply one provider's answer (`status`, `responded`: the step contact as it is
-        now; the loaded object is as it was at the claim)."""
-        now = settlement.now
-        run = loaded.runs[sc.sequence_run_id]
-        step = loaded.steps[sc.step_id]
-        sequence = loaded.sequences[sc.sequence_id]
-        attempts = send.attempts + 1
-        still_ours = status == "active"
+    def _settle_alone(self, done: Done, now: datetime) -> PassSummary:
+        try:
+            with unit_of_work(self.sessions) as session:
+                return settle(session, [done], now)
+        except Exception:
+            log.exception("settling step contact %s failed; it ends failed", done.item.id)
+        try:
+            # Its message's outcome is still recorded (it may have gone out: never again),
+            # but the run ends here rather than going on.
+            with unit_of_work(self.sessions) as session:
+                return settle(session, [done], now, instead=FAIL)
+        except Exception:
+            log.exception("step contact %s is left for its lease to run out", done.item.id)
+            return PassSummary(errors=1)
 
-        def update_message(**columns: Any) -> None:
-            settlement.update_message(
-                send.organization_id, send.message_id, attempts=attempts, updated_at=now, **columns
-            )
 
-        if isinstance(result, SendResult):
-            update_message(
-                delivery_status=result.delivery_status,
-                provider_message_id=result.provider_message_id,
-                error=None,
-                next_attempt_at=None,
-            )
-            settlement.counts[(step.id, "sent_messages")] += 1
-            summary.sent += 1
-            if still_ours and responded and _removes_on_response(sequence):
-                # The contact replied while this message was on its way: it went out, and
-                # the reply ends the run instead of the next step.
-                settlement.finish(sc, run, "responded")
-            elif still_ours:
-                settlement.complete_and_advance(
-                    sc, run, sequence, loaded.following(step), loaded.contacts[sc.contact_id]
-                )
-        elif isinstance(result, TransientSendError) and attempts < MAX_SEND_ATTEMPTS:
-            wait = retry_backoff(attempts)
-            update_message(error=str(result), next_attempt_at=now + wait)
-            summary.retried += 1
-            if still_ours:
-                # The lease doubles as the retry timer: the row is claimed again then.
-                settlement.renew_lease(sc, now + wait)
-        else:
-            update_message(delivery_status="failed", error=str(result), next_attempt_at=None)
-            settlement.counts[(step.id, "failed_deliveries")] += 1
-            summary.failed += 1
-            if still_ours:
-                settlement.finish(sc, run, "failed")
+def _per_channel(to_send: list[tuple[Claimed, Channel]]) -> dict[uuid.UUID, tuple[Channel, int]]:
+    counts: Counter[uuid.UUID] = Counter(channel.id for _, channel in to_send)
+    channels = {channel.id: channel for _, channel in to_send}
+    return {cid: (channels[cid], n) for cid, n in counts.items()}
+
+
+def _accepted(message: Message) -> SendResult:
+    """What the provider answered when it accepted `message`, as stored then."""
+    if message.delivery_status == "delivered":
+        return SendResult(message.provider_message_id, "delivered")
+    return SendResult(message.provider_message_id, "sent")

@@ -320,15 +320,23 @@ def _find_contact(session: Session, org_id: uuid.UUID, ref: ContactRef) -> Conta
 
 
 def run_removal(session: Session, job: Job, now: datetime) -> None:
-    sequence_id = job.payload.get("sequence_id")
-    results: list[dict[str, Any]] = []
+    sequence_id = uuid.UUID(job.payload["sequence_id"]) if job.payload.get("sequence_id") else None
+    found: list[tuple[int, Contact | None, str | None]] = []
     for index, raw in enumerate(job.payload["inputs"]):
         try:
             ref = ContactRef.model_validate(raw)
         except ValidationError as exc:
-            results.append(_result(index, None, "invalid", _describe(exc)))
+            found.append((index, None, _describe(exc)))
             continue
-        contact = _find_contact(session, job.organization_id, ref)
+        found.append((index, _find_contact(session, job.organization_id, ref), None))
+    # All at once and in order, not contact by contact: a worker settling several of these
+    # contacts' runs must not find this job holding some and waiting for the others.
+    progress.lock_contact_runs(session, [c.id for _, c, _ in found if c is not None], sequence_id)
+    results: list[dict[str, Any]] = []
+    for index, contact, problem in found:
+        if problem is not None:
+            results.append(_result(index, None, "invalid", problem))
+            continue
         if contact is None:
             results.append(_result(index, None, "not_found", "no such contact"))
             continue
@@ -337,7 +345,7 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
             StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
         ]
         if sequence_id:
-            conditions.append(StepContact.sequence_id == uuid.UUID(sequence_id))
+            conditions.append(StepContact.sequence_id == sequence_id)
         open_scs = session.scalars(select(StepContact).where(*conditions)).all()
         for sc in open_scs:
             progress.remove(sc, session.get_one(SequenceRun, sc.sequence_run_id), now)
@@ -365,6 +373,7 @@ def move_contact(
         target_step = get_step(session, target_sequence, body.step_id)
     except NotFound as exc:
         raise ValidationFailed("Unknown step for the target sequence", field="step_id") from exc
+    progress.lock_contact_runs(session, [contact.id], sequence.id)
     sc = _open_step_contact(session, sequence.id, contact.id)
     if sc is None:
         raise ValidationFailed("The contact is not in this sequence", field="contact_id")

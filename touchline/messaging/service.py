@@ -145,6 +145,7 @@ def receive(
 def _open_on_channel(
     session: Session, contact: Contact, channel: Channel
 ) -> list[tuple[StepContact, SequenceRun, Sequence]]:
+    progress.lock_contact_runs(session, [contact.id])
     rows = session.execute(
         select(StepContact, SequenceRun, Sequence)
         .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
