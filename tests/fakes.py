@@ -30,6 +30,8 @@ class TwilioRequest:
     path: str
     headers: dict[str, str]
     form: dict[str, list[str]]
+    # When it arrived (time.monotonic()), before any `delay`.
+    at: float = 0.0
 
 
 @dataclass
@@ -78,12 +80,15 @@ class FakeTwilioHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
+        arrived = time.monotonic()
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         state = self.server.state
         if state.delay:
             time.sleep(state.delay)
         form = parse_qs(raw.decode("ascii"), keep_blank_values=True)
-        state.requests.append(TwilioRequest(self.path, dict(self.headers.items()), form))
+        state.requests.append(
+            TwilioRequest(self.path, dict(self.headers.items()), form, at=arrived)
+        )
 
         expected_auth = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
         if self.headers.get("Authorization") != expected_auth:
@@ -240,11 +245,20 @@ class SmtpState:
     mails: list[SmtpMail] = field(default_factory=list)
     # When set, MAIL FROM is refused until the client logged in with these.
     login: tuple[str, str] | None = None
+    # Sessions opened: one EHLO each (this server offers no STARTTLS, which repeats it).
+    connections: int = 0
 
 
 class _SmtpHandler:
     def __init__(self, state: SmtpState) -> None:
         self.state = state
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.state.connections += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_receiver, running_smtp, running_twilio
@@ -315,3 +315,49 @@ def test_no_status_callback_is_asked_for_unless_the_channel_wants_one(
 
     [request] = twilio.requests
     assert set(request.form) == {"To", "From", "Body"}
+
+
+def test_emails_reuse_a_few_logged_in_smtp_connections(api: Api, worker: Worker) -> None:
+    with running_smtp(login=SMTP_LOGIN) as (smtp, port):
+        channel = smtp_channel(api, port)
+        sequence = make_sequence(
+            api,
+            [{"title": "Hi", "subject": "Hi", "body": "Hi {{first_name}}"}],
+            channel_id=channel["id"],
+        )
+        people = [{"email": f"person{i}@example.com", "name": f"P{i}"} for i in range(30)]
+        enroll(api, worker, sequence["id"], people, T0)
+
+    # Thirty messages, each delivered once, over at most the pool's four connections.
+    assert sorted(m.rcpt_tos[0] for m in smtp.mails) == sorted(p["email"] for p in people)
+    assert all(m.authenticated for m in smtp.mails)
+    assert 1 <= smtp.connections <= 4
+    assert analytics(api, sequence)["sent_messages"] == 30
+
+
+def test_a_429_holds_the_channels_other_sends_until_its_retry_after(
+    api: Api, worker: Worker
+) -> None:
+    with running_twilio() as (twilio, base_url):
+        twilio.fail_next = [429]
+        twilio.headers = {"Retry-After": "60"}
+        channel = twilio_channel(api, base_url)
+        sequence = make_sequence(
+            api, [{"title": "Hi", "body": "Hi {{first_name}}"}], channel_id=channel["id"]
+        )
+        one_at_a_time = worker.settings.model_copy(update={"worker_send_concurrency": 1})
+        serial = Worker(worker.sessions, one_at_a_time)
+        try:
+            people = [{"phone": f"+1415555{i:04d}"} for i in range(3)]
+            enroll(api, serial, sequence["id"], people, T0)
+            # The first send got the 429; the others waited for the channel, unsent.
+            assert len(twilio.requests) == 1
+            assert serial.run_once(T0 + timedelta(seconds=59)).sent == 0
+            assert len(twilio.requests) == 1
+            # After it: the two that waited go, then the first one's retry (30 s backoff).
+            assert serial.run_once(T0 + timedelta(seconds=61)).sent == 3
+        finally:
+            serial.close()
+    tokens = [r.headers["I-Twilio-Idempotency-Token"] for r in twilio.requests]
+    assert len(tokens) == 4
+    assert len(set(tokens)) == 3

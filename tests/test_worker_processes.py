@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.fakes import running_receiver
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_receiver, running_twilio
 from tests.helpers import Api, make_channel, make_sequence
 from touchline.config import Settings
 from touchline.db import frozen_clock, unit_of_work, utc_now
@@ -138,6 +139,8 @@ def test_a_killed_worker_loses_nothing_and_sends_each_message_once(
         message_ids = {str(i) for i in session.scalars(select(Message.id))}
     assert set(keys) == message_ids
     assert len(keys) - len(set(keys)) <= in_flight
+    # A message the dead worker had out is sent again at most once.
+    assert max(Counter(keys).values()) <= 2
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits(
@@ -162,3 +165,51 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits(
     assert counts["statuses"].get("active", 0) == 0
     assert counts["statuses"]["finished"] == counts["messages"] > 0
     assert counts["statuses"]["pending"] == 200 - counts["messages"]
+
+
+def _twilio_sequence(api: Api, base_url: str, **channel: Any) -> dict[str, Any]:
+    config = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "base_url": base_url}
+    made = make_channel(api, provider="twilio", provider_config=config, **channel)
+    return make_sequence(api, [{"title": "Only", "body": "Hi"}], channel_id=made["id"])
+
+
+def test_sends_slower_than_the_lease_are_each_sent_once_by_two_workers(
+    api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    with running_twilio() as (twilio, base_url):
+        # Every send outlives its lease: only the renewals keep the other worker off.
+        twilio.delay = 1.5
+        sequence = _twilio_sequence(api, base_url)
+        _due_contacts(api, worker, sequence["id"], 40)
+        env = {
+            "TOUCHLINE_WORKER_LEASE_SECONDS": "1",
+            "TOUCHLINE_WORKER_SEND_CONCURRENCY": "8",
+            "TOUCHLINE_WORKER_BATCH_SIZE": "20",
+        }
+        with workers(settings, 2, **env) as procs:
+            counts = _wait_until_done(app, timeout=120)
+            assert _stop(procs) == [0, 0]
+    tokens = [r.headers["I-Twilio-Idempotency-Token"] for r in twilio.requests]
+    assert len(tokens) == 40
+    assert len(set(tokens)) == 40
+    assert counts["statuses"] == {"finished": 40}
+    assert counts["messages"] == 40
+
+
+def test_a_channels_rate_holds_across_two_workers(
+    api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    rate = 5
+    with running_twilio() as (twilio, base_url):
+        sequence = _twilio_sequence(api, base_url, max_per_second=rate)
+        _due_contacts(api, worker, sequence["id"], 30)
+        with workers(settings, 2) as procs:
+            _wait_until_done(app, timeout=120)
+            assert _stop(procs) == [0, 0]
+    arrivals = sorted(r.at for r in twilio.requests)
+    assert len(arrivals) == 30
+    observed = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert abs(observed - rate) <= rate * 0.1, observed
+    # Not only on average: no second holds more than the rate (a slot's worth of jitter).
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1) for start in arrivals)
+    assert busiest <= rate + 1, busiest
