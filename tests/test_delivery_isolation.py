@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
 
-from tests.fakes import running_receiver
+from tests.fakes import running_receiver, silent_gateway
 from tests.helpers import Api, make_channel, make_sequence, step_contacts
 from touchline.config import Settings
 from touchline.db import frozen_clock, is_sqlite, unit_of_work
@@ -221,34 +218,6 @@ def test_an_enrollment_queued_with_a_start_past_the_calendars_end_does_not_fail(
     assert job["status"] == "done", job
     assert [r["outcome"] for r in job["results"]] == ["added", "added"]
     assert len(step_contacts(api, sequence["id"], status="inactive")) == 2
-
-
-@contextmanager
-def silent_gateway() -> Iterator[str]:
-    """Accepts connections and reads requests, and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=accept)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        server.close()
 
 
 def test_a_gateway_that_never_answers_costs_only_its_own_sends_the_capped_timeout(

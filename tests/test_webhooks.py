@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import ReceivedRequest, ReceiverState, running_receiver
+from tests.fakes import ReceivedRequest, ReceiverState, running_receiver, silent_gateway
 from tests.helpers import (
     Api,
     assert_error,
@@ -554,3 +554,30 @@ def test_a_hanging_receiver_does_not_hold_up_step_contacts(
 def test_all_event_names_are_accepted(api: Api) -> None:
     created = subscribe(api, "https://h.example/hook", event_types=sorted(ALL_EVENT_NAMES))
     assert set(created["event_types"]) == ALL_EVENT_NAMES
+
+
+def test_a_receiver_that_never_answers_does_not_hold_up_the_others(
+    api: Api,
+    worker: Worker,
+    receiver: tuple[ReceiverState, str],
+    start: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(delivery, "DELIVERY_TIMEOUT_SECONDS", 2.0)
+    state, url = receiver
+    arrived: list[float] = []
+    state.on_request = lambda _request: arrived.append(time.monotonic())
+    with silent_gateway() as silent:
+        hung = subscribe(api, silent, event_types=["contact.created"])
+        good = subscribe(api, url, event_types=["contact.created"])
+        for i in range(3):
+            make_contact(api, f"+1415555017{i}")
+        began = time.monotonic()
+        worker.run_once(start)
+    # The good receiver got all three at once, not after the silent one's timeout.
+    assert len(arrived) == 3
+    assert max(arrived) - began < 1.5
+    assert [d["status"] for d in deliveries(api, good["id"])["data"]] == ["delivered"] * 3
+    # The silent one cost one timeout: its other two wait for their retry, untried.
+    tried = [d["attempt_log"] for d in deliveries(api, hung["id"])["data"]]
+    assert sorted(len(log) for log in tried) == [0, 0, 1]

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_receiver, running_twilio
+from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_receiver, running_twilio, silent_gateway
 from tests.helpers import Api, make_channel, make_sequence
 from touchline.config import Settings
 from touchline.db import frozen_clock, unit_of_work, utc_now
@@ -213,3 +213,25 @@ def test_a_channels_rate_holds_across_two_workers(
     # Not only on average: no second holds more than the rate (a slot's worth of jitter).
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1) for start in arrivals)
     assert busiest <= rate + 1, busiest
+
+
+def test_webhook_receivers_that_never_answer_do_not_hold_up_sends(
+    api: Api, other_api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    with silent_gateway() as url:
+        # Organization A's subscribers hear of everything, at addresses that never answer.
+        for n in range(4):
+            hook = api.post("/v1/webhooks", json={"url": f"{url}?n={n}", "event_types": ["*"]})
+            assert hook.status_code == 201, hook.text
+        a = make_sequence(api, [{"title": "Only", "body": "Hi"}])
+        _due_contacts(api, worker, a["id"], 20)
+        b = make_sequence(other_api, [{"title": "Only", "body": "Hi"}])
+        _due_contacts(other_api, worker, b["id"], 200)
+        with workers(settings, 1) as procs:
+            started = time.monotonic()
+            counts = _wait_until_done(app, timeout=60)
+            took = time.monotonic() - started
+            assert _stop(procs) == [0]
+    assert counts["statuses"] == {"finished": 220}
+    # A delivery times out after 5 s; the sends did not wait for any of them.
+    assert took < 5, took

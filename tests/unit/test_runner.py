@@ -30,9 +30,6 @@ class Recorder:
     def expire_runs(self) -> int:
         return 0
 
-    def deliver_webhooks(self) -> int:
-        return 0
-
     def run_batch(self) -> PassSummary:
         batches = self.calls.count("batch")
         self.calls.append("batch")

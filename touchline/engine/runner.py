@@ -17,9 +17,9 @@ from touchline.engine.worker import Worker
 log = logging.getLogger("touchline.worker")
 
 
-# While step contacts flow, the other chores (claim a job, expire runs, deliver webhooks)
-# run at most this often: each is a write transaction, and on SQLite every write
-# transaction waits for the other workers' write lock.
+# While step contacts flow, the other chores (claim a job, expire runs) run at most this
+# often: each is a write transaction, and on SQLite every write transaction waits for the
+# other workers' write lock.
 CHORES_SECONDS = 1.0
 
 
@@ -36,9 +36,6 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
             if time.monotonic() >= chores_due:
                 busy = worker.run_job()
                 busy = worker.expire_runs() > 0 or busy
-                # Not only when the engine is idle: a steady flow of step contacts must not
-                # starve webhook deliveries.
-                busy = worker.deliver_webhooks() > 0 or busy
                 # Chores with work left run again next turn, the others after a while.
                 chores_due = 0.0 if busy else time.monotonic() + CHORES_SECONDS
             # A turn with sends in flight waits on them itself: no pause after it.
@@ -51,6 +48,37 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
             busy = False
         if not busy:
             stop.wait(poll_seconds)
+
+
+def deliver_webhooks_until_stopped(
+    worker: Worker, stop: threading.Event, poll_seconds: float
+) -> None:
+    """Webhook deliveries, in a thread beside the loop above: a receiver that answers late
+    or never holds up other deliveries at most, never a send."""
+    while not stop.is_set():
+        try:
+            delivered = worker.deliver_webhooks()
+        except Exception:
+            log.exception("webhook deliveries failed; retrying after a pause")
+            delivered = 0
+        if not delivered:
+            stop.wait(poll_seconds)
+
+
+def run_with_webhooks(worker: Worker, stop: threading.Event, poll_seconds: float) -> None:
+    """`run_until_stopped`, with webhook deliveries in a thread of their own."""
+    webhooks = threading.Thread(
+        target=deliver_webhooks_until_stopped,
+        args=(worker, stop, poll_seconds),
+        name="touchline-webhooks",
+        daemon=True,
+    )
+    webhooks.start()
+    try:
+        run_until_stopped(worker, stop, poll_seconds)
+    finally:
+        stop.set()
+        webhooks.join(timeout=30)
 
 
 def _tune_garbage_collector() -> None:
@@ -74,7 +102,7 @@ def run_forever(worker: Worker, poll_seconds: float) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        run_until_stopped(worker, stop, poll_seconds)
+        run_with_webhooks(worker, stop, poll_seconds)
     finally:
         worker.close()
 
@@ -89,7 +117,7 @@ class BackgroundWorker:
         self._thread = threading.Thread(target=self._run, name="touchline-worker", daemon=True)
 
     def _run(self) -> None:
-        run_until_stopped(self._worker, self._stop, self._poll)
+        run_with_webhooks(self._worker, self._stop, self._poll)
 
     def start(self) -> None:
         self._thread.start()
