@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.bulk import among
+from touchline.engine import progress
 from touchline.engine.views import ContactRow, SequenceRow, StepRow, load_rows, next_steps
 from touchline.models import Channel, Message, SequenceRun, StepContact
 
@@ -67,9 +68,7 @@ class Loaded:
         run = self.runs[sc.sequence_run_id]
         sequence = self.sequences[sc.sequence_id]
         following = self.next_steps.get(sc.step_id)
-        channel_id = None
-        if following is not None:
-            channel_id = following.channel_id or run.channel_id or sequence.default_channel_id
+        channel_id = progress.step_channel_id(following, run, sequence) if following else None
         return Claimed(
             token=token,
             step_contact=sc,

@@ -27,11 +27,15 @@ from touchline.models import Channel, Contact, Sequence, SequenceRun, Step, Step
 from touchline.sequences.schemas import SequenceSettings
 
 
+def step_channel_id(step: StepLike, run: SequenceRun, sequence: SequenceLike) -> uuid.UUID | None:
+    """The step's own channel, else the run's, else the sequence's default."""
+    return step.channel_id or run.channel_id or sequence.default_channel_id
+
+
 def step_channel(
     session: Session, step: StepLike, run: SequenceRun, sequence: SequenceLike
 ) -> Channel | None:
-    """The step's own channel, else the run's, else the sequence's default."""
-    channel_id = step.channel_id or run.channel_id or sequence.default_channel_id
+    channel_id = step_channel_id(step, run, sequence)
     return session.get(Channel, channel_id) if channel_id else None
 
 
