@@ -91,7 +91,7 @@ def _wait_until_done(app: FastAPI, timeout: float) -> dict[str, Any]:
 def _stop(procs: list[subprocess.Popen[bytes]]) -> list[int]:
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
-    return [proc.wait(timeout=30) for proc in procs]
+    return [proc.wait(timeout=60) for proc in procs]
 
 
 def test_two_workers_process_every_step_contact_exactly_once(
@@ -235,3 +235,31 @@ def test_webhook_receivers_that_never_answer_do_not_hold_up_sends(
     assert counts["statuses"] == {"finished": 220}
     # A delivery times out after 5 s; the sends did not wait for any of them.
     assert took < 5, took
+
+
+def test_a_backlog_on_a_silent_gateway_takes_at_most_half_a_workers_sends(
+    api: Api, other_api: Api, worker: Worker, app: FastAPI, settings: Settings
+) -> None:
+    with silent_gateway() as silent, running_receiver() as (receiver, url):
+        arrived: list[float] = []
+        receiver.on_request = lambda _request: arrived.append(time.monotonic())
+        hung = make_channel(
+            api, provider="webhook", provider_config={"url": silent, "secret": "s", "timeout": 3}
+        )
+        a = make_sequence(api, [{"title": "Only", "body": "Hi"}], channel_id=hung["id"])
+        # A's backlog is older: without a bound it would be claimed first, into every slot.
+        _due_contacts(api, worker, a["id"], 30)
+        fine = make_channel(
+            other_api, provider="webhook", provider_config={"url": url, "secret": "s"}
+        )
+        b = make_sequence(other_api, [{"title": "Only", "body": "Hi"}], channel_id=fine["id"])
+        _due_contacts(other_api, worker, b["id"], 20)
+        with workers(settings, 1, TOUCHLINE_WORKER_SEND_CONCURRENCY="8") as procs:
+            started = time.monotonic()
+            deadline = started + 30
+            while len(arrived) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _stop(procs)
+    assert len(arrived) == 20
+    # B's messages went out beside A's hung sends, not after their 3 s timeout.
+    assert max(arrived) - started < 2.5, max(arrived) - started

@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, and_, select, update
 from sqlalchemy.orm import Session
 
-from touchline.bulk import among
+from touchline.bulk import among, update_rows
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, StepContact
 
 
@@ -98,23 +98,16 @@ def renew_leases(
 
 def put_back(session: Session, due: dict[uuid.UUID, datetime]) -> None:
     """Return step contacts this transaction claimed to the queue, each due again at its
-    time (their channel may not send before then), as if they had not been claimed."""
-    by_time: dict[datetime, list[uuid.UUID]] = {}
-    for sc_id, at in due.items():
-        by_time.setdefault(at, []).append(sc_id)
-    for at, ids in sorted(by_time.items()):
-        session.execute(
-            update(StepContact)
-            .where(among(session, StepContact.id, sorted(ids)))
-            .values(
-                status="pending",
-                scheduled_at=at,
-                locked_until=None,
-                claim=None,
-                attempts=StepContact.attempts - 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
+    time (their channel cannot take them before then). Their `attempts` still counts the
+    claim."""
+    update_rows(
+        session,
+        StepContact,
+        {
+            sc_id: {"status": "pending", "scheduled_at": at, "locked_until": None, "claim": None}
+            for sc_id, at in due.items()
+        },
+    )
 
 
 def claim_job(session: Session, now: datetime, lease_until: datetime) -> uuid.UUID | None:

@@ -33,6 +33,7 @@ from touchline.channels.providers.base import (
     TransientSendError,
 )
 from touchline.engine.leases import LeaseKeeper
+from touchline.engine.pacing import Pacing
 from touchline.models import Channel
 
 log = logging.getLogger("touchline.worker")
@@ -72,10 +73,13 @@ Result = SendResult | TransientSendError | PermanentSendError | NotSent
 class Sender:
     """An asyncio loop in a thread, sending what the worker hands it."""
 
-    def __init__(self, concurrency: int, timeout_max: float, leases: LeaseKeeper) -> None:
+    def __init__(
+        self, concurrency: int, timeout_max: float, leases: LeaseKeeper, pacing: Pacing
+    ) -> None:
         self._concurrency = concurrency
         self._timeout_max = timeout_max
         self._leases = leases
+        self._pacing = pacing
         self._providers: OrderedDict[tuple[uuid.UUID, datetime], Provider] = OrderedDict()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -105,17 +109,24 @@ class Sender:
         async with self._slots:
             if not self._leases.holds(send.token, send.step_contact_id):
                 return NotSent("the worker's lease on the step contact ended before the send")
+            started = time.monotonic()
             try:
-                async with asyncio.timeout(self._timeout_max + _GRACE_SECONDS):
-                    return await self._provider(send.channel).send(send.outbound)
-            except (TransientSendError, PermanentSendError) as exc:
-                return exc
-            except TimeoutError:
-                return TransientSendError(f"no answer within {self._timeout_max:g} s")
-            except Exception as exc:
-                # A provider bug must not take the worker down; retry it like an outage.
-                log.exception("provider raised unexpectedly")
-                return TransientSendError(f"{type(exc).__name__}: {exc}")
+                return await self._attempt(send)
+            finally:
+                self._pacing.timed(send.channel.id, time.monotonic() - started)
+
+    async def _attempt(self, send: Send) -> Result:
+        try:
+            async with asyncio.timeout(self._timeout_max + _GRACE_SECONDS):
+                return await self._provider(send.channel).send(send.outbound)
+        except (TransientSendError, PermanentSendError) as exc:
+            return exc
+        except TimeoutError:
+            return TransientSendError(f"no answer within {self._timeout_max:g} s")
+        except Exception as exc:
+            # A provider bug must not take the worker down; retry it like an outage.
+            log.exception("provider raised unexpectedly")
+            return TransientSendError(f"{type(exc).__name__}: {exc}")
 
     def _provider(self, channel: Channel) -> Provider:
         key = (channel.id, channel.updated_at)

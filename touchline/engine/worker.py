@@ -42,6 +42,7 @@ from touchline.engine import outbound, progress, throttle
 from touchline.engine.claimed import Claimed, Loaded, load
 from touchline.engine.claims import claim_job, claim_step_contacts, put_back
 from touchline.engine.leases import LeaseKeeper
+from touchline.engine.pacing import Pacing
 from touchline.engine.sender import Result, Send, Sender
 from touchline.engine.settlement import (
     EXPIRE,
@@ -86,6 +87,10 @@ class Worker:
         self.sessions = sessions
         self.settings = settings
         self._leases = LeaseKeeper(sessions, settings.worker_lease_seconds)
+        self._pacing = Pacing(settings.worker_send_concurrency)
+        # In `run_once`, whatever is due now is sent in this pass: a channel's share then
+        # makes its step contacts wait their turn in the queue, not until later.
+        self._once = False
         self._sender: Sender | None = None
         self._in_flight: dict[concurrent.futures.Future[Result], tuple[Claimed, Send]] = {}
         # Outcomes waiting for the next settle, and since when the oldest has waited.
@@ -123,20 +128,24 @@ class Worker:
         """Everything due at `now` (default: the clock): jobs, step contacts, then webhook
         deliveries (last, so that a slow receiver never delays a send)."""
         summary = PassSummary()
-        with frozen_clock(now):
-            while self.run_job():
-                summary.jobs += 1
-            summary.expired += self.expire_runs()
-            while True:
-                turn = self.run_batch()
-                summary.add(turn)
-                if turn.step_contacts == 0 and not self.sending and not turn.errors:
-                    break
-                if turn.errors and summary.errors > 3:
-                    break  # the database is away: report what was done
-            while delivered := self.deliver_webhooks():
-                summary.webhooks += delivered
-            return summary
+        self._once = True
+        try:
+            with frozen_clock(now):
+                while self.run_job():
+                    summary.jobs += 1
+                summary.expired += self.expire_runs()
+                while True:
+                    turn = self.run_batch()
+                    summary.add(turn)
+                    if turn.step_contacts == 0 and not self.sending and not turn.errors:
+                        break
+                    if turn.errors and summary.errors > 3:
+                        break  # the database is away: report what was done
+                while delivered := self.deliver_webhooks():
+                    summary.webhooks += delivered
+        finally:
+            self._once = False
+        return summary
 
     def deliver_webhooks(self) -> int:
         """Send one batch of due webhook deliveries; returns how many were handled."""
@@ -208,9 +217,11 @@ class Worker:
         try:
             free = self.settings.worker_send_concurrency - len(self._in_flight)
             wanted = min(self.settings.worker_batch_size, free)
-            claimed = self._claim(wanted, summary) if claim and wanted > 0 else 0
-            # A full batch means more may be due: claim again before waiting on sends.
-            self._collect(wait=not self._ready and not (claimed and claimed == wanted))
+            claimed, kept = self._claim(wanted, summary) if claim and wanted > 0 else (0, 0)
+            # A full batch means more may be due: claim again before waiting on sends,
+            # unless what it put back is due now (run_once) and would be claimed again.
+            more = claimed > 0 and claimed == wanted and (kept == claimed or not self._once)
+            self._collect(wait=not self._ready and not more)
             if self._ready and self._settle_due(claimed):
                 self._settle(summary)
         except Exception:
@@ -231,26 +242,28 @@ class Worker:
 
     # ------------------------------------------------------------------ claim transaction
 
-    def _claim(self, limit: int, summary: PassSummary) -> int:
+    def _claim(self, limit: int, summary: PassSummary) -> tuple[int, int]:
+        """Claim up to `limit` due step contacts; returns how many it claimed and how many
+        of those this worker kept (the others went back to the queue)."""
         at = utc_now()
         token = uuid.uuid4()
         lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
         with unit_of_work(self.sessions) as session:
             ids = claim_step_contacts(session, at, lease, limit, token)
             if not ids:
-                return 0
+                return 0, 0
             loaded = load(session, ids)
             plan = self._plan(session, loaded, token, at)
             put_back(session, plan.deferred)
             outbound.write_messages(session, plan.messages, plan.links)
-        summary.deferred += len(plan.deferred)
+        summary.deferred += sum(due > at for due in plan.deferred.values())
         self._add_ready(plan.settled)
         if plan.sends:
             self._leases.hold(token, [send.step_contact_id for _, send, _ in plan.sends], at)
             sender = self._send_stage()
             for item, send, not_before in plan.sends:
                 self._in_flight[sender.submit(send, not_before)] = (item, send)
-        return len(ids)
+        return len(ids), len(ids) - len(plan.deferred)
 
     def _send_stage(self) -> Sender:
         if self._sender is None:
@@ -258,6 +271,7 @@ class Worker:
                 self.settings.worker_send_concurrency,
                 self.settings.provider_timeout_max_seconds,
                 self._leases,
+                self._pacing,
             )
         return self._sender
 
@@ -282,6 +296,7 @@ class Worker:
             else:
                 assert channel is not None
                 to_send.append((item, channel))
+        to_send = self._within_shares(to_send, plan, now)
         slots = throttle.reserve(session, _per_channel(to_send), now)
         waiting: Counter[uuid.UUID] = Counter()
         for item, channel in to_send:
@@ -304,6 +319,22 @@ class Worker:
                 log.exception("preparing step contact %s failed; it fails", item.id)
                 plan.settled.append(Done(item, FAIL))
         return plan
+
+    def _within_shares(
+        self, to_send: list[tuple[Claimed, Channel]], plan: _Plan, now: datetime
+    ) -> list[tuple[Claimed, Channel]]:
+        """The sends that fit their channel's share of this worker (see pacing.py); the
+        others go back to the queue, due again at their channel's pace."""
+        busy = Counter(send.channel.id for _, send in self._in_flight.values())
+        kept: list[tuple[Claimed, Channel]] = []
+        for item, channel in to_send:
+            if channel.provider != "outbox":
+                if busy[channel.id] >= self._pacing.share(channel):
+                    plan.deferred[item.id] = now if self._once else self._pacing.later(channel, now)
+                    continue
+                busy[channel.id] += 1
+            kept.append((item, channel))
+        return kept
 
     @staticmethod
     def _no_send(

@@ -22,6 +22,7 @@ __all__ = [
     "UnknownProviderError",
     "build_provider",
     "public_config",
+    "sends_at_once",
     "validate_provider_config",
 ]
 
@@ -79,6 +80,16 @@ def public_config(provider: str, config: Mapping[str, object]) -> dict[str, obje
     _check_name(provider)
     secrets = SECRET_FIELDS[provider]
     return {key: value for key, value in config.items() if key not in secrets}
+
+
+def sends_at_once(provider: str, config: Mapping[str, object]) -> int | None:
+    """How many of a channel's sends one worker can have under way at once: an SMTP
+    channel's pool of connections; None when the provider sets no bound of its own (the
+    HTTP ones share the worker's pool)."""
+    _check_name(provider)
+    if provider == "smtp":
+        return SmtpConfig.model_validate(dict(config)).pool_size
+    return None
 
 
 def build_provider(
