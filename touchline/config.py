@@ -27,8 +27,9 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(default=100, ge=1, le=5000)
     worker_lease_seconds: int = Field(default=60, ge=1)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
-    # Sends a worker keeps in flight at once (each waits on its provider, not on the CPU).
-    worker_send_concurrency: int = Field(default=128, ge=1, le=2000)
+    # Sends a worker keeps in flight at once (each waits on its provider, not on the CPU);
+    # one channel may take half of them. See docs/benchmarks.md for how it was chosen.
+    worker_send_concurrency: int = Field(default=256, ge=1, le=2000)
     # The longest a provider may take to answer one send; a channel's own `timeout` is
     # refused above it and capped at it.
     provider_timeout_max_seconds: float = Field(default=30.0, gt=0, le=600)

@@ -12,10 +12,10 @@ a claim never walks past them, however many pile up in archived sequences.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, select, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from touchline.bulk import among, update_rows
@@ -65,13 +65,28 @@ def _claim(
 
 
 def claim_step_contacts(
-    session: Session, now: datetime, lease_until: datetime, limit: int, token: uuid.UUID
+    session: Session,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    token: uuid.UUID,
+    passing_over: Collection[uuid.UUID] = (),
 ) -> list[uuid.UUID]:
     """Due pending step contacts, then active ones whose lease ran out (a worker died, or
-    a retry's wait is over), marked with the claiming batch's `token`."""
-    claimed = _claim(session, due_step_contacts(now, limit), now, lease_until, token)
+    a retry's wait is over), marked with the claiming batch's `token`. Step contacts of the
+    channels in `passing_over` (the worker has as many of theirs in flight as it may) stay
+    in the queue."""
+    due = due_step_contacts(now, limit)
+    lapsed = and_(StepContact.status == "active", StepContact.locked_until <= now)
+    if passing_over:
+        others = or_(
+            StepContact.channel_id.is_(None),
+            ~among(session, StepContact.channel_id, sorted(passing_over)),
+        )
+        due = due.where(others)
+        lapsed = and_(lapsed, others)
+    claimed = _claim(session, due, now, lease_until, token)
     if len(claimed) < limit:
-        lapsed = and_(StepContact.status == "active", StepContact.locked_until <= now)
         picked = _picked(lapsed, limit - len(claimed))
         claimed += _claim(session, picked, now, lease_until, token)
     return claimed

@@ -33,7 +33,6 @@ from touchline.channels.providers.base import (
     TransientSendError,
 )
 from touchline.engine.leases import LeaseKeeper
-from touchline.engine.pacing import Pacing
 from touchline.models import Channel
 
 log = logging.getLogger("touchline.worker")
@@ -73,13 +72,10 @@ Result = SendResult | TransientSendError | PermanentSendError | NotSent
 class Sender:
     """An asyncio loop in a thread, sending what the worker hands it."""
 
-    def __init__(
-        self, concurrency: int, timeout_max: float, leases: LeaseKeeper, pacing: Pacing
-    ) -> None:
+    def __init__(self, concurrency: int, timeout_max: float, leases: LeaseKeeper) -> None:
         self._concurrency = concurrency
         self._timeout_max = timeout_max
         self._leases = leases
-        self._pacing = pacing
         self._providers: OrderedDict[tuple[uuid.UUID, datetime], Provider] = OrderedDict()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -109,11 +105,7 @@ class Sender:
         async with self._slots:
             if not self._leases.holds(send.token, send.step_contact_id):
                 return NotSent("the worker's lease on the step contact ended before the send")
-            started = time.monotonic()
-            try:
-                return await self._attempt(send)
-            finally:
-                self._pacing.timed(send.channel.id, time.monotonic() - started)
+            return await self._attempt(send)
 
     async def _attempt(self, send: Send) -> Result:
         try:

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.bulk import among
+from touchline.channels.providers import sends_at_once
 from touchline.channels.providers.base import (
     PermanentSendError,
     SendResult,
@@ -42,7 +43,6 @@ from touchline.engine import outbound, progress, throttle
 from touchline.engine.claimed import Claimed, Loaded, load
 from touchline.engine.claims import claim_job, claim_step_contacts, put_back
 from touchline.engine.leases import LeaseKeeper
-from touchline.engine.pacing import Pacing
 from touchline.engine.sender import Result, Send, Sender
 from touchline.engine.settlement import (
     EXPIRE,
@@ -87,10 +87,7 @@ class Worker:
         self.sessions = sessions
         self.settings = settings
         self._leases = LeaseKeeper(sessions, settings.worker_lease_seconds)
-        self._pacing = Pacing(settings.worker_send_concurrency)
-        # In `run_once`, whatever is due now is sent in this pass: a channel's share then
-        # makes its step contacts wait their turn in the queue, not until later.
-        self._once = False
+
         self._sender: Sender | None = None
         self._in_flight: dict[concurrent.futures.Future[Result], tuple[Claimed, Send]] = {}
         # Outcomes waiting for the next settle, and since when the oldest has waited.
@@ -128,23 +125,19 @@ class Worker:
         """Everything due at `now` (default: the clock): jobs, step contacts, then webhook
         deliveries (last, so that a slow receiver never delays a send)."""
         summary = PassSummary()
-        self._once = True
-        try:
-            with frozen_clock(now):
-                while self.run_job():
-                    summary.jobs += 1
-                summary.expired += self.expire_runs()
-                while True:
-                    turn = self.run_batch()
-                    summary.add(turn)
-                    if turn.step_contacts == 0 and not self.sending and not turn.errors:
-                        break
-                    if turn.errors and summary.errors > 3:
-                        break  # the database is away: report what was done
-                while delivered := self.deliver_webhooks():
-                    summary.webhooks += delivered
-        finally:
-            self._once = False
+        with frozen_clock(now):
+            while self.run_job():
+                summary.jobs += 1
+            summary.expired += self.expire_runs()
+            while True:
+                turn = self.run_batch()
+                summary.add(turn)
+                if turn.step_contacts == 0 and not self.sending and not turn.errors:
+                    break
+                if turn.errors and summary.errors > 3:
+                    break  # the database is away: report what was done
+            while delivered := self.deliver_webhooks():
+                summary.webhooks += delivered
         return summary
 
     def deliver_webhooks(self) -> int:
@@ -217,11 +210,10 @@ class Worker:
         try:
             free = self.settings.worker_send_concurrency - len(self._in_flight)
             wanted = min(self.settings.worker_batch_size, free)
-            claimed, kept = self._claim(wanted, summary) if claim and wanted > 0 else (0, 0)
-            # A full batch means more may be due: claim again before waiting on sends,
-            # unless what it put back is due now (run_once) and would be claimed again.
-            more = claimed > 0 and claimed == wanted and (kept == claimed or not self._once)
-            self._collect(wait=not self._ready and not more)
+            claimed = self._claim(wanted, summary) if claim and wanted > 0 else 0
+            # A full batch means more may be due: claim again before waiting on sends (the
+            # next claim passes over the channels whose share this one filled).
+            self._collect(wait=not self._ready and not (claimed and claimed == wanted))
             if self._ready and self._settle_due(claimed):
                 self._settle(summary)
         except Exception:
@@ -242,16 +234,15 @@ class Worker:
 
     # ------------------------------------------------------------------ claim transaction
 
-    def _claim(self, limit: int, summary: PassSummary) -> tuple[int, int]:
-        """Claim up to `limit` due step contacts; returns how many it claimed and how many
-        of those this worker kept (the others went back to the queue)."""
+    def _claim(self, limit: int, summary: PassSummary) -> int:
+        """Claim up to `limit` due step contacts; returns how many it claimed."""
         at = utc_now()
         token = uuid.uuid4()
         lease = at + timedelta(seconds=self.settings.worker_lease_seconds)
         with unit_of_work(self.sessions) as session:
-            ids = claim_step_contacts(session, at, lease, limit, token)
+            ids = claim_step_contacts(session, at, lease, limit, token, self._full_channels())
             if not ids:
-                return 0, 0
+                return 0
             loaded = load(session, ids)
             plan = self._plan(session, loaded, token, at)
             put_back(session, plan.deferred)
@@ -263,7 +254,7 @@ class Worker:
             sender = self._send_stage()
             for item, send, not_before in plan.sends:
                 self._in_flight[sender.submit(send, not_before)] = (item, send)
-        return len(ids), len(ids) - len(plan.deferred)
+        return len(ids)
 
     def _send_stage(self) -> Sender:
         if self._sender is None:
@@ -271,7 +262,6 @@ class Worker:
                 self.settings.worker_send_concurrency,
                 self.settings.provider_timeout_max_seconds,
                 self._leases,
-                self._pacing,
             )
         return self._sender
 
@@ -320,17 +310,45 @@ class Worker:
                 plan.settled.append(Done(item, FAIL))
         return plan
 
+    def _share(self, channel: Channel) -> int:
+        """The most sends of `channel` this worker may have in flight.
+
+        Claims take the oldest due step contacts whoever they belong to. Without a bound,
+        one organization's backlog on a slow or silent provider would fill every send slot
+        for as long as its sends take (a gateway that never answers: the whole timeout),
+        and every other organization's messages would wait behind it. So a channel gets at
+        most half of the slots, fewer when its provider says so (an SMTP channel's pool of
+        connections: more would only queue for one, against their own deadlines).
+        """
+        half = max(1, self.settings.worker_send_concurrency // 2)
+        own = sends_at_once(channel.provider, channel.provider_config)
+        return half if own is None else min(own, half)
+
+    def _busy(self) -> Counter[uuid.UUID]:
+        """Sends in flight, by channel."""
+        return Counter(send.channel.id for _, send in self._in_flight.values())
+
+    def _full_channels(self) -> set[uuid.UUID]:
+        """The channels this worker has as many sends of in flight as it may."""
+        channels = {send.channel.id: send.channel for _, send in self._in_flight.values()}
+        return {
+            channel_id
+            for channel_id, sends in self._busy().items()
+            if sends >= self._share(channels[channel_id])
+        }
+
     def _within_shares(
         self, to_send: list[tuple[Claimed, Channel]], plan: _Plan, now: datetime
     ) -> list[tuple[Claimed, Channel]]:
-        """The sends that fit their channel's share of this worker (see pacing.py); the
-        others go back to the queue, due again at their channel's pace."""
-        busy = Counter(send.channel.id for _, send in self._in_flight.values())
+        """The sends that fit their channel's share of this worker (`_share`); the others
+        go back to the queue as they were, for a later claim (which passes over the channels
+        whose share is taken)."""
+        busy = self._busy()
         kept: list[tuple[Claimed, Channel]] = []
         for item, channel in to_send:
             if channel.provider != "outbox":
-                if busy[channel.id] >= self._pacing.share(channel):
-                    plan.deferred[item.id] = now if self._once else self._pacing.later(channel, now)
+                if busy[channel.id] >= self._share(channel):
+                    plan.deferred[item.id] = item.step_contact.scheduled_at
                     continue
                 busy[channel.id] += 1
             kept.append((item, channel))
