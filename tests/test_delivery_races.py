@@ -155,8 +155,10 @@ def test_a_removal_committed_while_the_message_is_out_ends_the_run(
     remove = _remove(api, app, settings)
     state.on_request = lambda _request: remove()
 
-    worker.run_once(t0)
+    summary = worker.run_once(t0)
 
+    # Its message went out, but the step contact was no longer the worker's to settle.
+    assert (summary.sent, summary.lost) == (0, 1)
     _assert_ended(api, worker, sequence, state, t0, "removed")
 
 

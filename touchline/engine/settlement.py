@@ -221,6 +221,7 @@ def settle(
     settlement = Settlement(session, now)
     summary = PassSummary()
     pauses: dict[uuid.UUID, datetime] = {}
+    changes: list[tuple[uuid.UUID, Change]] = []
     for done in ready:
         outcome = done.outcome
         if isinstance(outcome, NotSent):
@@ -233,9 +234,14 @@ def settle(
                 pauses[channel_id] = throttle.pause_until(now, outcome.retry_after)
         change = instead or change
         settlement.change(done.item, change)
-        _count(summary, change)
-    settlement.write()
+        changes.append((done.item.id, change))
+    applied = settlement.write()
     throttle.back_off(session, pauses)
+    for sc_id, change in changes:
+        if sc_id in applied:
+            _count(summary, change)
+        else:
+            summary.lost += 1
     return summary
 
 

@@ -17,7 +17,9 @@ class PassSummary:
     responded: int = 0
     # Put back in the queue: their channel could not send before a later instant.
     deferred: int = 0
-    # Not sent: this worker's lease ended first (the database was away too long).
+    # No longer this worker's when it came to send or settle them: taken over after its
+    # lease lapsed, or removed, moved or answered meanwhile (their message may have gone
+    # out; the change that came first stands).
     lost: int = 0
     webhooks: int = 0
     # Turns that failed (the database was away...); their step contacts come back later.
