@@ -39,24 +39,57 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
     return cmd
 
 
+class PostgresServer:
+    """A server in a folder of its own, which a test may stop and start again."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/touchline_test"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres_user([_bin("pg_ctl"), "-D", str(self.root / "data"), *args]),
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root / 'sock'} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        self._ctl("-o", options, "-w", "-l", str(self.root / "log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop")
+
+
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """Start a server in a temporary folder on a free port; yield its URL; remove it all."""
+    with postgres_server() as server:
+        yield server.url
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """`throwaway_postgres`, as a server the caller can stop and start."""
     root = Path(tempfile.mkdtemp(prefix="touchline-pg-"))
-    data, sockets = root / "data", root / "sock"
+    sockets = root / "sock"
     sockets.mkdir()
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
         root.chmod(0o755)
-    port = _free_port()
-    run = subprocess.run
-    run(
+    server = PostgresServer(root, _free_port())
+    subprocess.run(
         _as_postgres_user(
             [
                 _bin("initdb"),
                 "-D",
-                str(data),
+                str(root / "data"),
                 "-U",
                 "postgres",
                 "-A",
@@ -69,26 +102,16 @@ def throwaway_postgres() -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    options = (
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
-    run(
-        _as_postgres_user(
-            [_bin("pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    server.start()
     try:
-        run(
+        subprocess.run(
             _as_postgres_user(
                 [
                     _bin("createdb"),
                     "-h",
                     "127.0.0.1",
                     "-p",
-                    str(port),
+                    str(server.port),
                     "-U",
                     "postgres",
                     "touchline_test",
@@ -97,10 +120,12 @@ def throwaway_postgres() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        yield f"postgresql://postgres@127.0.0.1:{port}/touchline_test"
+        yield server
     finally:
-        run(
-            _as_postgres_user([_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+        subprocess.run(
+            _as_postgres_user(
+                [_bin("pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"]
+            ),
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)

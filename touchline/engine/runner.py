@@ -38,8 +38,10 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
                 busy = worker.expire_runs() > 0 or busy
                 # Chores with work left run again next turn, the others after a while.
                 chores_due = 0.0 if busy else time.monotonic() + CHORES_SECONDS
-            # A turn with sends in flight waits on them itself: no pause after it.
-            if worker.run_batch().step_contacts > 0 or worker.sending:
+            # A turn with sends in flight waits on them itself: no pause after it, unless it
+            # failed (the database is away: look again after the pause).
+            turn = worker.run_batch()
+            if (turn.step_contacts > 0 or worker.sending) and not turn.errors:
                 busy = True
             elif not busy:
                 chores_due = 0.0  # nothing to send: look for chores at every poll

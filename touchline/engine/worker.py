@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.bulk import among
@@ -454,15 +455,22 @@ class Worker:
         try:
             with unit_of_work(self.sessions) as session:
                 settled = settle(session, ready, now)
-            summary.add(settled)
+        except (OperationalError, InterfaceError):
+            # The database is away, or the settle lost a deadlock: nothing of it was
+            # written. The outcomes wait for the next turn, their leases still renewed (a
+            # message that went out is recorded once the database is back, not sent again).
+            log.exception("settling %d step contacts failed; trying again", len(ready))
+            self._add_ready(ready)
+            raise
         except Exception:
             # One bad item must not roll back the others: settle each on its own.
             log.exception("settling %d step contacts together failed; one by one", len(ready))
+            settled = PassSummary()
             for done in ready:
-                summary.add(self._settle_alone(done, now))
-        finally:
-            for done in ready:
-                self._leases.release(done.item.token, [done.item.id])
+                settled.add(self._settle_alone(done, now))
+        summary.add(settled)
+        for done in ready:
+            self._leases.release(done.item.token, [done.item.id])
 
     def _settle_alone(self, done: Done, now: datetime) -> PassSummary:
         try:
