@@ -56,7 +56,8 @@ def deliver_webhooks_until_stopped(
     worker: Worker, stop: threading.Event, poll_seconds: float
 ) -> None:
     """Webhook deliveries, in a thread beside the loop above: a receiver that answers late
-    or never holds up other deliveries at most, never a send."""
+    or never holds up other deliveries at most, never a send. With none due it looks again
+    after a chores' interval, not at every poll: each look is a write transaction."""
     while not stop.is_set():
         try:
             delivered = worker.deliver_webhooks()
@@ -64,7 +65,7 @@ def deliver_webhooks_until_stopped(
             log.exception("webhook deliveries failed; retrying after a pause")
             delivered = 0
         if not delivered:
-            stop.wait(poll_seconds)
+            stop.wait(max(poll_seconds, CHORES_SECONDS))
 
 
 def run_with_webhooks(worker: Worker, stop: threading.Event, poll_seconds: float) -> None:
