@@ -84,7 +84,7 @@ def make_engine(url: str) -> Engine:
         in_memory = make_url(url).database in (None, "", ":memory:")
         # See below: one pooled connection per API thread, so none is reopened. (An
         # in-memory database lives in one connection per thread and has no such pool.)
-        pool = {} if in_memory else {"pool_size": 40, "max_overflow": 10}
+        pool = {} if in_memory else {"pool_size": 40, "max_overflow": 10, "pool_use_lifo": True}
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
         )
@@ -96,8 +96,14 @@ def make_engine(url: str) -> Engine:
     # Enough pooled connections for the API's thread pool (40 threads) at full load: a
     # connection opened past the pool is closed after each use, and reconnecting costs more
     # than the queries it serves. No pre-ping (a round trip per checkout on the hot path);
-    # pool_recycle retires connections before servers or proxies drop idle ones.
-    engine = create_engine(url, pool_size=40, max_overflow=10, pool_recycle=1800)
+    # pool_recycle retires connections before servers or proxies drop idle ones. Last in,
+    # first out: a worker's claim and settle (and a busy thread's requests) reuse the one
+    # connection that just came back, whose prepared statements and server backend are
+    # warm; first in, first out rotated them through every connection a thread beside them
+    # had opened (two PostgreSQL workers on the outbox: 1,965 -> 2,330 step contacts/s).
+    engine = create_engine(
+        url, pool_size=40, max_overflow=10, pool_recycle=1800, pool_use_lifo=True
+    )
     event.listen(engine, "connect", _configure_postgresql)
     return engine
 
