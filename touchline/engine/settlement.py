@@ -122,9 +122,6 @@ class Settlement:
         update_rows(session, SequenceRun, runs)
         insert_rows(session, StepContact, entered)
         update_rows(session, Message, self._messages, Message.delivery_status == "queued")
-        # Last, right before the commit: other workers' settles queue on these rows' locks
-        # (steps shared by their batches), so they are held for as short a time as can be.
-        progress.count_many(session, self.counts)
         events.report(session, StepContact, [(i.organization_id, i.id) for i in shown], "updated")
         events.report(
             session, SequenceRun, [(i.run.organization_id, i.run.id) for i in shown], "updated"
@@ -136,6 +133,12 @@ class Settlement:
             session, Message, [(org, mid) for mid, org in self._message_orgs.items()], "updated"
         )
         return applied
+
+    def count(self) -> None:
+        """Add to the steps' counters. Last, right before the commit: other workers' settles
+        queue on these rows' locks (steps shared by their batches), so they are held for as
+        short a time as can be."""
+        progress.count_many(self.session, self.counts)
 
     def _run_columns(
         self, item: Claimed, finish_reason: str | None, entered: list[dict[str, Any]]
@@ -237,6 +240,7 @@ def settle(
         changes.append((done.item.id, change))
     applied = settlement.write()
     throttle.back_off(session, pauses)
+    settlement.count()
     for sc_id, change in changes:
         if sc_id in applied:
             _count(summary, change)
