@@ -4,6 +4,7 @@ and bounded in time and size when they render."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -372,8 +373,17 @@ def _compiled(source: str) -> Template | None:
     """
     env = _env()
     # Only the child compiles the others: compiling folds constant expressions, so
-    # `{{ 10 ** (10 ** 10) }}` would already hang here.
-    return env.get_template(source) if _is_plain(env.parse(source)) else None
+    # `{{ 10 ** (10 ** 10) }}` would already hang here. Most bodies are text and
+    # placeholders, told apart by a pattern: parsing them to read their tree cost a worker
+    # as much as loading their compiled form again.
+    plain = _PLACEHOLDERS_ONLY.match(source) is not None or _is_plain(env.parse(source))
+    return env.get_template(source) if plain else None
+
+
+# Text with `{{ name }}`, `{{ properties.key }}`... and no other Jinja construct.
+_PLACEHOLDERS_ONLY = re.compile(
+    r"(?:[^{]|\{(?![{%#])|\{\{\s*[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*\s*\}\})*\Z"
+)
 
 
 # Plain templates substitute, compare, choose and pass values through filters whose output
