@@ -11,10 +11,13 @@ Starts two servers on 127.0.0.1 and prints one JSON line with their ports:
   accepting each message's DATA, and counts connections, logins and messages by Message-ID.
 
 `GET /stats` on the HTTP port answers what both saw: per message id the number of requests
-and the unix time of the first one accepted, connection counts, and the accepted requests'
-times (for rates over a window). `POST /reset` forgets it all. Written on raw asyncio
-streams: a thread per connection (http.server) would cost the benchmark's two cores more than
-the workers it measures.
+and the unix time of the first one accepted, connection counts, the accepted requests' times
+(for rates over a window), the most requests in flight at once, and the client port each
+request came from (which worker sent it: a benchmark maps a pid to its sockets' ports).
+`GET /progress` answers just the counts, cheap enough to poll while the workers are measured;
+`POST /reset` forgets it all. Written on raw asyncio streams: a thread per connection
+(http.server) would cost the benchmark's two cores more than the workers it measures.
+`loopback_providers(latency)` runs this in a subprocess for a benchmark and reads its stats.
 """
 
 from __future__ import annotations
@@ -23,11 +26,19 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import secrets
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+import httpx
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "b" * 32
@@ -47,21 +58,42 @@ class Seen:
     http_connections: int = 0
     smtp_connections: int = 0
     smtp_logins: int = 0
+    # Requests received and not answered yet, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
+    # Message id -> the client's port of each request for it, in order: which process sent
+    # it (a benchmark maps a worker's pid to its sockets' ports).
+    client_ports: dict[str, list[int]] = field(default_factory=dict)
 
-    def record(self, message_id: str) -> None:
+    def arrived(self) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def record(self, message_id: str, client_port: int) -> None:
         now = time.time()
+        self.client_ports.setdefault(message_id, []).append(client_port)
         self.requests[message_id] = self.requests.get(message_id, 0) + 1
         self.accepted_at.setdefault(message_id, now)
         self.accepted.append(now)
 
+    def progress(self) -> dict[str, Any]:
+        return {
+            "ids": len(self.requests),
+            "requests": len(self.accepted),
+            "in_flight": self.in_flight,
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
+            **self.progress(),
             "requests": self.requests,
             "accepted_at": self.accepted_at,
             "accepted": self.accepted,
             "http_connections": self.http_connections,
             "smtp_connections": self.smtp_connections,
             "smtp_logins": self.smtp_logins,
+            "max_in_flight": self.max_in_flight,
+            "client_ports": self.client_ports,
         }
 
 
@@ -92,10 +124,20 @@ def _twilio_created(form: dict[str, list[str]]) -> dict[str, Any]:
     }
 
 
-async def _answer(method: str, path: str, headers: dict[str, str], body: bytes, latency: float) -> bytes:
+async def _answer(
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    latency: float,
+    client_port: int,
+) -> bytes:
+    """The response to one request, from the client's `client_port`."""
     global SEEN
     if method == "GET" and path == "/stats":
         return _response("200 OK", SEEN.as_json())
+    if method == "GET" and path == "/progress":
+        return _response("200 OK", SEEN.progress())
     if method == "POST" and path == "/reset":
         SEEN = Seen()
         return _response("200 OK", {})
@@ -103,9 +145,15 @@ async def _answer(method: str, path: str, headers: dict[str, str], body: bytes, 
         return _response("404 Not Found", {"code": 20404, "message": "not found", "status": 404})
     if headers.get("authorization") != _AUTH:
         return _response("401 Unauthorized", {"code": 20003, "message": "Authenticate"})
-    await asyncio.sleep(latency)
+    seen = SEEN  # a reset while this request waits does not unbalance the new counts
+    seen.arrived()
+    try:
+        await asyncio.sleep(latency)
+    finally:
+        seen.in_flight -= 1
     form = parse_qs(body.decode("ascii"), keep_blank_values=True)
-    SEEN.record(headers.get("i-twilio-idempotency-token", ""))
+    message_id = headers.get("i-twilio-idempotency-token", "")
+    seen.record(message_id, client_port)
     return _response("201 Created", _twilio_created(form))
 
 
@@ -113,6 +161,7 @@ async def _serve_http(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latency: float
 ) -> None:
     SEEN.http_connections += 1
+    port = int(writer.get_extra_info("peername")[1])
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -123,7 +172,7 @@ async def _serve_http(
                 for name, _, value in (line.partition(":") for line in lines[1:] if line)
             }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            writer.write(await _answer(method, path, headers, body, latency))
+            writer.write(await _answer(method, path, headers, body, latency, port))
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -134,16 +183,24 @@ async def _serve_http(
 async def _smtp_server(latency: float) -> asyncio.Server:
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
+    # aiosmtpd warns on every login that it sets a deprecated attribute of its own.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            await asyncio.sleep(latency)
+            seen = SEEN
+            seen.arrived()
+            try:
+                await asyncio.sleep(latency)
+            finally:
+                seen.in_flight -= 1
             content = envelope.original_content or b""
             message_id = ""
             for line in content.split(b"\r\n"):
                 if line.lower().startswith(b"message-id:"):
                     message_id = line.split(b":", 1)[1].strip().decode()
                     break
-            SEEN.record(message_id.strip("<>").split("@")[0])
+            seen.record(message_id.strip("<>").split("@")[0], int(session.peer[1]))
             return "250 Message accepted for delivery"
 
     class CountingSMTP(SMTP):
@@ -183,6 +240,46 @@ async def _main(latency: float) -> None:
     print(json.dumps(ports), flush=True)
     async with server, smtp:
         await server.serve_forever()
+
+
+# ---------------------------------------------------------------------- for a benchmark
+
+
+@dataclass
+class Providers:
+    """The servers of a `loopback_providers` process, and a client of its stats."""
+
+    http_port: int
+    smtp_port: int
+    client: httpx.Client
+
+    def progress(self) -> dict[str, Any]:
+        return dict(self.client.get("/progress").raise_for_status().json())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.client.get("/stats").raise_for_status().json())
+
+
+@contextmanager
+def loopback_providers(latency: float) -> Iterator[Providers]:
+    """This module in a process of its own, stopped afterwards (its own session: a Ctrl-C
+    reaches the benchmark, which stops it)."""
+    cmd = [sys.executable, "-m", "bench.providers", "--latency", str(latency)]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=root, start_new_session=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout is not None else b""
+        if not line:
+            raise RuntimeError("bench.providers exited before printing its ports")
+        ports = json.loads(line)
+        base = f"http://127.0.0.1:{ports['http_port']}"
+        with httpx.Client(base_url=base, timeout=60) as client:
+            yield Providers(ports["http_port"], ports["smtp_port"], client)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def main() -> None:
