@@ -11,11 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 
-from touchline.channels.providers.base import PermanentSendError, TransientSendError
+from touchline.channels.providers.base import (
+    PermanentSendError,
+    ProviderConfig,
+    TransientSendError,
+)
 
 # The most of an answer's body ever read: enough for any provider's JSON, and a hostile
 # gateway answering with gigabytes costs no more than this.
@@ -117,6 +121,32 @@ class HttpPoster:
             return Answer(response.status, response.headers, body, response.charset)
         # Leaving the block releases the connection to the pool only when the body was
         # read to its end; a body cut short, a cancellation or an error closes it.
+
+
+ConfigT = TypeVar("ConfigT", bound=ProviderConfig)
+
+
+class HttpProvider(Generic[ConfigT]):
+    """What an HTTP-based provider holds: its config and a poster bounded by its timeout."""
+
+    # How errors name the provider ("Twilio: HTTP 500 ...").
+    what: ClassVar[str]
+
+    def __init__(
+        self,
+        config: ConfigT,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout_max: float | None = None,
+    ) -> None:
+        """`session` is the caller's to close; without one, the provider makes its own
+        on first use and `aclose()` closes it. Each send takes at most the config's
+        timeout, capped at `timeout_max`."""
+        self.config = config
+        self._http = HttpPoster(session, what=self.what, timeout=config.send_timeout(timeout_max))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:

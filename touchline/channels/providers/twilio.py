@@ -7,14 +7,14 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-import aiohttp
 from pydantic import Field, field_validator
 
 from touchline.channels.providers.base import OutboundMessage, ProviderConfig, SendResult
-from touchline.channels.providers.http import HttpPoster, basic_auth, raise_for_status
+from touchline.channels.providers.http import HttpProvider, basic_auth, raise_for_status
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -36,28 +36,17 @@ class TwilioConfig(ProviderConfig):
         return value.rstrip("/")
 
 
-class TwilioProvider:
-    def __init__(
-        self,
-        config: TwilioConfig,
-        session: aiohttp.ClientSession | None = None,
-        *,
-        timeout_max: float | None = None,
-    ) -> None:
-        """`session` is the caller's to close; without one, the provider makes its own
-        on first use and `aclose()` closes it. Each send takes at most the config's
-        timeout, capped at `timeout_max`."""
-        self.config = config
-        self._http = HttpPoster(session, what="Twilio", timeout=config.send_timeout(timeout_max))
-        self._authorization = basic_auth(config.account_sid, config.auth_token)
+class TwilioProvider(HttpProvider[TwilioConfig]):
+    what = "Twilio"
+
+    @cached_property
+    def _authorization(self) -> str:
+        return basic_auth(self.config.account_sid, self.config.auth_token)
 
     @property
     def messages_url(self) -> str:
         sid = quote(self.config.account_sid, safe="")
         return f"{self.config.base_url}/2010-04-01/Accounts/{sid}/Messages.json"
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def send(self, message: OutboundMessage) -> SendResult:
         form = {"To": message.to, "From": message.from_address, "Body": message.body}

@@ -7,11 +7,10 @@ import json
 import time
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import Field, field_validator
 
 from touchline.channels.providers.base import OutboundMessage, ProviderConfig, SendResult
-from touchline.channels.providers.http import HttpPoster, raise_for_status
+from touchline.channels.providers.http import HttpProvider, raise_for_status
 from touchline.signing import SIGNATURE_HEADER, sign_payload
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -42,22 +41,8 @@ def message_payload(message: OutboundMessage) -> dict[str, str | None]:
     }
 
 
-class WebhookProvider:
-    def __init__(
-        self,
-        config: WebhookConfig,
-        session: aiohttp.ClientSession | None = None,
-        *,
-        timeout_max: float | None = None,
-    ) -> None:
-        """`session` is the caller's to close; without one, the provider makes its own
-        on first use and `aclose()` closes it. Each send takes at most the config's
-        timeout, capped at `timeout_max`."""
-        self.config = config
-        self._http = HttpPoster(session, what="webhook", timeout=config.send_timeout(timeout_max))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+class WebhookProvider(HttpProvider[WebhookConfig]):
+    what = "webhook"
 
     async def send(self, message: OutboundMessage) -> SendResult:
         # The signature covers these exact bytes, so they are serialized once here
