@@ -355,8 +355,3 @@ def reactivate(
     set_status(sc, "pending", now)
     sc.scheduled_at = scheduled
     run.updated_at = now
-
-
-def mark_inactive(sc: StepContact, run: SequenceRun, now: datetime) -> None:
-    set_status(sc, "inactive", now)
-    run.updated_at = now
