@@ -224,6 +224,8 @@ def touchline_env(url: str, **extra: str) -> dict[str, str]:
         # Off so that the access log of the load does not fill the disk; both servers of a
         # comparison run with the same level.
         "TOUCHLINE_LOG_LEVEL": "warning",
+        # The benchmarks' fake providers listen on 127.0.0.1.
+        "TOUCHLINE_ALLOW_PRIVATE_NETWORKS": "true",
         **extra,
     }
 

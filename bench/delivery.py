@@ -300,7 +300,8 @@ def populate(url: str, config: Config, providers: Providers) -> None:
     from touchline.db import unit_of_work
     from touchline.engine.worker import Worker
 
-    settings = Settings(database_url=url)
+    # The fake providers listen on 127.0.0.1.
+    settings = Settings(database_url=url, allow_private_networks=True)
     app = create_app(settings)
     with TestClient(app) as client:
         with unit_of_work(app.state.sessions) as session:

@@ -56,6 +56,9 @@ def settings(database_url: str) -> Settings:
         max_body_bytes=4 * 1024 * 1024,
         # Tests revoke keys and expect the next request refused (see test_auth_cache.py).
         auth_cache_seconds=0,
+        # Fake providers and receivers listen on 127.0.0.1; test_outbound_policy.py
+        # tests with the policy on.
+        allow_private_networks=True,
     )
 
 

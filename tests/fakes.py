@@ -21,6 +21,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from touchline.channels.providers.base import OutboundMessage, Provider, SendResult
+from touchline.netpolicy import OutboundPolicy
+
+# What providers talking to these fakes on 127.0.0.1 need: the outbound policy with
+# private networks allowed (test_outbound_policy.py tests it with them refused).
+OPEN_POLICY = OutboundPolicy(allow_private_networks=True)
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "f" * 32

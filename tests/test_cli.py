@@ -42,13 +42,15 @@ from touchline.models import Base
 
 # The console script installed next to this interpreter: what users run.
 TOUCHLINE = Path(sys.executable).with_name("touchline")
+# The commands' environment: the fake providers and receivers listen on 127.0.0.1.
+LOCAL = {"TOUCHLINE_ALLOW_PRIVATE_NETWORKS": "true"}
 
 
 def touchline(
     database_url: str, *args: str, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     # Wide enough that usage errors are not wrapped mid-message.
-    env = {**os.environ, "TOUCHLINE_DATABASE_URL": database_url, "COLUMNS": "200"}
+    env = {**os.environ, "TOUCHLINE_DATABASE_URL": database_url, "COLUMNS": "200", **LOCAL}
     return subprocess.run(
         [str(TOUCHLINE), *args],
         env=env,
@@ -106,7 +108,9 @@ def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 def api_client(database_url: str) -> Iterator[TestClient]:
     """The API over the same database the commands wrote to."""
     with TestClient(
-        create_app(Settings(database_url=database_url, auth_cache_seconds=0))
+        create_app(
+            Settings(database_url=database_url, auth_cache_seconds=0, allow_private_networks=True)
+        )
     ) as client:
         yield client
 
@@ -370,7 +374,7 @@ def _free_port() -> int:
 def running(args: list[str], database_url: str, cwd: Path) -> Iterator[subprocess.Popen[str]]:
     """A long-running command; stopped with SIGTERM (as a service manager would) at the end."""
     log = (cwd / f"{args[0]}.log").open("w")
-    env = {**os.environ, "TOUCHLINE_DATABASE_URL": database_url}
+    env = {**os.environ, "TOUCHLINE_DATABASE_URL": database_url, **LOCAL}
     process = subprocess.Popen(
         [str(TOUCHLINE), *args], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True
     )

@@ -59,7 +59,7 @@ def _finished(url: str) -> int:
 def test_a_database_that_goes_away_mid_send_loses_and_repeats_nothing(
     server: PostgresServer,
 ) -> None:
-    settings = Settings(database_url=server.url, auth_cache_seconds=0)
+    settings = Settings(database_url=server.url, auth_cache_seconds=0, allow_private_networks=True)
     app = create_app(settings)
     with running_receiver() as (receiver, url), TestClient(app) as client:
         api = make_org(app, client)
@@ -82,6 +82,7 @@ def test_a_database_that_goes_away_mid_send_loses_and_repeats_nothing(
             "TOUCHLINE_DATABASE_URL": server.url,
             "TOUCHLINE_WORKER_POLL_SECONDS": "0.05",
             "TOUCHLINE_LOG_LEVEL": "critical",
+            "TOUCHLINE_ALLOW_PRIVATE_NETWORKS": "true",
         }
         proc = subprocess.Popen([TOUCHLINE, "worker"], env=env, stderr=subprocess.DEVNULL)
         try:

@@ -109,7 +109,11 @@ def test_held_is_filled_in_for_the_step_contacts_already_there(
     # An installation upgrading to the `held` column: the open step contacts of its draft
     # and archived sequences leave the queue's index, the active sequence's stay in it.
     upgrade(empty_database)
-    settings = Settings(database_url=empty_database, public_url="http://touchline.test")
+    settings = Settings(
+        database_url=empty_database,
+        public_url="http://touchline.test",
+        allow_private_networks=True,
+    )
     app = create_app(settings)
     sequences: dict[str, uuid.UUID] = {}
     try:

@@ -10,6 +10,8 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
 
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_twilio
 from tests.helpers import (
@@ -22,11 +24,13 @@ from tests.helpers import (
 )
 from touchline.channels.providers.twilio import compute_twilio_signature
 from touchline.engine.worker import Worker
+from touchline.models import TrackedLink
 
 PHONE = "+14155550111"
 SMS_FROM = "+14155550100"
 INBOUND_URL = "http://touchline.test/webhooks/twilio/inbound"
 LINK = re.compile(r"http://touchline\.test/l/([A-Za-z0-9_-]+)")
+EVIL = "https://evil.example/x"
 
 
 @pytest.fixture
@@ -443,6 +447,64 @@ def test_links_are_left_alone_without_tracking(api: Api, worker: Worker, t0: dat
 
     [message] = messages(api, contact_id=job["results"][0]["contact_id"])["data"]
     assert message["body"] == body
+
+
+def tracked_urls(app: FastAPI) -> list[str]:
+    with app.state.sessions() as session:
+        return sorted(session.scalars(select(TrackedLink.url)))
+
+
+def test_only_links_the_step_wrote_are_tracked(
+    api: Api, app: FastAPI, worker: Worker, t0: datetime
+) -> None:
+    # A contact's data must not aim a redirect on Touchline's domain at a site of its choice.
+    sequence = make_sequence(
+        api,
+        [{"title": "Hi", "body": "Hi {{name}} see https://clinic.example/a"}],
+        settings={"link_tracking": True},
+    )
+    job = enroll(api, worker, sequence["id"], [{"phone": PHONE, "name": EVIL}], t0)
+
+    [message] = messages(api, contact_id=job["results"][0]["contact_id"])["data"]
+    match = re.fullmatch(rf"Hi {re.escape(EVIL)} see ({LINK.pattern})", message["body"])
+    assert match is not None, message["body"]
+    response = api.client.get(f"/l/{match.group(2)}", follow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://clinic.example/a"
+    assert tracked_urls(app) == ["https://clinic.example/a"]
+
+
+def test_an_email_tracks_its_own_hrefs_with_the_contact_in_their_query(
+    api: Api, app: FastAPI, worker: Worker, t0: datetime
+) -> None:
+    channel = make_channel(api, name="Mail", type="email", address="team@clinic.example")
+    body = (
+        '<p>Hi {{ first_name|lower }}</p><a href="https://clinic.example/book?c={{ external_id }}">'
+        'Book</a> <a href="{{ properties.site }}">Your site</a>'
+        "{% for tag in properties.tags %} https://clinic.example/t/{{ tag }}{% endfor %}"
+    )
+    sequence = make_sequence(
+        api,
+        [{"title": "Book", "subject": "For {{ name }}", "body": body}],
+        channel_id=channel["id"],
+        settings={"link_tracking": True},
+    )
+    contact = {
+        "email": "ann@example.com",
+        "name": EVIL,
+        "external_id": "c-17",
+        "properties": {"site": "https://evil.example/y", "tags": ["a"]},
+    }
+    enroll(api, worker, sequence["id"], [contact], t0)
+
+    [message] = messages(api)["data"]
+    assert message["subject"] == f"For {EVIL}"
+    pattern = (
+        rf'<p>Hi {re.escape(EVIL)}</p><a href="{LINK.pattern}">Book</a> '
+        rf'<a href="https://evil\.example/y">Your site</a> {LINK.pattern}'
+    )
+    assert re.fullmatch(pattern, message["body"]), message["body"]
+    assert tracked_urls(app) == ["https://clinic.example/book?c=c-17", "https://clinic.example/t/a"]
 
 
 # ---------------------------------------------------------------------- the message list

@@ -44,6 +44,8 @@ def workers(settings: Settings, count: int, **env: str) -> Iterator[list[subproc
         "TOUCHLINE_WORKER_POLL_SECONDS": "0.05",
         "TOUCHLINE_WORKER_BATCH_SIZE": "50",
         "TOUCHLINE_LOG_LEVEL": "warning",
+        # The fake providers listen on 127.0.0.1.
+        "TOUCHLINE_ALLOW_PRIVATE_NETWORKS": "true",
         **env,
     }
     procs = [

@@ -8,30 +8,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from touchline.auth.cache import KeyCache
 from touchline.auth.limits import RateLimiter
 from touchline.config import Settings, get_settings
 from touchline.db import make_engine, make_sessionmaker, reader
-from touchline.errors import (
-    BadRequest,
-    ErrorDetail,
-    PayloadTooLarge,
-    TouchlineError,
-    ValidationFailed,
-)
+from touchline.errors import BadRequest, ErrorDetail, TouchlineError, ValidationFailed
+from touchline.metrics import install_metrics
+from touchline.middleware import BodyLimits, ErrorEnvelope, error_response
+from touchline.requestctx import RequestContext
 
 log = logging.getLogger("touchline")
-
-
-def _error_response(error: TouchlineError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str | None:
@@ -55,44 +47,14 @@ def validation_error(exc: RequestValidationError) -> TouchlineError:
     return ValidationFailed(details=details)
 
 
-class BodySizeLimit:
-    """Refuse bodies over the limit with 413, whether or not Content-Length is sent."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _error_response(PayloadTooLarge())(scope, receive, send)
-                return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                # An HTTPException, not our own error: FastAPI turns anything else raised
-                # while it reads the body into a 400.
-                raise StarletteHTTPException(
-                    PayloadTooLarge.status, PayloadTooLarge.default_message
-                )
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sized together with the database pool (see db.RESERVED_CONNECTIONS).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         worker = None
         if run_worker:
             from touchline.engine.runner import BackgroundWorker
@@ -116,9 +78,18 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             400: {"model": _error_model(), "description": "Malformed request"},
             401: {"model": _error_model(), "description": "Missing or invalid API key"},
             404: {"model": _error_model(), "description": "Unknown id"},
+            409: {
+                "model": _error_model(),
+                "description": "Conflict; with Retry-After, another request holds the same rows",
+            },
             413: {"model": _error_model(), "description": "Body too large"},
             422: {"model": _error_model(), "description": "Validation failed"},
             429: {"model": _error_model(), "description": "Rate limited (see Retry-After)"},
+            500: {"model": _error_model(), "description": "Internal error (see its id)"},
+            503: {
+                "model": _error_model(),
+                "description": "The database is unavailable, busy or full (see Retry-After)",
+            },
         },
     )
     app.state.settings = settings
@@ -132,18 +103,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     )
 
     _install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ErrorEnvelope)
+    # Outside the error envelope, so that they see (and tag) the answers it makes.
+    install_metrics(app, settings)
+    app.add_middleware(RequestContext)
     _include_routers(app)
-
-    @app.get("/healthz", tags=["health"], summary="The process is up")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"], summary="The database is reachable")
-    def readyz() -> dict[str, str]:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return {"status": "ok"}
 
     return app
 
@@ -157,11 +122,11 @@ def _error_model() -> Any:
 def _install_error_handlers(app: FastAPI) -> None:
     async def touchline_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TouchlineError)
-        return _error_response(exc)
+        return error_response(exc)
 
     async def request_validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return _error_response(validation_error(exc))
+        return error_response(validation_error(exc))
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -170,7 +135,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
 
     async def json_decode(_request: Request, _exc: Exception) -> JSONResponse:
-        return _error_response(BadRequest("Malformed JSON body"))
+        return error_response(BadRequest("Malformed JSON body"))
 
     app.add_exception_handler(TouchlineError, touchline_error)
     app.add_exception_handler(RequestValidationError, request_validation)
@@ -183,11 +148,13 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.contacts.routes import router as contacts
     from touchline.enrollment.routes import jobs_router
     from touchline.enrollment.routes import router as enrollment
+    from touchline.health import router as health
     from touchline.messaging.routes import router as messaging
     from touchline.runs.routes import router as runs
     from touchline.sequences.routes import router as sequences
     from touchline.webhooks.routes import router as webhooks
 
+    app.include_router(health)
     for router in (contacts, channels, enrollment, runs, sequences, jobs_router, messaging):
         app.include_router(router)
     app.include_router(webhooks)

@@ -29,7 +29,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.selectable import TableValuedAlias
 
@@ -160,3 +163,10 @@ def _table_of(model: type[Base]) -> Table:
 
 def _is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+def upsert(session: Session, model: type[Base]) -> PgInsert | SqliteInsert:
+    """An INSERT that can say ON CONFLICT, in the session's dialect (both speak it)."""
+    if _is_postgresql(session):
+        return postgresql.insert(model)
+    return sqlite.insert(model)

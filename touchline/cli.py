@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -19,21 +18,23 @@ app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
 
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _settings() -> Settings:
+    from touchline.logs import configure_logging
+
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     return settings
 
 
 def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
     from touchline.db import make_engine, make_sessionmaker
 
-    return make_sessionmaker(make_engine(settings.database_url))
+    return make_sessionmaker(make_engine(settings.database_url, settings))
 
 
 def _print_key(org_id: object, api_key: str, as_json: bool) -> None:
@@ -120,6 +121,14 @@ def worker(
     now: Annotated[
         str | None, typer.Option("--now", help="With --once: the instant to process as of.")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve this worker's own /metrics on this port."),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option("--metrics-host", help="With --metrics-port; default TOUCHLINE_HOST."),
+    ] = None,
 ) -> None:
     """Claim due step contacts, send, advance; runs until SIGTERM unless --once."""
     from touchline.engine.runner import run_forever
@@ -129,6 +138,8 @@ def worker(
     at = _parse_now(now)
     if at is not None and not once:
         raise typer.BadParameter("--now only goes with --once")
+    if metrics_port is not None and once:
+        raise typer.BadParameter("--metrics-port does not go with --once")
     w = Worker(_sessions(settings), settings)
     if once:
         try:
@@ -137,6 +148,10 @@ def worker(
             w.close()
         typer.echo(summary.describe())
         return
+    if metrics_port is not None:
+        from touchline.counters import serve_worker_metrics
+
+        serve_worker_metrics(metrics_host or settings.host, metrics_port, settings.metrics_token)
     run_forever(w, settings.worker_poll_seconds)
 
 
@@ -152,6 +167,7 @@ def serve(
     import uvicorn
 
     from touchline.app import create_app
+    from touchline.logs import uvicorn_log_config
     from touchline.migrate import upgrade
 
     settings = _settings()
@@ -162,6 +178,10 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        log_config=uvicorn_log_config(settings),
+        # On SIGTERM, requests still running after this long are cancelled: with every
+        # database wait bounded by lock_timeout_seconds, few are left by then.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

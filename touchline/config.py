@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,11 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
     log_level: str = "info"
+    # `json`: one JSON object per log line (touchline's and uvicorn's), for log shippers.
+    log_format: Literal["text", "json"] = "text"
+    # When set, GET /metrics (and a worker's --metrics-port) answer only requests carrying
+    # `Authorization: Bearer <token>`; unset, they need no credentials at all.
+    metrics_token: str | None = None
     # Largest request body accepted; 4000 contact inputs fit comfortably.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # Requests per API key per interval; 0 turns rate limiting off.
@@ -24,6 +30,16 @@ class Settings(BaseSettings):
     # Seconds an API key that just authenticated is trusted without a query; a key
     # revoked from another process keeps working that long at most. 0 turns it off.
     auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # Threads serving the API's endpoints; the database pool holds this many connections
+    # plus a reserve for the embedded worker, so that neither starves the other.
+    api_threads: int = Field(default=40, ge=1, le=1000)
+    # The longest a request (or the worker) waits for a row lock or, on SQLite, the
+    # database's write lock, before answering 409/503 with Retry-After.
+    lock_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    # PostgreSQL's statement_timeout; a transaction left idle twice that long is ended.
+    statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The longest a request waits for a free database connection before a 503.
+    pool_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     worker_batch_size: int = Field(default=100, ge=1, le=5000)
     worker_lease_seconds: int = Field(default=60, ge=1)
     worker_poll_seconds: float = Field(default=1.0, gt=0)
@@ -33,6 +49,10 @@ class Settings(BaseSettings):
     # The longest a provider may take to answer one send; a channel's own `timeout` is
     # refused above it and capped at it.
     provider_timeout_max_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Lets webhook URLs and provider hosts point at loopback, private, link-local and other
+    # non-public addresses, for providers on the operator's own network. Off, they are
+    # refused when saved and again when connecting (see touchline/netpolicy.py).
+    allow_private_networks: bool = False
 
 
 @lru_cache(maxsize=1)

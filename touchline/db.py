@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from touchline.config import Settings
 
 WRITER_OPTION = "touchline_writer"
 READER_OPTION = "touchline_reader"
@@ -50,19 +53,23 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+def is_sqlite(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "sqlite"
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # Several processes (API, workers) share one file: WAL lets readers run beside the
-    # writer, and busy_timeout makes writers queue instead of failing at once.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _configure_sqlite(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Several processes (API, workers) share one file: WAL lets readers run beside
+        # the writer, and busy_timeout makes writers queue, for a bounded time, instead of
+        # failing at once.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return configure
 
 
 def _begin(conn: Any) -> None:
@@ -78,34 +85,75 @@ def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def make_engine(url: str) -> Engine:
+# Connections kept beside the API's threads for the embedded worker's own threads (claim
+# and settle, lease keeper, webhook deliveries) and the auth lookups, so that a full
+# thread pool never leaves the worker waiting for a connection, nor the reverse.
+RESERVED_CONNECTIONS = 10
+
+
+def make_engine(url: str, limits: Settings | None = None) -> Engine:
+    """An engine; with `limits`, every wait it can make is bounded by those settings.
+
+    Without them (migrations, benchmarks' data generation) statements may run long and
+    lock waits are SQLite's 30 s or PostgreSQL's unbounded default.
+    """
     url = normalize_url(url)
+    pool_size = (limits.api_threads if limits else 40) + RESERVED_CONNECTIONS
+    pool_timeout = limits.pool_timeout_seconds if limits else 30.0
     if url.startswith("sqlite"):
         in_memory = make_url(url).database in (None, "", ":memory:")
-        # See below: one pooled connection per API thread, so none is reopened. (An
-        # in-memory database lives in one connection per thread and has no such pool.)
-        pool = {} if in_memory else {"pool_size": 40, "max_overflow": 10, "pool_use_lifo": True}
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        # One pooled connection per thread, so none is reopened. (An in-memory database
+        # lives in one connection per thread and has no such pool.)
+        pool = (
+            {}
+            if in_memory
+            else {
+                "pool_size": pool_size,
+                "max_overflow": 10,
+                "pool_use_lifo": True,
+                "pool_timeout": pool_timeout,
+            }
         )
-        event.listen(engine, "connect", _configure_sqlite)
+        busy = limits.lock_timeout_seconds if limits else 30.0
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy}, **pool
+        )
+        event.listen(engine, "connect", _configure_sqlite(int(busy * 1000)))
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
         event.listen(engine, "begin", _begin)
         return engine
-    # Enough pooled connections for the API's thread pool (40 threads) at full load: a
-    # connection opened past the pool is closed after each use, and reconnecting costs more
-    # than the queries it serves. No pre-ping (a round trip per checkout on the hot path);
+    # Enough pooled connections for the API's thread pool at full load: a connection
+    # opened past the pool is closed after each use, and reconnecting costs more than the
+    # queries it serves. No pre-ping (a round trip per checkout on the hot path);
     # pool_recycle retires connections before servers or proxies drop idle ones. Last in,
     # first out: a worker's claim and settle (and a busy thread's requests) reuse the one
     # connection that just came back, whose prepared statements and server backend are
     # warm; first in, first out rotated them through every connection a thread beside them
     # had opened (two PostgreSQL workers on the outbox: 1,965 -> 2,330 step contacts/s).
     engine = create_engine(
-        url, pool_size=40, max_overflow=10, pool_recycle=1800, pool_use_lifo=True
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_recycle=1800,
+        pool_use_lifo=True,
+        pool_timeout=pool_timeout,
+        connect_args={"options": _postgresql_limits(limits)} if limits else {},
     )
     event.listen(engine, "connect", _configure_postgresql)
     return engine
+
+
+def _postgresql_limits(limits: Settings) -> str:
+    # Bounded waits: a lock held elsewhere, a statement that runs away, and a transaction
+    # left open by a client that stopped talking all end in an error the caller can
+    # answer (409 or 503) instead of a request that never returns.
+    lock_ms = int(limits.lock_timeout_seconds * 1000)
+    statement_ms = int(limits.statement_timeout_seconds * 1000)
+    return (
+        f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms}"
+        f" -c idle_in_transaction_session_timeout={statement_ms * 2}"
+    )
 
 
 def _configure_postgresql(dbapi_connection: Any, _record: Any) -> None:

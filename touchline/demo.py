@@ -24,6 +24,7 @@ from touchline.engine.worker import Worker
 from touchline.enrollment.schemas import EnrollRequest, RemoveRequest
 from touchline.enrollment.service import accept_enrollment, accept_removal
 from touchline.models import Contact
+from touchline.netpolicy import OutboundPolicy
 from touchline.sequences.schemas import SequenceCreate, SequenceUpdate, StepCreate
 from touchline.sequences.service import create_sequence, create_step, update_sequence
 
@@ -69,6 +70,7 @@ def create_demo(sessions: sessionmaker[Session], settings: Settings) -> DemoInfo
             org.id,
             ChannelCreate(name="Demo SMS", type="sms", address="+14155550100"),
             settings.provider_timeout_max_seconds,
+            policy=OutboundPolicy(settings.allow_private_networks),
         )
         onboarding = create_sequence(
             session,

@@ -17,22 +17,22 @@ from touchline.auth.service import organization_for_key
 from touchline.config import Settings
 from touchline.db import unit_of_work
 from touchline.errors import Unauthorized
-
-
-def _session(factory: sessionmaker[Session]) -> Iterator[Session]:
-    with unit_of_work(factory) as session:
-        yield session
+from touchline.routing import UNIT_OF_WORK
 
 
 def _write_session(request: Request) -> Iterator[Session]:
-    yield from _session(request.app.state.sessions)
+    with unit_of_work(request.app.state.sessions) as session:
+        # The route commits it in the endpoint's own thread (see touchline.routing).
+        session.info[UNIT_OF_WORK] = True
+        yield session
 
 
 def _read_session(request: Request) -> Iterator[Session]:
-    yield from _session(request.app.state.read_sessions)
+    with unit_of_work(request.app.state.read_sessions) as session:
+        yield session
 
 
-# scope="function": commit before the response is sent, so a failed commit is an error
+# scope="function": closed before the response is sent, so a failed commit is an error
 # answer rather than a success for data that was never written.
 DbSession = Annotated[Session, Depends(_write_session, scope="function")]
 ReadSession = Annotated[Session, Depends(_read_session, scope="function")]

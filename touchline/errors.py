@@ -84,6 +84,40 @@ class RateLimited(TouchlineError):
     default_message = "Rate limit exceeded"
 
 
+class Busy(TouchlineError):
+    """Another request holds the rows this one must change."""
+
+    status = 409
+    default_message = "Another request is changing the same data; retry shortly"
+
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description, headers={"Retry-After": "1"})
+
+
+class InternalError(TouchlineError):
+    """A fault of Touchline's own; its details go to the log under the request id."""
+
+    def __init__(self, request_id: str | None = None) -> None:
+        super().__init__()
+        self.request_id = request_id
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, str] = {"description": self.default_message}
+        if self.request_id is not None:
+            error["id"] = self.request_id
+        return {"errors": [error], "status": self.status}
+
+
+class Unavailable(TouchlineError):
+    """The database cannot serve requests now: unreachable, full, or over its limits."""
+
+    status = 503
+    default_message = "The database is unavailable; retry shortly"
+
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description, headers={"Retry-After": "5"})
+
+
 def from_pydantic(exc: Any, prefix: str = "") -> ValidationFailed:
     """A pydantic ValidationError raised inside a service, as a 422 naming each field."""
     details = []

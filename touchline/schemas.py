@@ -71,6 +71,8 @@ class AcceptedJob(BaseModel):
 class ErrorItem(BaseModel):
     description: str
     field: str | None = None
+    # On a 500 only: the request id under which the details were logged.
+    id: str | None = None
 
 
 class ErrorBody(BaseModel):

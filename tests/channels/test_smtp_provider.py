@@ -21,7 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.fakes import send_once
+from tests.fakes import OPEN_POLICY, send_once
 from touchline.channels.providers import build_provider, smtp
 from touchline.channels.providers.base import (
     OutboundMessage,
@@ -174,14 +174,12 @@ def smtp_server() -> Iterator[StartServer]:
         controller.stop()
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key, made with the openssl CLI
-    (the cryptography package is not a dependency)."""
+def self_signed(folder: Path, name: str, san: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `san` (e.g. "IP:127.0.0.1") and its key, made with
+    the openssl CLI (the cryptography package is not a dependency)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl CLI not available to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
@@ -197,9 +195,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "-days",
             "1",
             "-subj",
-            "/CN=127.0.0.1",
+            f"/CN={name}",
             "-addext",
-            "subjectAltName=IP:127.0.0.1",
+            f"subjectAltName={san}",
             "-keyout",
             str(key),
             "-out",
@@ -210,6 +208,12 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         timeout=10,
     )
     return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    return self_signed(tmp_path_factory.mktemp("tls"), "127.0.0.1", "IP:127.0.0.1")
 
 
 @pytest.fixture
@@ -260,7 +264,7 @@ def test_delivers_headers_and_body(smtp_server: StartServer) -> None:
     handler, port = smtp_server()
     message = make_message()
 
-    result = send_once(SmtpProvider(config(port)), message)
+    result = send_once(SmtpProvider(config(port), policy=OPEN_POLICY), message)
 
     assert result.provider_message_id == "<0f8fad5b-d9cb-469f-a165-70867728950e@touchline>"
     assert result.delivery_status == "sent"
@@ -281,7 +285,7 @@ def test_delivers_headers_and_body(smtp_server: StartServer) -> None:
 
 def test_retry_reuses_the_message_id(smtp_server: StartServer) -> None:
     handler, port = smtp_server()
-    provider = SmtpProvider(config(port))
+    provider = SmtpProvider(config(port), policy=OPEN_POLICY)
 
     first, second = send_in_turn(provider, make_message(), make_message())
 
@@ -296,7 +300,8 @@ def test_non_ascii_subject_and_body(smtp_server: StartServer) -> None:
     handler, port = smtp_server()
 
     send_once(
-        SmtpProvider(config(port)), make_message(subject="Café ☕ à 10h", body="Bientôt — 🙂")
+        SmtpProvider(config(port), policy=OPEN_POLICY),
+        make_message(subject="Café ☕ à 10h", body="Bientôt — 🙂"),
     )
 
     [received] = handler.received
@@ -307,7 +312,7 @@ def test_non_ascii_subject_and_body(smtp_server: StartServer) -> None:
 def test_no_subject_header_without_subject(smtp_server: StartServer) -> None:
     handler, port = smtp_server()
 
-    send_once(SmtpProvider(config(port)), make_message(subject=None))
+    send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message(subject=None))
 
     assert handler.received[0].message["Subject"] is None
 
@@ -316,7 +321,10 @@ def test_header_injection_is_refused_before_connecting(smtp_server: StartServer)
     handler, port = smtp_server()
 
     with pytest.raises(PermanentSendError, match="cannot build email"):
-        send_once(SmtpProvider(config(port)), make_message(subject="Hi\r\nBcc: victim@example.com"))
+        send_once(
+            SmtpProvider(config(port), policy=OPEN_POLICY),
+            make_message(subject="Hi\r\nBcc: victim@example.com"),
+        )
 
     assert handler.received == []
 
@@ -325,7 +333,10 @@ def test_login_with_right_password_delivers(smtp_server: StartServer) -> None:
     handler, port = smtp_server(login=True, auth_require_tls=False)
     handler.require_auth = True
 
-    send_once(SmtpProvider(config(port, username=USERNAME, password=PASSWORD)), make_message())
+    send_once(
+        SmtpProvider(config(port, username=USERNAME, password=PASSWORD), policy=OPEN_POLICY),
+        make_message(),
+    )
 
     [received] = handler.received
     assert received.authenticated
@@ -335,7 +346,10 @@ def test_login_with_wrong_password_is_permanent(smtp_server: StartServer) -> Non
     handler, port = smtp_server(login=True, auth_require_tls=False)
 
     with pytest.raises(PermanentSendError, match="535"):
-        send_once(SmtpProvider(config(port, username=USERNAME, password="wrong")), make_message())
+        send_once(
+            SmtpProvider(config(port, username=USERNAME, password="wrong"), policy=OPEN_POLICY),
+            make_message(),
+        )
 
     assert handler.received == []
 
@@ -345,7 +359,7 @@ def test_missing_credentials_are_permanent(smtp_server: StartServer) -> None:
     handler.require_auth = True
 
     with pytest.raises(PermanentSendError, match="530"):
-        send_once(SmtpProvider(config(port)), make_message())
+        send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message())
 
 
 def test_refused_recipient_is_permanent(smtp_server: StartServer) -> None:
@@ -353,7 +367,7 @@ def test_refused_recipient_is_permanent(smtp_server: StartServer) -> None:
     handler.rcpt_reply = "550 5.1.1 No such user here"
 
     with pytest.raises(PermanentSendError, match=r"550 5\.1\.1 No such user here"):
-        send_once(SmtpProvider(config(port)), make_message())
+        send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message())
 
 
 def test_deferred_recipient_is_transient(smtp_server: StartServer) -> None:
@@ -361,7 +375,7 @@ def test_deferred_recipient_is_transient(smtp_server: StartServer) -> None:
     handler.rcpt_reply = "451 4.7.1 Greylisted, try again later"
 
     with pytest.raises(TransientSendError, match="451"):
-        send_once(SmtpProvider(config(port)), make_message())
+        send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message())
 
 
 def test_4xx_at_data_is_transient(smtp_server: StartServer) -> None:
@@ -369,7 +383,7 @@ def test_4xx_at_data_is_transient(smtp_server: StartServer) -> None:
     handler.data_reply = "451 4.3.0 Local error in processing"
 
     with pytest.raises(TransientSendError, match="451"):
-        send_once(SmtpProvider(config(port)), make_message())
+        send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message())
 
 
 def test_5xx_at_data_is_permanent(smtp_server: StartServer) -> None:
@@ -377,7 +391,7 @@ def test_5xx_at_data_is_permanent(smtp_server: StartServer) -> None:
     handler.data_reply = "554 5.6.0 Message rejected as spam"
 
     with pytest.raises(PermanentSendError, match="554"):
-        send_once(SmtpProvider(config(port)), make_message())
+        send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message())
 
 
 def test_nothing_listening_is_transient() -> None:
@@ -387,7 +401,7 @@ def test_nothing_listening_is_transient() -> None:
     # The port was free a moment ago and nothing listens on it now.
 
     with pytest.raises(TransientSendError, match="cannot reach SMTP server"):
-        send_once(SmtpProvider(config(port)), make_message())
+        send_once(SmtpProvider(config(port), policy=OPEN_POLICY), make_message())
 
 
 @pytest.mark.parametrize(
@@ -402,7 +416,9 @@ def test_silent_server_costs_the_timeout(timeout: float, timeout_max: float) -> 
         cfg = {"host": "127.0.0.1", "port": port, "timeout": timeout}
 
         async def send() -> None:
-            provider = build_provider("smtp", cfg, http=None, timeout_max=timeout_max)
+            provider = build_provider(
+                "smtp", cfg, http=None, policy=OPEN_POLICY, timeout_max=timeout_max
+            )
             try:
                 await provider.send(make_message())
             finally:
@@ -421,7 +437,10 @@ def test_starttls(
 ) -> None:
     handler, port = smtp_server(tls_context=server_tls, require_starttls=True)
 
-    send_once(SmtpProvider(config(port, starttls=True), ssl_context=client_tls), make_message())
+    send_once(
+        SmtpProvider(config(port, starttls=True), policy=OPEN_POLICY, ssl_context=client_tls),
+        make_message(),
+    )
 
     [received] = handler.received
     assert received.over_tls
@@ -435,7 +454,7 @@ def test_starttls_then_login(
     handler.require_auth = True
     cfg = config(port, starttls=True, username=USERNAME, password=PASSWORD)
 
-    send_once(SmtpProvider(cfg, ssl_context=client_tls), make_message())
+    send_once(SmtpProvider(cfg, policy=OPEN_POLICY, ssl_context=client_tls), make_message())
 
     [received] = handler.received
     assert received.over_tls
@@ -449,7 +468,7 @@ def test_starttls_with_untrusted_certificate_fails(
 
     # The default context trusts the system CAs only, not the self-signed test cert.
     with pytest.raises(TransientSendError, match="CERTIFICATE_VERIFY_FAILED"):
-        send_once(SmtpProvider(config(port, starttls=True)), make_message())
+        send_once(SmtpProvider(config(port, starttls=True), policy=OPEN_POLICY), make_message())
 
     assert handler.received == []
 
@@ -458,7 +477,7 @@ def test_starttls_unsupported_by_server_is_permanent(smtp_server: StartServer) -
     handler, port = smtp_server()
 
     with pytest.raises(PermanentSendError, match="STARTTLS"):
-        send_once(SmtpProvider(config(port, starttls=True)), make_message())
+        send_once(SmtpProvider(config(port, starttls=True), policy=OPEN_POLICY), make_message())
 
     assert handler.received == []
 
@@ -468,10 +487,37 @@ def test_implicit_tls(
 ) -> None:
     handler, port = smtp_server(ssl_context=server_tls)
 
-    send_once(SmtpProvider(config(port, ssl=True), ssl_context=client_tls), make_message())
+    send_once(
+        SmtpProvider(config(port, ssl=True), policy=OPEN_POLICY, ssl_context=client_tls),
+        make_message(),
+    )
 
     [received] = handler.received
     assert received.message["Message-ID"] == "<0f8fad5b-d9cb-469f-a165-70867728950e@touchline>"
+
+
+@pytest.mark.parametrize("mode", ["ssl", "starttls"])
+def test_tls_is_checked_against_the_host_name_not_the_address_connected_to(
+    smtp_server: StartServer, tmp_path: Path, mode: str
+) -> None:
+    # The provider resolves the host and connects to the address itself; TLS must still
+    # verify the configured name. This certificate names localhost only, not 127.0.0.1.
+    cert, key = self_signed(tmp_path, "localhost", "DNS:localhost")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    tls = {"ssl_context": server} if mode == "ssl" else {"tls_context": server}
+    handler, port = smtp_server(**tls, require_starttls=mode == "starttls")
+    client = ssl.create_default_context(cafile=str(cert))
+
+    cfg = SmtpConfig.model_validate({"host": "localhost", "port": port, mode: True})
+    send_once(SmtpProvider(cfg, policy=OPEN_POLICY, ssl_context=client), make_message())
+    assert len(handler.received) == 1
+
+    # The same server by its address: the certificate does not name it.
+    by_address = config(port, **{mode: True})
+    with pytest.raises(TransientSendError, match="CERTIFICATE_VERIFY_FAILED"):
+        send_once(SmtpProvider(by_address, policy=OPEN_POLICY, ssl_context=client), make_message())
+    assert len(handler.received) == 1
 
 
 def test_config_defaults_and_validation() -> None:
@@ -513,7 +559,9 @@ def received_ids(handler: RecordingHandler) -> Counter[str]:
 def test_connections_are_pooled_and_reused(smtp_server: StartServer) -> None:
     handler, port = smtp_server(login=True, auth_require_tls=False)
     handler.require_auth = True
-    provider = SmtpProvider(config(port, username=USERNAME, password=PASSWORD, pool_size=4))
+    provider = SmtpProvider(
+        config(port, username=USERNAME, password=PASSWORD, pool_size=4), policy=OPEN_POLICY
+    )
     messages = distinct_messages(20)
 
     async def run() -> None:
@@ -539,7 +587,7 @@ def test_idle_connection_is_not_reused_after_the_idle_limit(
     handler, port = smtp_server()
     monkeypatch.setattr(smtp, "IDLE_SECONDS", -1.0)
 
-    send_in_turn(SmtpProvider(config(port)), *distinct_messages(3))
+    send_in_turn(SmtpProvider(config(port), policy=OPEN_POLICY), *distinct_messages(3))
 
     assert len(handler.received) == 3
     assert len(handler.sessions) == 3
@@ -551,7 +599,7 @@ def test_reconnects_when_the_server_dropped_the_connection(
 ) -> None:
     handler, port = smtp_server(login=True, auth_require_tls=False)
     handler.require_auth = True
-    provider = SmtpProvider(config(port, username=USERNAME, password=PASSWORD))
+    provider = SmtpProvider(config(port, username=USERNAME, password=PASSWORD), policy=OPEN_POLICY)
     first, second = distinct_messages(2)
 
     async def run() -> None:
@@ -579,7 +627,7 @@ def test_reconnects_when_the_server_dropped_the_connection(
 
 def test_no_second_attempt_once_the_message_was_handed_over(smtp_server: StartServer) -> None:
     handler, port = smtp_server()
-    provider = SmtpProvider(config(port))
+    provider = SmtpProvider(config(port), policy=OPEN_POLICY)
     first, second = distinct_messages(2)
 
     async def run() -> None:
@@ -606,7 +654,7 @@ def test_waiting_for_a_pooled_connection_counts_against_the_timeout(
 ) -> None:
     handler, port = smtp_server()
     handler.data_delay = 0.6
-    provider = SmtpProvider(config(port, pool_size=1, timeout=1))
+    provider = SmtpProvider(config(port, pool_size=1, timeout=1), policy=OPEN_POLICY)
 
     async def run() -> list[SendResult | BaseException]:
         try:

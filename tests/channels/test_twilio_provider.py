@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 import time
 import uuid
@@ -14,7 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, TwilioState, running_twilio, send_once
+from tests.fakes import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    OPEN_POLICY,
+    TwilioState,
+    running_receiver,
+    running_twilio,
+    send_once,
+)
 from touchline.channels.providers import build_provider
 from touchline.channels.providers.base import (
     OutboundMessage,
@@ -61,7 +70,9 @@ def config(base_url: str, **overrides: Any) -> dict[str, Any]:
 def provider(
     base_url: str, session: aiohttp.ClientSession | None = None, **overrides: Any
 ) -> TwilioProvider:
-    return TwilioProvider(TwilioConfig.model_validate(config(base_url, **overrides)), session)
+    return TwilioProvider(
+        TwilioConfig.model_validate(config(base_url, **overrides)), session, policy=OPEN_POLICY
+    )
 
 
 def test_sends_the_form_twilio_expects(twilio: tuple[TwilioState, str]) -> None:
@@ -137,8 +148,32 @@ def test_invalid_to_is_permanent_with_twilio_message(twilio: tuple[TwilioState, 
         send_once(provider(base_url), make_message())
 
     assert str(caught.value) == (
-        "Twilio: HTTP 400: Invalid 'To' Phone Number: +1555867XXXX (code 21211)"
+        "Twilio: HTTP 400 Bad Request: Invalid 'To' Phone Number: +1555867XXXX (code 21211)"
     )
+
+
+def test_only_the_parsed_error_fields_are_kept_and_shortened() -> None:
+    # `base_url` may be any server: of its answer only Twilio's own fields are kept.
+    with running_receiver() as (server, url):
+        server.status = 400
+        server.response_body = json.dumps(
+            {"code": 21211, "message": "m" * 1000, "internal": "secret"}
+        ).encode()
+        with pytest.raises(PermanentSendError) as caught:
+            send_once(provider(url.split("/hooks")[0]), make_message())
+
+    assert str(caught.value) == ("Twilio: HTTP 400 Bad Request: " + "m" * 200 + "... (code 21211)")
+
+
+def test_an_answer_that_is_not_twilios_leaves_the_status_line_only() -> None:
+    with running_receiver() as (server, url):
+        server.status = 502
+        server.response_body = b"<html>upstream 10.0.0.7:8080 refused</html>"
+        server.content_type = "text/html"
+        with pytest.raises(TransientSendError) as caught:
+            send_once(provider(url.split("/hooks")[0]), make_message())
+
+    assert str(caught.value) == "Twilio: HTTP 502 Bad Gateway"
 
 
 @pytest.mark.parametrize("status", [429, 500])
@@ -160,7 +195,7 @@ def test_rate_limit_carries_retry_after(twilio: tuple[TwilioState, str]) -> None
     state.fail_with = 429
     state.headers = {"Retry-After": "7"}
 
-    with pytest.raises(TransientSendError, match="HTTP 429: Too Many Requests") as caught:
+    with pytest.raises(TransientSendError, match="HTTP 429 Too Many Requests") as caught:
         send_once(provider(base_url), make_message())
 
     assert caught.value.rate_limited
@@ -196,6 +231,7 @@ def test_silent_server_costs_the_timeout(timeout: float, timeout_max: float) -> 
             "twilio",
             config(f"http://127.0.0.1:{port}", timeout=timeout),
             http=None,
+            policy=OPEN_POLICY,
             timeout_max=timeout_max,
         )
 

@@ -41,6 +41,11 @@ VARIABLES = {"first_name": "Ada", "properties": {"plan": "pro"}}
         "{% for k, v in properties|dictsort %}{{ k }}={{ v }};{% endfor %}",
         "{% set n = first_name|length %}{{ n * 2 }}{{ first_name|center(9) }}",
         "{% macro hi(x) %}Hi {{ x }}{% endmacro %}{{ hi(first_name) }}\r\n",
+        # What a template captures it measures and compares as Jinja does (marks.py).
+        "{% set x %}{{ first_name }}{% endset %}{{ x|length }}{{ x == first_name }}",
+        "{% filter center(9) %}{{ first_name }}{% endfilter %}|",
+        "{% macro m() %}{{ caller()|length }}{% endmacro %}"
+        "{% call m() %}{{ first_name }}{% endcall %}",
     ],
 )
 def test_render_matches_jinja(source: str) -> None:
@@ -78,7 +83,7 @@ def test_templates_render_when_compiled_ones_cannot_be_stored(
     new_process: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(
-        templates, "_bytecode_cache", lambda: templates._SharedBytecode("/dev/null/nowhere")
+        templates, "_bytecode_cache", lambda *_: templates._SharedBytecode("/dev/null/nowhere")
     )
     assert render("Hi {{ first_name }}!", VARIABLES, max_chars=100) == "Hi Ada!"
     assert "could not store a compiled template" in caplog.text

@@ -3,14 +3,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from touchline.channels import service
 from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelOut, ChannelUpdate
 from touchline.deps import AppSettings, DbSession, OrgId, ReadSession
+from touchline.netpolicy import OutboundPolicy
+from touchline.routing import api_router
 from touchline.schemas import Data, Page
 
-router = APIRouter(prefix="/v1/channels", tags=["channels"])
+router = api_router(prefix="/v1/channels", tags=["channels"])
 
 
 @router.post("", response_model=Data[ChannelOut], status_code=201, summary="Create a channel")
@@ -18,7 +20,9 @@ def create_channel(
     body: ChannelCreate, session: DbSession, org: OrgId, settings: AppSettings
 ) -> Data[ChannelOut]:
     limit = settings.provider_timeout_max_seconds
-    return Data(data=service.channel_out(service.create_channel(session, org, body, limit)))
+    policy = OutboundPolicy(settings.allow_private_networks)
+    channel = service.create_channel(session, org, body, limit, policy=policy)
+    return Data(data=service.channel_out(channel))
 
 
 @router.get("", response_model=Page[ChannelOut], summary="List channels")
@@ -43,5 +47,6 @@ def update_channel(
     settings: AppSettings,
 ) -> Data[ChannelOut]:
     limit = settings.provider_timeout_max_seconds
-    channel = service.update_channel(session, org, channel_id, body, limit)
+    policy = OutboundPolicy(settings.allow_private_networks)
+    channel = service.update_channel(session, org, channel_id, body, limit, policy=policy)
     return Data(data=service.channel_out(channel))

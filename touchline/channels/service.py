@@ -1,4 +1,5 @@
-"""Channel rules: the address matches the type, the provider config is valid."""
+"""Channel rules: the address matches the type, the provider config is valid and its
+server one the outbound policy allows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from touchline.channels.providers import public_config, validate_provider_config
 from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelOut, ChannelUpdate
 from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import Channel
+from touchline.netpolicy import OutboundPolicy
 from touchline.validation import normalize_email, normalize_phone
 
 
@@ -43,25 +45,33 @@ def _normalize_address(channel_type: str, address: str) -> str:
 
 
 def _provider_config(
-    provider: str, config: dict[str, object], timeout_max: float
+    provider: str, config: dict[str, object], timeout_max: float, policy: OutboundPolicy
 ) -> dict[str, object]:
     try:
-        return validate_provider_config(provider, config, timeout_max=timeout_max)
+        return validate_provider_config(provider, config, timeout_max=timeout_max, policy=policy)
     except ValidationError as exc:
         raise from_pydantic(exc, "provider_config") from exc
 
 
 def create_channel(
-    session: Session, org_id: uuid.UUID, data: ChannelCreate, timeout_max: float
+    session: Session,
+    org_id: uuid.UUID,
+    data: ChannelCreate,
+    timeout_max: float,
+    *,
+    policy: OutboundPolicy,
 ) -> Channel:
-    """A new channel; `timeout_max` is the operator's cap on a provider's timeout."""
+    """A new channel; `timeout_max` is the operator's cap on a provider's timeout, and
+    `policy` says which servers a provider config may name."""
     channel = Channel(
         organization_id=org_id,
         name=data.name,
         type=data.type,
         address=_normalize_address(data.type, data.address),
         provider=data.provider,
-        provider_config=_provider_config(data.provider, data.provider_config or {}, timeout_max),
+        provider_config=_provider_config(
+            data.provider, data.provider_config or {}, timeout_max, policy
+        ),
         timezone=data.timezone,
         opening_hours=data.opening_hours,
         max_per_second=data.max_per_second,
@@ -77,6 +87,8 @@ def update_channel(
     channel_id: uuid.UUID,
     data: ChannelUpdate,
     timeout_max: float,
+    *,
+    policy: OutboundPolicy,
 ) -> Channel:
     channel = get_channel(session, org_id, channel_id)
     given = data.model_dump(exclude_unset=True)
@@ -90,7 +102,7 @@ def update_channel(
         base = dict(channel.provider_config) if provider == channel.provider else {}
         channel.provider = provider
         channel.provider_config = _provider_config(
-            provider, {**base, **(data.provider_config or {})}, timeout_max
+            provider, {**base, **(data.provider_config or {})}, timeout_max, policy
         )
     if "timezone" in given:
         channel.timezone = data.timezone

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import Body, Query, Response
 
 from touchline.contacts import service
 from touchline.contacts.schemas import (
@@ -15,9 +15,10 @@ from touchline.contacts.schemas import (
     OptChange,
 )
 from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.routing import api_router
 from touchline.schemas import Data, Page
 
-router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+router = api_router(prefix="/v1/contacts", tags=["contacts"])
 
 
 @router.post(

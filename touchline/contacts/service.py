@@ -15,7 +15,7 @@ from touchline.contacts.schemas import (
     ContactOut,
     ContactSearch,
 )
-from touchline.db import utc_now
+from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
 from touchline.validation import email_for_lookup, phone_for_lookup
@@ -75,8 +75,32 @@ def apply_changes(contact: Contact, data: ContactFields) -> None:
         setattr(contact, key, value)
 
 
+def _lock_identities(session: Session, org_id: uuid.UUID, data: ContactFields) -> None:
+    """Make concurrent upserts of the same phone, external_id or email run one at a time,
+    so that the second finds the first's contact instead of inserting a duplicate.
+
+    PostgreSQL only: SQLite's writers already run one at a time. Transaction-scoped
+    advisory locks, taken in a fixed order so that two inputs sharing two keys cannot
+    deadlock; they end with the request's transaction.
+    """
+    if is_sqlite(session.get_bind()):
+        return
+    keys = sorted(
+        f"{org_id}:{name}:{value}"
+        for name, value in (
+            ("phone", data.phone),
+            ("external_id", data.external_id),
+            ("email", data.email),
+        )
+        if value
+    )
+    for key in keys:
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
 def upsert_contact(session: Session, org_id: uuid.UUID, data: ContactInput) -> tuple[Contact, bool]:
     """Create a contact, or update the one it duplicates; returns (contact, created)."""
+    _lock_identities(session, org_id, data)
     contact = find_existing(session, org_id, data)
     created = contact is None
     if contact is None:

@@ -36,6 +36,8 @@ class Claimed:
     # The sequence's live step after this one, and the channel it sends on.
     following: StepRow | None
     following_channel: Channel | None
+    # The type (sms, email) of the channel this step contact sends on; None without one.
+    channel_type: str | None = None
 
     @property
     def id(self) -> uuid.UUID:
@@ -69,6 +71,7 @@ class Loaded:
         sequence = self.sequences[sc.sequence_id]
         following = self.next_steps.get(sc.step_id)
         channel_id = progress.step_channel_id(following, run, sequence) if following else None
+        channel = self.channels.get(sc.channel_id) if sc.channel_id else None
         return Claimed(
             token=token,
             step_contact=sc,
@@ -78,6 +81,7 @@ class Loaded:
             contact=self.contacts[sc.contact_id],
             following=following,
             following_channel=self.channels.get(channel_id) if channel_id else None,
+            channel_type=channel.type if channel else None,
         )
 
 

@@ -24,6 +24,7 @@ from touchline.messaging.templates import (
     MAX_SUBJECT_CHARS,
     contact_variables,
     render,
+    render_marked,
 )
 from touchline.models import Channel, Message, TrackedLink
 from touchline.webhooks import events
@@ -47,26 +48,30 @@ def new_message(
     Raises RenderError when the step's template cannot be rendered for the contact."""
     variables = contact_variables(item.contact)
     limit = MAX_SMS_CHARS if channel.type == "sms" else MAX_EMAIL_CHARS
-    body = render(item.step.body, variables, max_chars=limit)
+    found: list[tuple[str, str]] = []
+    if (item.sequence.settings or {}).get("link_tracking"):
+        # Marked, so that only the URLs the step wrote are tracked, never a contact's.
+        marked = render_marked(item.step.body, variables, max_chars=limit)
+        body, found = rewrite_links(marked, public_url)
+    else:
+        body = render(item.step.body, variables, max_chars=limit)
     subject = None
     if item.step.subject:
         subject = render(item.step.subject, variables, max_chars=MAX_SUBJECT_CHARS)
     row = message_row(item, channel, body=body, subject=subject, now=now)
-    if (item.sequence.settings or {}).get("link_tracking"):
-        row["body"], found = rewrite_links(body, public_url)
-        links.extend(
-            {
-                "id": uuid.uuid4(),
-                "organization_id": item.organization_id,
-                "token": token,
-                "url": url,
-                "step_contact_id": item.id,
-                "message_id": row["id"],
-                "clicks": 0,
-                "created_at": now,
-            }
-            for url, token in found
-        )
+    links.extend(
+        {
+            "id": uuid.uuid4(),
+            "organization_id": item.organization_id,
+            "token": token,
+            "url": url,
+            "step_contact_id": item.id,
+            "message_id": row["id"],
+            "clicks": 0,
+            "created_at": now,
+        }
+        for url, token in found
+    )
     return row
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.config import Settings
 from touchline.engine.worker import Worker
+from touchline.heartbeat import Heartbeat
 
 log = logging.getLogger("touchline.worker")
 
@@ -23,7 +24,12 @@ log = logging.getLogger("touchline.worker")
 CHORES_SECONDS = 1.0
 
 
-def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float) -> None:
+def run_until_stopped(
+    worker: Worker,
+    stop: threading.Event,
+    poll_seconds: float,
+    heartbeat: Heartbeat | None = None,
+) -> None:
     """Work while there is work; sleep `poll_seconds` when there is none.
 
     `stop` is checked between turns; the caller then closes the worker, which waits for
@@ -31,6 +37,8 @@ def run_until_stopped(worker: Worker, stop: threading.Event, poll_seconds: float
     """
     chores_due = 0.0
     while not stop.is_set():
+        if heartbeat is not None:
+            heartbeat.beat()  # from the loop itself: a stuck loop stops beating
         try:
             busy = False
             if time.monotonic() >= chores_due:
@@ -77,11 +85,13 @@ def run_with_webhooks(worker: Worker, stop: threading.Event, poll_seconds: float
         daemon=True,
     )
     webhooks.start()
+    heartbeat = Heartbeat(worker.sessions)
     try:
-        run_until_stopped(worker, stop, poll_seconds)
+        run_until_stopped(worker, stop, poll_seconds, heartbeat)
     finally:
         stop.set()
         webhooks.join(timeout=30)
+        heartbeat.stop()
 
 
 def _tune_garbage_collector() -> None:

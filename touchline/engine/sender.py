@@ -32,8 +32,10 @@ from touchline.channels.providers.base import (
     SendResult,
     TransientSendError,
 )
+from touchline.channels.providers.http import guarded_connector
 from touchline.engine.leases import LeaseKeeper
 from touchline.models import Channel
+from touchline.netpolicy import OutboundPolicy
 
 log = logging.getLogger("touchline.worker")
 
@@ -72,10 +74,15 @@ Result = SendResult | TransientSendError | PermanentSendError | NotSent
 class Sender:
     """An asyncio loop in a thread, sending what the worker hands it."""
 
-    def __init__(self, concurrency: int, timeout_max: float, leases: LeaseKeeper) -> None:
+    def __init__(
+        self, concurrency: int, timeout_max: float, leases: LeaseKeeper, policy: OutboundPolicy
+    ) -> None:
+        """`policy` decides where providers may connect: a send to anywhere else fails
+        for good, that send alone."""
         self._concurrency = concurrency
         self._timeout_max = timeout_max
         self._leases = leases
+        self._policy = policy
         self._providers: OrderedDict[tuple[uuid.UUID, datetime], Provider] = OrderedDict()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -89,7 +96,7 @@ class Sender:
         # One pool for every HTTP provider: a connection per send would pay for TCP (and
         # TLS) setup on every message. limit_per_host=0: the overall limit is the bound.
         self._http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=0)
+            connector=guarded_connector(self._policy, limit=self._concurrency, limit_per_host=0)
         )
 
     def submit(
@@ -130,6 +137,7 @@ class Sender:
             channel.provider,
             channel.provider_config,
             http=self._http,
+            policy=self._policy,
             timeout_max=self._timeout_max,
         )
         self._providers[key] = provider

@@ -224,11 +224,11 @@ def settle(
     settlement = Settlement(session, now)
     summary = PassSummary()
     pauses: dict[uuid.UUID, datetime] = {}
-    changes: list[tuple[uuid.UUID, Change]] = []
+    changes: list[tuple[Claimed, Change]] = []
     for done in ready:
         outcome = done.outcome
         if isinstance(outcome, NotSent):
-            summary.lost += 1
+            summary.settled("lost", done.item.channel_type)
             continue
         change = outcome if isinstance(outcome, Change) else _record(settlement, done, outcome)
         if isinstance(outcome, TransientSendError) and outcome.rate_limited:
@@ -237,15 +237,12 @@ def settle(
                 pauses[channel_id] = throttle.pause_until(now, outcome.retry_after)
         change = instead or change
         settlement.change(done.item, change)
-        changes.append((done.item.id, change))
+        changes.append((done.item, change))
     applied = settlement.write()
     throttle.back_off(session, pauses)
     settlement.count()
-    for sc_id, change in changes:
-        if sc_id in applied:
-            _count(summary, change)
-        else:
-            summary.lost += 1
+    for item, change in changes:
+        summary.settled(_outcome(change) if item.id in applied else "lost", item.channel_type)
     return summary
 
 
@@ -285,16 +282,14 @@ def _record(
     return FAIL
 
 
-def _count(summary: PassSummary, change: Change) -> None:
+def _outcome(change: Change) -> str:
+    """The PassSummary counter an applied change adds to."""
     if change.kind == "retry":
-        summary.retried += 1
-    elif change.kind == "inactive":
-        summary.inactive += 1
-    elif change.reason == "completed":
-        summary.sent += 1
-    elif change.reason == "failed":
-        summary.failed += 1
-    elif change.reason == "expired":
-        summary.expired += 1
-    else:
-        summary.responded += 1
+        return "retried"
+    if change.kind == "inactive":
+        return "inactive"
+    if change.reason == "completed":
+        return "sent"
+    if change.reason in ("failed", "expired"):
+        return change.reason
+    return "responded"

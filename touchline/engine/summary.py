@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -24,17 +25,23 @@ class PassSummary:
     webhooks: int = 0
     # Turns that failed (the database was away...); their step contacts come back later.
     errors: int = 0
+    # Settled step contacts by (channel type, outcome as describe() names it), for the
+    # metrics' sends counter; not part of describe().
+    sends: Counter[tuple[str, str]] = field(default_factory=Counter, compare=False)
 
     def add(self, other: PassSummary) -> None:
-        for name in self.__dataclass_fields__:
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.sends.update(other.sends)
+
+    def settled(self, outcome: str, channel_type: str | None) -> None:
+        """One settled step contact; `outcome` names a counter (sent, failed, retried...)."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self.sends[(channel_type or "none", _SHOWN.get(outcome, outcome))] += 1
 
     def describe(self) -> str:
         """One line for operators: `jobs: 1, sent: 5, ..., errors: 0`."""
-        shown = {"retried": "retrying"}
-        return ", ".join(
-            f"{shown.get(name, name)}: {getattr(self, name)}" for name in self.__dataclass_fields__
-        )
+        return ", ".join(f"{_SHOWN.get(name, name)}: {getattr(self, name)}" for name in _COUNTS)
 
     @property
     def step_contacts(self) -> int:
@@ -48,3 +55,7 @@ class PassSummary:
             + self.deferred
             + self.lost
         )
+
+
+_COUNTS = tuple(f.name for f in fields(PassSummary) if f.name != "sends")
+_SHOWN = {"retried": "retrying"}

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from touchline.bulk import among
+from touchline.bulk import among, upsert
 from touchline.models import Channel, ChannelThrottle
 
 # How far ahead a claim takes slots: long enough that a fast channel's sends flow without a
@@ -111,11 +110,10 @@ def _ensure_rows(session: Session, channel_ids: Collection[uuid.UUID]) -> None:
     """A row per channel, made without a race: a second worker's insert does nothing."""
     if not channel_ids:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     # The epoch: a new row lets the next send go at once.
     start = datetime(1970, 1, 1, tzinfo=UTC)
     session.execute(
-        dialect.insert(ChannelThrottle)
+        upsert(session, ChannelThrottle)
         .values([{"channel_id": cid, "next_at": start} for cid in sorted(channel_ids)])
         .on_conflict_do_nothing(index_elements=["channel_id"])
     )

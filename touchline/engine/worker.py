@@ -39,6 +39,7 @@ from touchline.channels.providers.base import (
 )
 from touchline.channels.providers.outbox import OutboxProvider
 from touchline.config import Settings
+from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.engine import outbound, progress, throttle
 from touchline.engine.claimed import Claimed, Loaded, load
@@ -59,7 +60,9 @@ from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
 from touchline.messaging.templates import RenderError
 from touchline.models import Channel, ContactPreference, Job, Message, SequenceRun, StepContact
+from touchline.netpolicy import OutboundPolicy
 from touchline.webhooks.delivery import deliver_due
+from touchline.webhooks.transport import GuardedTransport
 
 log = logging.getLogger("touchline.worker")
 
@@ -87,6 +90,8 @@ class Worker:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.sessions = sessions
         self.settings = settings
+        # Where providers and webhook receivers may be reached (touchline/netpolicy.py).
+        self._policy = OutboundPolicy(settings.allow_private_networks)
         self._leases = LeaseKeeper(sessions, settings.worker_lease_seconds)
 
         self._sender: Sender | None = None
@@ -95,7 +100,7 @@ class Worker:
         self._ready: list[Done] = []
         self._ready_since: float | None = None
         # Webhook deliveries are still sent one by one with httpx (webhooks/delivery.py).
-        self._http = httpx.Client()
+        self._http = httpx.Client(transport=GuardedTransport(self._policy))
 
     @property
     def sending(self) -> int:
@@ -263,6 +268,7 @@ class Worker:
                 self.settings.worker_send_concurrency,
                 self.settings.provider_timeout_max_seconds,
                 self._leases,
+                self._policy,
             )
         return self._sender
 
@@ -469,6 +475,7 @@ class Worker:
             for done in ready:
                 settled.add(self._settle_alone(done, now))
         summary.add(settled)
+        count_sends(settled.sends)  # committed: counted once, whichever way it was settled
         for done in ready:
             self._leases.release(done.item.token, [done.item.id])
 

@@ -2,18 +2,17 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
-
 from touchline.db import utc_now
 from touchline.deps import DbSession, OrgId, ReadSession
 from touchline.enrollment import service
 from touchline.enrollment.schemas import EnrollRequest, JobOut, MoveRequest, RemoveRequest
 from touchline.models import Contact
+from touchline.routing import api_router
 from touchline.runs.schemas import StepContactOut
 from touchline.runs.service import step_contact_out
 from touchline.schemas import AcceptedJob, Data
 
-router = APIRouter(tags=["sequence contacts"])
+router = api_router(tags=["sequence contacts"])
 
 
 @router.post(
@@ -75,7 +74,7 @@ def move(
     return Data(data=step_contact_out(sc, session.get_one(Contact, sc.contact_id)))
 
 
-jobs_router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+jobs_router = api_router(prefix="/v1/jobs", tags=["jobs"])
 
 
 @jobs_router.get("/{job_id}", response_model=Data[JobOut], summary="Progress of a background job")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -16,9 +16,10 @@ from touchline.errors import TouchlineError, from_pydantic
 from touchline.messaging import service
 from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
 from touchline.models import Channel, Message
+from touchline.routing import api_router
 from touchline.schemas import Data, Page
 
-router = APIRouter(tags=["messages"])
+router = api_router(tags=["messages"])
 
 
 class Forbidden(TouchlineError):

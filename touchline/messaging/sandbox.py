@@ -5,9 +5,12 @@ A loop, a macro or a `*` can make a template run for hours or allocate gigabytes
 Python cannot interrupt a thread that is inside one long C call (`"a" * 10**10`,
 `10 ** (10 ** 10)`). A separate process can be: it gets a memory limit of its own, the
 parent waits for its answer no longer than the budget and kills it when the budget runs
-out. The child imports only Jinja and this module (it is started with `python -c`, not
-through `multiprocessing`, whose spawn would import the parent's `__main__`, the whole
-application, in the child), and it exits when the parent goes away.
+out. The child imports only Jinja, this module and marks.py (it is started with
+`python -c`, not through `multiprocessing`, whose spawn would import the parent's
+`__main__`, the whole application, in the child), and it exits when the parent goes away.
+
+Both processes render through `environment()`; for link tracking, with the values a
+template substitutes marked (see marks.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 from jinja2 import Template, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
+
+from touchline.messaging import marks
 
 MEMORY_HEADROOM = 512 * 1024 * 1024
 # Starting the child is not a template's fault, so it is not charged to the budget.
@@ -90,6 +95,14 @@ def _too_slow(budget: float) -> str:
     return f"template took longer than {budget:g} s to render"
 
 
+def environment(*, marked: bool, **options: Any) -> SandboxedEnvironment:
+    """The sandbox templates render in, here and in the child; `marked`, it marks values."""
+    # Autoescape stays off: bodies are SMS and plain-text email, not HTML. Jinja's own
+    # cache of loaded templates is off: the callers keep compiled templates themselves.
+    kind = marks.MarkingEnvironment if marked else SandboxedEnvironment
+    return kind(autoescape=False, keep_trailing_newline=True, cache_size=0, **options)
+
+
 # --- the child -----------------------------------------------------------------------
 
 
@@ -100,8 +113,8 @@ def serve(requests_fd: int, replies_fd: int) -> None:
     _limit_memory()
     requests = Connection(requests_fd, writable=False)
     replies = Connection(replies_fd, readable=False)
-    env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True, cache_size=0)
-    compiled: OrderedDict[str, Template] = OrderedDict()
+    envs = {marked: environment(marked=marked) for marked in (False, True)}
+    compiled: OrderedDict[tuple[bool, str], Template] = OrderedDict()
     replies.send_bytes(b"ready")
     while True:
         try:
@@ -111,7 +124,7 @@ def serve(requests_fd: int, replies_fd: int) -> None:
         except MemoryError:
             replies.send_bytes(_DATA + b"contact data too large to render")
             continue
-        replies.send_bytes(_answer(env, compiled, request))
+        replies.send_bytes(_answer(envs, compiled, request))
 
 
 def _limit_memory() -> None:
@@ -130,15 +143,17 @@ def _limit_memory() -> None:
 
 
 def _answer(
-    env: SandboxedEnvironment, compiled: OrderedDict[str, Template], request: bytes
+    envs: dict[bool, SandboxedEnvironment],
+    compiled: OrderedDict[tuple[bool, str], Template],
+    request: bytes,
 ) -> bytes:
     try:
-        source, variables, max_chars, budget = pickle.loads(request)
+        source, variables, max_chars, budget, marked = pickle.loads(request)
         # If the parent died waiting, nobody would kill a runaway render: the kernel's
         # default action for SIGALRM ends this process even inside a long C call.
         signal.setitimer(signal.ITIMER_REAL, budget + 2.0)
         try:
-            kind, text = _render_here(env, compiled, source, variables, max_chars)
+            kind, text = _render_here(envs, compiled, source, variables, max_chars, marked)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except MemoryError:
@@ -150,22 +165,24 @@ def _answer(
 
 
 def _render_here(
-    env: SandboxedEnvironment,
-    compiled: OrderedDict[str, Template],
+    envs: dict[bool, SandboxedEnvironment],
+    compiled: OrderedDict[tuple[bool, str], Template],
     source: str,
     variables: dict[str, Any],
     max_chars: int,
+    marked: bool,
 ) -> tuple[bytes, str]:
-    template = compiled.get(source)
+    template = compiled.get((marked, source))
     if template is None:
-        template = compiled[source] = env.from_string(source)
+        template = compiled[marked, source] = envs[marked].from_string(source)
         if len(compiled) > 256:
             compiled.popitem(last=False)
     parts: list[str] = []
     size = 0
-    # Stop as soon as the text is too long rather than build all of it.
+    # Stop as soon as the text is too long rather than build all of it. Marks are not
+    # part of the message.
     for part in template.generate(variables):
-        size += len(part)
+        size += len(part) - (marks.count(part) if marked else 0)
         if size > max_chars:
             return _LONG, ""
         parts.append(part)
@@ -236,14 +253,20 @@ class Renderer:
         self._failed: OrderedDict[bytes, tuple[float, str]] = OrderedDict()
 
     def render(
-        self, source: str, variables: dict[str, Any], *, max_chars: int, budget: float
+        self,
+        source: str,
+        variables: dict[str, Any],
+        *,
+        max_chars: int,
+        budget: float,
+        marked: bool = False,
     ) -> str:
         key = hashlib.sha256(source.encode("utf-8", "surrogatepass")).digest()
         with self._lock:
             if (reason := self._remembered(key)) is not None:
                 raise Exhausted(reason)
             try:
-                return self._exchange(source, variables, max_chars, budget)
+                return self._exchange(source, variables, max_chars, budget, marked)
             except Exhausted as failure:
                 self._remember(key, failure.reason)
                 raise
@@ -255,10 +278,10 @@ class Renderer:
                 self._child = None
 
     def _exchange(
-        self, source: str, variables: dict[str, Any], max_chars: int, budget: float
+        self, source: str, variables: dict[str, Any], max_chars: int, budget: float, marked: bool
     ) -> str:
         try:
-            request = pickle.dumps((source, variables, max_chars, budget))
+            request = pickle.dumps((source, variables, max_chars, budget, marked))
         except Exception as exc:
             raise Failed(f"contact data cannot be rendered: {exc}", template_fault=False) from None
         child = self._send(request)
@@ -266,7 +289,7 @@ class Renderer:
             if not child.replies.poll(budget):
                 self._discard()
                 raise Exhausted(_too_slow(budget))
-            reply = child.replies.recv_bytes(4 * (max_chars + _REASON_MAX) + 64)
+            reply = child.replies.recv_bytes(_longest_reply(max_chars))
         except (OSError, EOFError):
             # It died rendering: most often the kernel refused it memory inside a C call.
             self._discard()
@@ -311,6 +334,12 @@ class Renderer:
         self._failed.move_to_end(key)
         while len(self._failed) > _REMEMBER_MAX:
             self._failed.popitem(last=False)
+
+
+def _longest_reply(max_chars: int) -> int:
+    # Up to 4 bytes a character in UTF-8, and two one-byte marks around each value of at
+    # least one character.
+    return 4 * (max_chars + _REASON_MAX) + 2 * max_chars + 64
 
 
 def _reply(reply: bytes) -> str:

@@ -25,7 +25,7 @@ from jinja2.sandbox import (
 from jinja2.tests import TESTS
 
 from touchline.engine.views import ContactLike
-from touchline.messaging import sandbox
+from touchline.messaging import marks, sandbox
 
 # The variables a template may use; `properties.KEY` is open-ended because each
 # contact carries its own properties.
@@ -103,25 +103,28 @@ class _SharedBytecode(FileSystemBytecodeCache):
             log.warning("could not store a compiled template: %s", exc)
 
 
-def _bytecode_cache() -> FileSystemBytecodeCache | None:
+# Files are checked against the source only, but the code compiled from it also depends on
+# the environment: each kind has files of its own, and a change to one takes a new name,
+# or workers of two versions sharing the directory would run each other's code.
+_PLAIN_FILES = "__jinja2_%s.cache"
+_MARKED_FILES = "__touchline_marked_%s.cache"
+
+
+def _bytecode_cache(files: str = _PLAIN_FILES) -> FileSystemBytecodeCache | None:
     try:
         # Jinja's default directory: private to this user (0700), in the temp dir.
-        return _SharedBytecode()
+        return _SharedBytecode(pattern=files)
     except (OSError, RuntimeError) as exc:
         log.warning("compiled templates will not be shared between processes: %s", exc)
         return None
 
 
-@lru_cache(maxsize=1)
-def _env() -> SandboxedEnvironment:
-    # Autoescape stays off: bodies are SMS and plain-text email, not HTML. Jinja's own
-    # cache of loaded templates is off (cache_size=0): `_compiled` keeps them.
-    return SandboxedEnvironment(
-        autoescape=False,
-        keep_trailing_newline=True,
-        loader=_OwnSource(),
-        bytecode_cache=_bytecode_cache(),
-        cache_size=0,
+@lru_cache(maxsize=2)
+def _env(marked: bool = False) -> SandboxedEnvironment:
+    # `_compiled` keeps the templates loaded through it.
+    files = _MARKED_FILES if marked else _PLAIN_FILES
+    return sandbox.environment(
+        marked=marked, loader=_OwnSource(), bytecode_cache=_bytecode_cache(files)
     )
 
 
@@ -315,6 +318,24 @@ def render(source: str, variables: dict[str, Any], *, max_chars: int) -> str:
     Bounded in time (RENDER_BUDGET_SECONDS, plus the overhead of a process that renders
     the templates whose cost cannot be read from them) and in size (`max_chars`).
     """
+    return _render(source, variables, max_chars, marked=False)
+
+
+def render_marked(source: str, variables: dict[str, Any], *, max_chars: int) -> str:
+    """As `render`, with each value the template substituted between marks (marks.py),
+    for `links.rewrite_links`, which returns the text without them. `max_chars` counts
+    the message, not its marks.
+
+    A separate rendering, compiled separately: only link tracking pays for the marks.
+    """
+    if marks.START in source or marks.END in source:
+        # Every mark in the output must come from a value: one in the step's text would
+        # make that text pass for a value, and the child's reply is sized on it.
+        source = marks.strip(source)
+    return _render(source, variables, max_chars, marked=True)
+
+
+def _render(source: str, variables: dict[str, Any], max_chars: int, *, marked: bool) -> str:
     if "{" not in source and "\r" not in source:
         # Every Jinja construct opens with a brace, and Jinja changes nothing else but line
         # ends: plain text (most subjects) renders as itself, without the compile a worker
@@ -323,9 +344,11 @@ def render(source: str, variables: dict[str, Any], *, max_chars: int) -> str:
     elif len(source) > MAX_TEMPLATE_CHARS:
         raise RenderError(_too_long_source(source), template_fault=True)
     else:
-        text = _render_template(source, variables, max_chars)
+        text = _render_template(source, variables, max_chars, marked)
     if len(text) > max_chars:
-        raise RenderError(_too_long(f"{len(text):,}", max_chars), template_fault=True)
+        size = len(text) - (marks.count(text) if marked else 0)
+        if size > max_chars:
+            raise RenderError(_too_long(f"{size:,}", max_chars), template_fault=True)
     return text
 
 
@@ -340,12 +363,16 @@ def _too_long_source(source: str) -> str:
     return f"template is {len(source):,} characters; the limit is {MAX_TEMPLATE_CHARS:,}"
 
 
-def _render_template(source: str, variables: dict[str, Any], max_chars: int) -> str:
+def _render_template(source: str, variables: dict[str, Any], max_chars: int, marked: bool) -> str:
     try:
-        template = _compiled(source)
+        template = _compiled(source, marked)
         if template is None:
             return sandbox.renderer().render(
-                source, variables, max_chars=max_chars, budget=RENDER_BUDGET_SECONDS
+                source,
+                variables,
+                max_chars=max_chars,
+                budget=RENDER_BUDGET_SECONDS,
+                marked=marked,
             )
         # A property a contact does not have renders as empty text, never a failed send.
         return template.render(variables)
@@ -363,7 +390,7 @@ def _error(failure: sandbox.Failed) -> RenderError:
 
 
 @lru_cache(maxsize=32768)
-def _compiled(source: str) -> Template | None:
+def _compiled(source: str, marked: bool = False) -> Template | None:
     """The compiled template if it renders in this process, None if in the child.
 
     Compiling costs about 40 renders (1-3 ms), and a worker sends the same step bodies
@@ -371,7 +398,7 @@ def _compiled(source: str) -> Template | None:
     touching more bodies than the cache holds would evict its own templates); a compiled
     body takes about 4 KB.
     """
-    env = _env()
+    env = _env(marked)
     # Only the child compiles the others: compiling folds constant expressions, so
     # `{{ 10 ** (10 ** 10) }}` would already hang here. Most bodies are text and
     # placeholders, told apart by a pattern: parsing them to read their tree cost a worker

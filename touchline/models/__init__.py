@@ -3,12 +3,14 @@
 from touchline.models.base import Base
 from touchline.models.channel import Channel, ChannelThrottle
 from touchline.models.contact import Contact, ContactPreference
+from touchline.models.health import ReadinessProbe
 from touchline.models.job import Job
 from touchline.models.message import Message, TrackedLink
 from touchline.models.organization import ApiKey, Organization
 from touchline.models.run import OPEN_STEP_CONTACT_STATUSES, SequenceRun, StepContact
 from touchline.models.sequence import Sequence, Step
 from touchline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from touchline.models.worker import WorkerHeartbeat
 
 __all__ = [
     "OPEN_STEP_CONTACT_STATUSES",
@@ -21,6 +23,7 @@ __all__ = [
     "Job",
     "Message",
     "Organization",
+    "ReadinessProbe",
     "Sequence",
     "SequenceRun",
     "Step",
@@ -29,4 +32,5 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",
+    "WorkerHeartbeat",
 ]

@@ -4,11 +4,12 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from touchline.deps import OrgId, ReadSession
 from touchline.errors import NotFound
+from touchline.routing import api_router
 from touchline.runs import queries, service
 from touchline.runs.schemas import (
     ContactSequencesPage,
@@ -21,7 +22,7 @@ from touchline.runs.schemas import (
 from touchline.schemas import Data, Page
 from touchline.sequences.service import get_sequence
 
-router = APIRouter(tags=["sequence contacts"])
+router = api_router(tags=["sequence contacts"])
 
 _LIST_DOC = (
     "Every sequence the contact is part of, one item per sequence (its latest run): the last "

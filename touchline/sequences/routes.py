@@ -3,9 +3,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.routing import api_router
 from touchline.schemas import Data, Page, Pagination
 from touchline.sequences import service
 from touchline.sequences.schemas import (
@@ -18,7 +19,7 @@ from touchline.sequences.schemas import (
     StepUpdate,
 )
 
-router = APIRouter(prefix="/v1/sequences", tags=["sequences"])
+router = api_router(prefix="/v1/sequences", tags=["sequences"])
 
 
 @router.post("", response_model=Data[SequenceOut], status_code=201, summary="Create a sequence")

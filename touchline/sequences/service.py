@@ -37,8 +37,19 @@ ALLOWED_TRANSITIONS = {
 }
 
 
-def get_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID) -> Sequence:
-    sequence = session.get(Sequence, sequence_id)
+def get_sequence(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, *, lock: bool = False
+) -> Sequence:
+    """The organization's sequence; `lock` to change its steps' order.
+
+    Every change to positions (insert, move, delete) locks the sequence row first, so that
+    concurrent ones run one after the other and keep positions 0..n-1. FOR NO KEY UPDATE:
+    rows inserted elsewhere that only reference the sequence (runs, step contacts) do not
+    wait for it. (SQLite needs none: its writers already run one at a time.)
+    """
+    sequence = session.get(
+        Sequence, sequence_id, with_for_update={"key_share": True} if lock else None
+    )
     if sequence is None or sequence.organization_id != org_id:
         raise NotFound("Sequence not found")
     return sequence
@@ -188,7 +199,7 @@ def _place(steps: list[Step], step: Step, position: int | None) -> None:
 def create_step(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, data: StepCreate
 ) -> Step:
-    sequence = get_sequence(session, org_id, sequence_id)
+    sequence = get_sequence(session, org_id, sequence_id, lock=True)
     _refuse_archived(sequence)
     _check_step_channel(session, org_id, data.channel_id)
     steps = live_steps(session, sequence.id)
@@ -217,7 +228,7 @@ def update_step(
     step_id: uuid.UUID,
     data: StepUpdate,
 ) -> Step:
-    sequence = get_sequence(session, org_id, sequence_id)
+    sequence = get_sequence(session, org_id, sequence_id, lock=True)
     _refuse_archived(sequence)
     step = get_step(session, sequence, step_id)
     given = data.model_dump(exclude_unset=True)
@@ -239,7 +250,7 @@ def update_step(
 def delete_step(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, step_id: uuid.UUID
 ) -> Step:
-    sequence = get_sequence(session, org_id, sequence_id)
+    sequence = get_sequence(session, org_id, sequence_id, lock=True)
     step = get_step(session, sequence, step_id)
     open_count = session.scalar(
         select(func.count())

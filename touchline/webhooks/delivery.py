@@ -13,6 +13,7 @@ import contextvars
 import logging
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,9 +22,12 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from touchline.channels.providers.http import status_line
+from touchline.counters import count_webhook_deliveries
 from touchline.db import unit_of_work, utc_now
 from touchline.engine.schedule import retry_backoff
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from touchline.netpolicy import DestinationRefused
 from touchline.signing import SIGNATURE_HEADER, sign_payload
 
 log = logging.getLogger("touchline.webhooks")
@@ -36,8 +40,6 @@ MAX_ATTEMPTS = 8
 DELIVERY_TIMEOUT_SECONDS = 5.0
 # Receivers posted to at once; each one's deliveries go one after the other.
 RECEIVERS_AT_ONCE = 16
-# How much of a failing receiver's answer the log keeps.
-ERROR_SNIPPET_CHARS = 300
 USER_AGENT = "Touchline-Webhooks/1"
 
 
@@ -58,6 +60,8 @@ class _Outcome:
     duration_ms: int
     at: datetime
     timed_out: bool = False
+    # The outbound policy refused the receiver's address: retrying cannot help.
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -65,7 +69,8 @@ class _Outcome:
 
 
 def deliver_due(sessions: sessionmaker[Session], http: httpx.Client, limit: int = 100) -> int:
-    """Send up to `limit` due deliveries; returns how many were handled (0: none due)."""
+    """Send up to `limit` due deliveries; returns how many were handled (0: none due).
+    `http` decides where a receiver may be reached (see webhooks/transport.py)."""
     now = utc_now()
     # Long enough for every request of the batch to time out one after the other (the
     # worst case: one receiver).
@@ -91,7 +96,8 @@ def deliver_due(sessions: sessionmaker[Session], http: httpx.Client, limit: int 
             for future in posted:
                 outcomes.update(future.result())
     with unit_of_work(sessions) as session:
-        _record(session, due, outcomes, lease)
+        recorded = _record(session, due, outcomes, lease)
+    count_webhook_deliveries(recorded)
     return len(due)
 
 
@@ -158,15 +164,22 @@ def _post(http: httpx.Client, due: _Due) -> _Outcome:
     started = time.monotonic()
     status: int | None = None
     error: str | None = None
-    timed_out = False
+    timed_out = refused = False
     try:
-        # Streamed so that a receiver answering with a huge body costs only the snippet.
+        # Streamed, and the body never read: a tenant reads the delivery log, and the
+        # URL may be anyone's server, so only the status line is kept.
         with http.stream(
             "POST", due.url, content=body, headers=headers, timeout=DELIVERY_TIMEOUT_SECONDS
         ) as response:
             status = response.status_code
             if not 200 <= status < 300:
-                error = f"HTTP {status}" + _snippet(response)
+                error = status_line(status)
+    except DestinationRefused as exc:
+        refused = True
+        error = str(exc)
+    except httpx.ProtocolError as exc:
+        # Not valid HTTP: h11's message quotes the bytes received, the receiver's to say.
+        error = f"{type(exc).__name__}: no valid HTTP answer"
     except httpx.HTTPError as exc:
         timed_out = isinstance(exc, httpx.TimeoutException)
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -174,24 +187,14 @@ def _post(http: httpx.Client, due: _Due) -> _Outcome:
         log.exception("webhook delivery %s raised unexpectedly", due.id)
         error = f"{type(exc).__name__}: {exc}"
     duration_ms = int((time.monotonic() - started) * 1000)
-    return _Outcome(status, error, duration_ms, at, timed_out)
-
-
-def _snippet(response: httpx.Response) -> str:
-    read = b""
-    for chunk in response.iter_bytes():
-        read += chunk
-        if len(read) >= ERROR_SNIPPET_CHARS:
-            break
-    text = read.decode("utf-8", "replace").strip()
-    if not text:
-        return ""
-    return ": " + (text[:ERROR_SNIPPET_CHARS] + "..." if len(text) > ERROR_SNIPPET_CHARS else text)
+    return _Outcome(status, error, duration_ms, at, timed_out, refused)
 
 
 def _record(
     session: Session, due: list[_Due], outcomes: dict[uuid.UUID, _Outcome], lease: datetime
-) -> None:
+) -> Counter[str]:
+    """Write each answer; returns how many ended each way (for the metrics)."""
+    recorded: Counter[str] = Counter()
     rows = {
         d.id: d
         for d in session.scalars(
@@ -214,11 +217,13 @@ def _record(
         if not item.active:
             delivery.status = "failed"
             delivery.last_error = "not sent: the webhook is inactive"
+            recorded["failed"] += 1
             continue
         if outcome is None:
             # Held back after another delivery to the same webhook timed out.
             delivery.next_attempt_at = now + retry_backoff(1)
             delivery.last_error = "not sent: an earlier request to this webhook timed out"
+            recorded["held"] += 1
             continue
         delivery.attempts += 1
         session.add(
@@ -236,7 +241,9 @@ def _record(
         if outcome.ok:
             delivery.status = "delivered"
             delivery.delivered_at = outcome.at
-        elif delivery.attempts >= MAX_ATTEMPTS:
+        elif delivery.attempts >= MAX_ATTEMPTS or outcome.refused:
             delivery.status = "failed"
         else:
             delivery.next_attempt_at = now + retry_backoff(delivery.attempts)
+        recorded["retrying" if delivery.status == "pending" else delivery.status] += 1
+    return recorded

@@ -3,9 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from touchline.deps import DbSession, OrgId, ReadSession
+from touchline.deps import AppSettings, DbSession, OrgId, ReadSession
+from touchline.netpolicy import OutboundPolicy
+from touchline.routing import api_router
 from touchline.schemas import Data, Page, Pagination
 from touchline.webhooks import service
 from touchline.webhooks.schemas import (
@@ -17,7 +19,7 @@ from touchline.webhooks.schemas import (
     WebhookUpdate,
 )
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = api_router(prefix="/v1/webhooks", tags=["webhooks"])
 
 
 @router.post(
@@ -28,8 +30,13 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
     description="Events are POSTed as `{data, event, request_id}` with an "
     "`X-Touchline-Signature` header. The signing secret is in this response only.",
 )
-def create_webhook(body: WebhookCreate, session: DbSession, org: OrgId) -> Data[WebhookCreated]:
-    return Data(data=service.created_out(service.create_subscription(session, org, body)))
+def create_webhook(
+    body: WebhookCreate, session: DbSession, org: OrgId, settings: AppSettings
+) -> Data[WebhookCreated]:
+    policy = OutboundPolicy(settings.allow_private_networks)
+    return Data(
+        data=service.created_out(service.create_subscription(session, org, body, policy=policy))
+    )
 
 
 @router.get("", response_model=Page[WebhookOut], summary="List webhook subscriptions")
@@ -52,9 +59,14 @@ def get_webhook(webhook_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data
     description="Fields left out are kept. A new `secret` replaces the old one at once.",
 )
 def update_webhook(
-    webhook_id: uuid.UUID, body: WebhookUpdate, session: DbSession, org: OrgId
+    webhook_id: uuid.UUID,
+    body: WebhookUpdate,
+    session: DbSession,
+    org: OrgId,
+    settings: AppSettings,
 ) -> Data[WebhookOut]:
-    sub = service.update_subscription(session, org, webhook_id, body)
+    policy = OutboundPolicy(settings.allow_private_networks)
+    sub = service.update_subscription(session, org, webhook_id, body, policy=policy)
     return Data(data=service.subscription_out(sub))
 
 

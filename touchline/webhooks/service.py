@@ -7,12 +7,14 @@ import secrets
 import uuid
 from collections.abc import Sequence as Seq
 from typing import cast
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from touchline.errors import NotFound
+from touchline.errors import NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from touchline.netpolicy import OutboundPolicy
 from touchline.webhooks.schemas import (
     AttemptOut,
     DeliveryListQuery,
@@ -38,9 +40,18 @@ def get_subscription(
     return sub
 
 
+def _check_url(url: str, policy: OutboundPolicy) -> None:
+    # The schema made sure it is an http(s) URL with a host.
+    refusal = policy.host_refusal(urlsplit(url).hostname or "")
+    if refusal is not None:
+        raise ValidationFailed(refusal, field="url")
+
+
 def create_subscription(
-    session: Session, org_id: uuid.UUID, data: WebhookCreate
+    session: Session, org_id: uuid.UUID, data: WebhookCreate, *, policy: OutboundPolicy
 ) -> WebhookSubscription:
+    """A new subscription; `policy` says which hosts its URL may name."""
+    _check_url(data.url, policy)
     sub = WebhookSubscription(
         organization_id=org_id,
         url=data.url,
@@ -54,10 +65,16 @@ def create_subscription(
 
 
 def update_subscription(
-    session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, data: WebhookUpdate
+    session: Session,
+    org_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    data: WebhookUpdate,
+    *,
+    policy: OutboundPolicy,
 ) -> WebhookSubscription:
     sub = get_subscription(session, org_id, subscription_id)
     if data.url is not None:
+        _check_url(data.url, policy)
         sub.url = data.url
     if data.event_types is not None:
         sub.event_types = list(data.event_types)

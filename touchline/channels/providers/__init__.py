@@ -10,11 +10,17 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from touchline.channels.providers.base import TIMEOUT_MAX_CONTEXT, Provider, ProviderConfig
+from touchline.channels.providers.base import (
+    POLICY_CONTEXT,
+    TIMEOUT_MAX_CONTEXT,
+    Provider,
+    ProviderConfig,
+)
 from touchline.channels.providers.outbox import OutboxProvider
 from touchline.channels.providers.smtp import SmtpConfig, SmtpProvider
 from touchline.channels.providers.twilio import TwilioConfig, TwilioProvider
 from touchline.channels.providers.webhook import WebhookConfig, WebhookProvider
+from touchline.netpolicy import OutboundPolicy
 
 __all__ = [
     "PROVIDER_NAMES",
@@ -57,11 +63,13 @@ def _check_name(provider: str) -> None:
 
 
 def validate_provider_config(
-    provider: str, config: Mapping[str, object], *, timeout_max: float
+    provider: str, config: Mapping[str, object], *, timeout_max: float, policy: OutboundPolicy
 ) -> dict[str, object]:
     """Validate a config and return it normalized, defaults filled in, as plain JSON
     values ready to store. A `timeout` above `timeout_max` (the operator's cap) is
-    refused here; configs stored earlier are capped at use instead.
+    refused here; configs stored earlier are capped at use instead. So is a server
+    (`url`, `base_url`, `host`) that `policy` does not allow, as far as can be told
+    before connecting.
 
     Raises pydantic.ValidationError for a bad config and UnknownProviderError (a
     ValueError) for an unknown provider name.
@@ -71,7 +79,8 @@ def validate_provider_config(
     if model is None:
         # The outbox has no settings.
         return {}
-    validated = model.model_validate(dict(config), context={TIMEOUT_MAX_CONTEXT: timeout_max})
+    context = {TIMEOUT_MAX_CONTEXT: timeout_max, POLICY_CONTEXT: policy}
+    validated = model.model_validate(dict(config), context=context)
     return validated.model_dump(mode="json")
 
 
@@ -97,24 +106,32 @@ def build_provider(
     config: Mapping[str, object],
     *,
     http: aiohttp.ClientSession | None,
+    policy: OutboundPolicy,
     timeout_max: float,
 ) -> Provider:
     """A ready provider for a stored config; call it inside the running event loop and
     `aclose()` the provider when done with it.
 
     `http` is the caller's shared session (kept open; the HTTP-based providers never
-    close it); with None they make one of their own. Every send takes at most the
-    config's timeout, capped at `timeout_max`, whatever the stored config says.
+    close it), whose connector must apply `policy` (see `guarded_connector`); with None
+    they make one of their own that does. Every connection goes only where `policy`
+    allows, and every send takes at most the config's timeout, capped at `timeout_max`,
+    whatever the stored config says.
     """
     _check_name(provider)
     if provider == "smtp":
-        return SmtpProvider(SmtpConfig.model_validate(dict(config)), timeout_max=timeout_max)
+        return SmtpProvider(
+            SmtpConfig.model_validate(dict(config)), policy=policy, timeout_max=timeout_max
+        )
     if provider == "twilio":
         return TwilioProvider(
-            TwilioConfig.model_validate(dict(config)), http, timeout_max=timeout_max
+            TwilioConfig.model_validate(dict(config)), http, policy=policy, timeout_max=timeout_max
         )
     if provider == "webhook":
         return WebhookProvider(
-            WebhookConfig.model_validate(dict(config)), http, timeout_max=timeout_max
+            WebhookConfig.model_validate(dict(config)),
+            http,
+            policy=policy,
+            timeout_max=timeout_max,
         )
     return OutboxProvider()

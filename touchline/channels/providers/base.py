@@ -8,10 +8,22 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from touchline.netpolicy import OutboundPolicy
+
 ChannelType = Literal["sms", "email"]
 
 # The key of the validation context that carries the operator's cap on `timeout`.
 TIMEOUT_MAX_CONTEXT = "timeout_max"
+# The key of the validation context that carries the OutboundPolicy destinations are
+# checked against when a config is saved.
+POLICY_CONTEXT = "outbound_policy"
+# Longest text kept from one field of a server's error reply (which reaches the tenant).
+DETAIL_CHARS = 200
+
+
+def shorten(text: str, limit: int = DETAIL_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass(frozen=True)
@@ -94,3 +106,13 @@ class ProviderConfig(BaseModel):
     def send_timeout(self, timeout_max: float | None) -> float:
         """The bound on one send: this config's timeout, capped by the operator's."""
         return self.timeout if timeout_max is None else min(self.timeout, timeout_max)
+
+
+def check_destination(host: str, info: ValidationInfo) -> None:
+    """Refuse `host` (a config's server) when saving under a policy that does not allow
+    it. Stored configs load without the check: the connection is checked again anyway."""
+    policy = info.context.get(POLICY_CONTEXT) if isinstance(info.context, dict) else None
+    if isinstance(policy, OutboundPolicy):
+        refusal = policy.host_refusal(host)
+        if refusal is not None:
+            raise ValueError(refusal)

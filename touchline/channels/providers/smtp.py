@@ -4,6 +4,7 @@ connections per channel config."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -11,7 +12,7 @@ from typing import Literal
 
 import aiosmtplib
 from aiosmtplib.typing import Default
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from touchline.channels.providers.base import (
     OutboundMessage,
@@ -19,7 +20,10 @@ from touchline.channels.providers.base import (
     ProviderConfig,
     SendResult,
     TransientSendError,
+    check_destination,
+    shorten,
 )
+from touchline.netpolicy import DestinationRefused, OutboundPolicy
 
 # Servers drop sessions idle for a while (RFC 5321 asks them to wait 5 minutes, many
 # wait far less); one idle longer than this is closed rather than tried.
@@ -38,6 +42,12 @@ class SmtpConfig(ProviderConfig):
     # The most connections kept open (and logged in) to this server at once; sends
     # beyond it wait for a free connection, within their timeout.
     pool_size: int = Field(default=4, ge=1, le=20)
+
+    @field_validator("host")
+    @classmethod
+    def _allowed_host(cls, value: str, info: ValidationInfo) -> str:
+        check_destination(value, info)
+        return value
 
     @model_validator(mode="after")
     def _one_tls_mode(self) -> SmtpConfig:
@@ -88,14 +98,17 @@ class SmtpProvider:
         self,
         config: SmtpConfig,
         *,
+        policy: OutboundPolicy,
         ssl_context: ssl.SSLContext | None = None,
         timeout_max: float | None = None,
     ) -> None:
-        """`ssl_context` replaces the default (system CAs, hostname checked), e.g. to
-        trust a private CA; it is used for both implicit TLS and STARTTLS. Each send
-        takes at most the config's timeout, capped at `timeout_max`, waiting for a
-        pooled connection included. Use one instance from one event loop."""
+        """Connections go only to addresses `policy` allows. `ssl_context` replaces the
+        default (system CAs, hostname checked), e.g. to trust a private CA; it is used
+        for both implicit TLS and STARTTLS. Each send takes at most the config's timeout,
+        capped at `timeout_max`, waiting for a pooled connection included. Use one
+        instance from one event loop."""
         self.config = config
+        self._policy = policy
         self.timeout = config.send_timeout(timeout_max)
         self._ssl_context = ssl_context
         self._slots = asyncio.Semaphore(config.pool_size)
@@ -111,12 +124,19 @@ class SmtpProvider:
         try:
             async with asyncio.timeout(self.timeout):
                 await self._deliver(email, envelope_from, envelope_to)
+        except DestinationRefused as exc:
+            # Nothing was sent; the same host would be refused every time.
+            raise PermanentSendError(f"SMTP: {exc}") from exc
         # The SMTP cases first: several also subclass ConnectionError or TimeoutError.
+        # Replies are kept shortened: one is the server's status line, not a body, but
+        # may run over several lines.
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refused.code for refused in exc.recipients]
-            detail = "; ".join(
-                f"{refused.recipient}: {refused.code} {refused.message}"
-                for refused in exc.recipients
+            detail = shorten(
+                "; ".join(
+                    f"{refused.recipient}: {refused.code} {refused.message}"
+                    for refused in exc.recipients
+                )
             )
             # Only one recipient per send, but be exact if there were several: retry
             # only when every refusal was temporary (e.g. greylisting).
@@ -127,7 +147,7 @@ class SmtpProvider:
             # Covers the AUTH, MAIL FROM, DATA, HELO and greeting replies. A 454
             # "temporary authentication failure" is retried like any other 4xx; 535
             # (bad credentials) is not.
-            text = f"SMTP {exc.code} {exc.message}"
+            text = f"SMTP {exc.code} {shorten(exc.message)}"
             if 500 <= exc.code < 600:
                 raise PermanentSendError(text) from exc
             raise TransientSendError(text) from exc
@@ -234,22 +254,53 @@ class SmtpProvider:
     async def _connect(self) -> _Connection:
         cfg = self.config
         tls = cfg.ssl or cfg.starttls
-        smtp = _Connection(
-            hostname=cfg.host,
-            port=cfg.port,
-            # Login happens within connect(); an empty username means no AUTH.
-            username=cfg.username or None,
-            password=cfg.password or "",
-            use_tls=cfg.ssl,
-            # Never an opportunistic upgrade: only what the config asks for.
-            start_tls=cfg.starttls,
-            tls_context=self._tls_context() if tls else None,
-            # The send's own deadline bounds every step; aiosmtplib's would only race it.
-            timeout=None,
-        )
-        # connect() closes the connection itself when it fails or is cancelled.
-        await smtp.connect()
+        sock = await self._open_socket()
+        try:
+            smtp = _Connection(
+                # Connected to a checked address already; the host name is kept for TLS
+                # (SNI and certificate verification, implicit TLS and STARTTLS alike).
+                hostname=cfg.host,
+                sock=sock,
+                # Login happens within connect(); an empty username means no AUTH.
+                username=cfg.username or None,
+                password=cfg.password or "",
+                use_tls=cfg.ssl,
+                # Never an opportunistic upgrade: only what the config asks for.
+                start_tls=cfg.starttls,
+                tls_context=self._tls_context() if tls else None,
+                # The send's own deadline bounds every step; aiosmtplib's would only race it.
+                timeout=None,
+            )
+            # connect() closes the connection itself when it fails or is cancelled.
+            await smtp.connect()
+        except BaseException:
+            # And the socket, should that happen before the connection owns it; after the
+            # transport's own close (FIFO), which also closes it when it owns it.
+            asyncio.get_running_loop().call_soon(sock.close)
+            raise
         return smtp
+
+    async def _open_socket(self) -> socket.socket:
+        """A TCP connection to the configured server, made to an address the policy
+        allows, after resolving its name here: aiosmtplib would resolve it again."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        infos = await self._policy.resolve_async(cfg.host, cfg.port)
+        failure = OSError(f"no address for {cfg.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                failure = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        raise failure
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:

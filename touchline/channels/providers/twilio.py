@@ -11,9 +11,15 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from touchline.channels.providers.base import OutboundMessage, ProviderConfig, SendResult
+from touchline.channels.providers.base import (
+    OutboundMessage,
+    ProviderConfig,
+    SendResult,
+    check_destination,
+    shorten,
+)
 from touchline.channels.providers.http import HttpProvider, basic_auth, raise_for_status
 
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
@@ -28,10 +34,11 @@ class TwilioConfig(ProviderConfig):
 
     @field_validator("base_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL")
+        check_destination(parts.hostname, info)
         # The API path is appended to it.
         return value.rstrip("/")
 
@@ -77,16 +84,19 @@ class TwilioProvider(HttpProvider[TwilioConfig]):
 
 def _twilio_error(payload: Mapping[str, Any]) -> str:
     # Twilio error bodies: {"code": 21211, "message": "...", "more_info": "...",
-    # "status": 400}, sometimes with a "detail" (e.g. on 20003, bad credentials).
+    # "status": 400}, sometimes with a "detail" (e.g. on 20003, bad credentials). Only
+    # these parsed fields are kept, shortened, never the raw body: `base_url` may point at
+    # a server that is not Twilio.
     parts: list[str] = []
     for key in ("message", "detail"):
         value = payload.get(key)
         if isinstance(value, str) and value:
             parts.append(value)
+    text = shorten(" ".join(parts))
     code = payload.get("code")
     if isinstance(code, int | str) and code != "":
-        parts.append(f"(code {code})")
-    return " ".join(parts)
+        text += f" (code {shorten(str(code), 20)})"
+    return text.strip()
 
 
 def compute_twilio_signature(url: str, params: Mapping[str, str], auth_token: str) -> str:

@@ -7,9 +7,14 @@ import json
 import time
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from touchline.channels.providers.base import OutboundMessage, ProviderConfig, SendResult
+from touchline.channels.providers.base import (
+    OutboundMessage,
+    ProviderConfig,
+    SendResult,
+    check_destination,
+)
 from touchline.channels.providers.http import HttpProvider, raise_for_status
 from touchline.signing import SIGNATURE_HEADER, sign_payload
 
@@ -22,10 +27,11 @@ class WebhookConfig(ProviderConfig):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http(s) URL")
+        check_destination(parts.hostname, info)
         return value
 
 
@@ -54,6 +60,7 @@ class WebhookProvider(HttpProvider[WebhookConfig]):
             SIGNATURE_HEADER: sign_payload(self.config.secret, body, int(time.time())),
         }
         answer = await self._http.post(self.config.url, content=body, headers=headers)
-        raise_for_status(answer, "webhook", answer.snippet())
+        # The receiver is anyone's URL: its answer's body is not ours to repeat.
+        raise_for_status(answer, "webhook")
         remote_id = answer.json_object().get("id")
         return SendResult(provider_message_id=remote_id if isinstance(remote_id, str) else None)
