@@ -344,6 +344,9 @@ def send_once(provider: Provider, message: OutboundMessage) -> SendResult:
             return await provider.send(message)
         finally:
             await provider.aclose()
+            # A TLS connection finishes closing only once the server's close_notify is
+            # in; a loop ended before then leaves its socket to be collected, and warn.
+            await asyncio.sleep(0.05)
 
     return asyncio.run(run())
 
