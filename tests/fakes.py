@@ -352,8 +352,9 @@ def send_once(provider: Provider, message: OutboundMessage) -> SendResult:
 
 
 @contextmanager
-def silent_gateway() -> Iterator[str]:
-    """Accepts connections, and never reads or answers anything."""
+def silent_gateway(accepted: list[float] | None = None) -> Iterator[str]:
+    """Accepts connections, and never reads or answers anything; `accepted` receives the
+    monotonic time of each connection."""
     server = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
     stop = threading.Event()
@@ -365,6 +366,8 @@ def silent_gateway() -> Iterator[str]:
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
+            if accepted is not None:
+                accepted.append(time.monotonic())
             held.append(conn)
 
     thread = threading.Thread(target=accept)

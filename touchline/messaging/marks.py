@@ -23,7 +23,8 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.sandbox import SandboxedEnvironment
+
+from touchline.messaging.bounded import BoundedEnvironment
 
 # Control characters no message needs: any in a value or in the step's text are dropped,
 # so that every mark in the output is one rendering put there.
@@ -138,7 +139,7 @@ class MarkingCodeGenerator(CodeGenerator):
         super().end_write(frame)
 
 
-class MarkingEnvironment(SandboxedEnvironment):
+class MarkingEnvironment(BoundedEnvironment):
     """The sandbox, rendering with values marked."""
 
     code_generator_class = MarkingCodeGenerator

@@ -33,6 +33,7 @@ from jinja2 import Template, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from touchline.messaging import marks
+from touchline.messaging.bounded import BoundedEnvironment, Overflow
 
 MEMORY_HEADROOM = 512 * 1024 * 1024
 # Starting the child is not a template's fault, so it is not charged to the budget.
@@ -99,7 +100,7 @@ def environment(*, marked: bool, **options: Any) -> SandboxedEnvironment:
     """The sandbox templates render in, here and in the child; `marked`, it marks values."""
     # Autoescape stays off: bodies are SMS and plain-text email, not HTML. Jinja's own
     # cache of loaded templates is off: the callers keep compiled templates themselves.
-    kind = marks.MarkingEnvironment if marked else SandboxedEnvironment
+    kind = marks.MarkingEnvironment if marked else BoundedEnvironment
     return kind(autoescape=False, keep_trailing_newline=True, cache_size=0, **options)
 
 
@@ -181,11 +182,14 @@ def _render_here(
     size = 0
     # Stop as soon as the text is too long rather than build all of it. Marks are not
     # part of the message.
-    for part in template.generate(variables):
-        size += len(part) - (marks.count(part) if marked else 0)
-        if size > max_chars:
-            return _LONG, ""
-        parts.append(part)
+    try:
+        for part in template.generate(variables):
+            size += len(part) - (marks.count(part) if marked else 0)
+            if size > max_chars:
+                return _LONG, ""
+            parts.append(part)
+    except Overflow:
+        return _LONG, ""
     return _OK, "".join(parts)
 
 

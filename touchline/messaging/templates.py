@@ -26,6 +26,7 @@ from jinja2.tests import TESTS
 
 from touchline.engine.views import ContactLike
 from touchline.messaging import marks, sandbox
+from touchline.messaging.bounded import Overflow
 
 # The variables a template may use; `properties.KEY` is open-ended because each
 # contact carries its own properties.
@@ -106,8 +107,8 @@ class _SharedBytecode(FileSystemBytecodeCache):
 # Files are checked against the source only, but the code compiled from it also depends on
 # the environment: each kind has files of its own, and a change to one takes a new name,
 # or workers of two versions sharing the directory would run each other's code.
-_PLAIN_FILES = "__jinja2_%s.cache"
-_MARKED_FILES = "__touchline_marked_%s.cache"
+_PLAIN_FILES = "__touchline_bounded_%s.cache"
+_MARKED_FILES = "__touchline_marked_bounded_%s.cache"
 
 
 def _bytecode_cache(files: str = _PLAIN_FILES) -> FileSystemBytecodeCache | None:
@@ -376,7 +377,7 @@ def _render_template(source: str, variables: dict[str, Any], max_chars: int, mar
             )
         # A property a contact does not have renders as empty text, never a failed send.
         return template.render(variables)
-    except sandbox.TooLong:
+    except (sandbox.TooLong, Overflow):
         reason = _too_long(f"over {max_chars:,}", max_chars)
         raise RenderError(reason, template_fault=True) from None
     except sandbox.Failed as failure:

@@ -254,6 +254,10 @@ class SmtpProvider:
     async def _connect(self) -> _Connection:
         cfg = self.config
         tls = cfg.ssl or cfg.starttls
+        # aiosmtplib's default EHLO name, looked up before connecting rather than by
+        # connect(): the server is not kept waiting on it, and connect() has nothing to
+        # wait for before the socket is its transport's.
+        local_hostname = await asyncio.to_thread(socket.getfqdn)
         sock = await self._open_socket()
         try:
             smtp = _Connection(
@@ -261,6 +265,7 @@ class SmtpProvider:
                 # (SNI and certificate verification, implicit TLS and STARTTLS alike).
                 hostname=cfg.host,
                 sock=sock,
+                local_hostname=local_hostname,
                 # Login happens within connect(); an empty username means no AUTH.
                 username=cfg.username or None,
                 password=cfg.password or "",
@@ -271,13 +276,11 @@ class SmtpProvider:
                 # The send's own deadline bounds every step; aiosmtplib's would only race it.
                 timeout=None,
             )
-            # connect() closes the connection itself when it fails or is cancelled.
-            await smtp.connect()
         except BaseException:
-            # And the socket, should that happen before the connection owns it; after the
-            # transport's own close (FIFO), which also closes it when it owns it.
-            asyncio.get_running_loop().call_soon(sock.close)
+            sock.close()
             raise
+        # connect() closes the connection, socket included, when it fails or is cancelled.
+        await smtp.connect()
         return smtp
 
     async def _open_socket(self) -> socket.socket:
