@@ -298,7 +298,7 @@ def populate(url: str, config: Config, providers: Providers) -> None:
     from touchline.auth.service import create_api_key, create_organization
     from touchline.config import Settings
     from touchline.db import unit_of_work
-    from touchline.engine.worker import Worker
+    from touchline.worker.loop import Worker
 
     # The fake providers listen on 127.0.0.1.
     settings = Settings(database_url=url, allow_private_networks=True)

@@ -48,10 +48,10 @@ from bench.common import (
     table,
 )
 from touchline.auth.service import create_api_key, create_organization
+from touchline.core.settings import SequenceSettings
 from touchline.db import make_engine, make_sessionmaker, unit_of_work
 from touchline.migrate import upgrade
 from touchline.models import OPEN_STEP_CONTACT_STATUSES
-from touchline.sequences.schemas import SequenceSettings
 
 DAY = 86400.0
 HOUR = 3600.0

@@ -20,9 +20,9 @@ from tests.postgres import throwaway_postgres
 from touchline.app import create_app
 from touchline.config import Settings
 from touchline.db import is_sqlite
-from touchline.engine.worker import Worker
 from touchline.migrate import upgrade
 from touchline.models import Base
+from touchline.worker.loop import Worker
 
 ENGINES = [e for e in os.environ.get("TOUCHLINE_TEST_ENGINES", "sqlite,postgresql").split(",") if e]
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from touchline.db import is_sqlite, unit_of_work
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 
 @dataclass

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from tests.helpers import Api, assert_error, enroll, make_channel, make_sequence
 from touchline.auth.service import create_api_key, revoke_api_key
 from touchline.db import unit_of_work
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 ANN = "+14155550111"

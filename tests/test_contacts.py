@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Api, assert_error, enroll, make_channel, make_sequence
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 ANN = "+14155550111"
 BOB = "+14155550122"

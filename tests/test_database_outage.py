@@ -23,9 +23,9 @@ from tests.postgres import PostgresServer, postgres_server
 from touchline.app import create_app
 from touchline.config import Settings
 from touchline.db import frozen_clock, make_engine, make_sessionmaker, unit_of_work, utc_now
-from touchline.engine.worker import Worker
 from touchline.migrate import upgrade
 from touchline.models import Message, StepContact
+from touchline.worker.loop import Worker
 
 pytestmark = pytest.mark.skipif(
     "postgresql" not in engines_under_test(), reason="stops and starts a PostgreSQL server"

@@ -11,8 +11,8 @@ from typing import Any
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_receiver, running_smtp, running_twilio
 from tests.helpers import Api, assert_error, enroll, make_channel, make_sequence
 from touchline.channels.providers.twilio import compute_twilio_signature
-from touchline.engine.worker import Worker
 from touchline.signing import verify_signature
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 STATUS_URL = "http://touchline.test/webhooks/twilio/status"

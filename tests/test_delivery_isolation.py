@@ -29,8 +29,8 @@ from tests.fakes import running_receiver, silent_gateway
 from tests.helpers import Api, make_channel, make_sequence, step_contacts
 from touchline.config import Settings
 from touchline.db import frozen_clock, is_sqlite, unit_of_work
-from touchline.engine.worker import Worker
 from touchline.models import Message
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 TOUCHLINE = str(Path(sys.executable).with_name("touchline"))

@@ -19,7 +19,7 @@ from sqlalchemy import event
 from tests.fakes import ReceivedRequest, ReceiverState, running_receiver
 from tests.helpers import Api, contact_sequences, make_channel, make_sequence, step_contacts
 from touchline.config import Settings
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 PHONE = "+14155550111"
 SMS_FROM = "+14155550100"

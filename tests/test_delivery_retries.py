@@ -12,8 +12,8 @@ from sqlalchemy import select
 from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, ReceiverState, running_receiver, running_twilio
 from tests.helpers import Api, contact_sequences, enroll, make_channel, make_sequence
 from touchline.db import unit_of_work
-from touchline.engine.worker import Worker
 from touchline.models import Message
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 PHONE = "+14155550142"

@@ -20,8 +20,8 @@ from tests.helpers import (
     make_sequence,
 )
 from touchline.db import is_sqlite
-from touchline.engine.worker import Worker
 from touchline.models import Message
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

@@ -15,8 +15,8 @@ from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_twilio
 from tests.helpers import Api, make_channel, make_sequence
 from touchline.config import Settings
 from touchline.db import frozen_clock, unit_of_work
-from touchline.engine.worker import Worker
 from touchline.models import Contact, StepContact
+from touchline.worker.loop import Worker
 
 T0 = datetime.now(UTC).replace(microsecond=0)
 

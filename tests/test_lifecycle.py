@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.helpers import Api, contact_sequences, enroll, make_sequence
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 ANN = {"phone": "+14155550181", "name": "Ann"}

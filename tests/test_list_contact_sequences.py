@@ -20,9 +20,9 @@ from tests.helpers import (
     make_sequence,
     query_plan,
 )
-from touchline.engine.worker import Worker
 from touchline.runs.queries import contact_sequences_statement
 from touchline.runs.schemas import ContactSequencesQuery
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 PHONE = "+14155550123"

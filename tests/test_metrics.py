@@ -31,11 +31,11 @@ from touchline import backlog
 from touchline.app import create_app
 from touchline.config import Settings
 from touchline.db import frozen_clock, unit_of_work, utc_now
-from touchline.engine.worker import Worker
 from touchline.heartbeat import Heartbeat
 from touchline.logs import JsonFormatter
 from touchline.models import StepContact, WorkerHeartbeat
 from touchline.requestctx import current_request_id
+from touchline.worker.loop import Worker
 
 TOUCHLINE = str(Path(sys.executable).with_name("touchline"))
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

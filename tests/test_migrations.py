@@ -32,9 +32,9 @@ from tests.helpers import (
 from touchline.app import create_app
 from touchline.config import Settings
 from touchline.db import make_engine
-from touchline.engine.worker import Worker
 from touchline.migrate import alembic_config, upgrade
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Base, StepContact
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 

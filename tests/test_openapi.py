@@ -34,7 +34,7 @@ from schemathesis.generation import GenerationMode
 from tests.helpers import Api, enroll, make_sequence
 from touchline.app import create_app
 from touchline.config import Settings
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}

@@ -40,7 +40,7 @@ from tests.fakes import (
 from tests.helpers import Api, assert_error, make_channel, make_sequence
 from touchline.app import create_app
 from touchline.config import Settings
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 TOUCHLINE = str(Path(sys.executable).with_name("touchline"))

@@ -23,8 +23,8 @@ from tests.helpers import (
     make_sequence,
 )
 from touchline.channels.providers.twilio import compute_twilio_signature
-from touchline.engine.worker import Worker
 from touchline.models import TrackedLink
+from touchline.worker.loop import Worker
 
 PHONE = "+14155550111"
 SMS_FROM = "+14155550100"

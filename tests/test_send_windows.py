@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.helpers import Api, contact_sequences, enroll, make_channel, make_sequence
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 QUIET_ON = {"support_sms_quiet_hours": {"enabled": True, "use_contact_timezone": True}}
 TWO_STEPS: list[dict[str, Any]] = [

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Api, assert_error, enroll, make_channel, make_sequence
-from touchline.engine.worker import Worker
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 ANN = {"phone": "+14155550101", "name": "Ann Lee"}

@@ -24,9 +24,9 @@ from tests.helpers import (
     enroll,
     make_sequence,
 )
-from touchline.engine.worker import Worker
 from touchline.signing import SIGNATURE_HEADER, verify_signature
 from touchline.webhooks import delivery
+from touchline.worker.loop import Worker
 
 SECRET = "whsec_test_0123456789abcdef"
 ALL_EVENT_NAMES = {

@@ -21,9 +21,9 @@ from tests.helpers import (
     query_plan,
 )
 from touchline.db import is_sqlite
-from touchline.engine.claims import due_step_contacts
-from touchline.engine.worker import Worker
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Message, StepContact
+from touchline.worker.claims import due_step_contacts
+from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 ANN = {"phone": "+14155550111", "name": "Ann Lee", "properties": {"shift_date": "March 9"}}

@@ -21,8 +21,8 @@ from tests.fakes import ACCOUNT_SID, AUTH_TOKEN, running_receiver, running_twili
 from tests.helpers import Api, make_channel, make_sequence
 from touchline.config import Settings
 from touchline.db import frozen_clock, unit_of_work, utc_now
-from touchline.engine.worker import Worker
 from touchline.models import Message, StepContact
+from touchline.worker.loop import Worker
 
 TOUCHLINE = str(Path(sys.executable).parent / "touchline")
 

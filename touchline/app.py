@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         worker = None
         if run_worker:
-            from touchline.engine.runner import BackgroundWorker
+            from touchline.worker.runner import BackgroundWorker
 
             worker = BackgroundWorker(settings, app.state.sessions)
             worker.start()

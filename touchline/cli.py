@@ -131,8 +131,8 @@ def worker(
     ] = None,
 ) -> None:
     """Claim due step contacts, send, advance; runs until SIGTERM unless --once."""
-    from touchline.engine.runner import run_forever
-    from touchline.engine.worker import Worker
+    from touchline.worker.loop import Worker
+    from touchline.worker.runner import run_forever
 
     settings = _settings()
     at = _parse_now(now)

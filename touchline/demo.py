@@ -20,13 +20,13 @@ from touchline.config import Settings
 from touchline.contacts.schemas import ContactInput
 from touchline.contacts.service import upsert_contact
 from touchline.db import unit_of_work, utc_now
-from touchline.engine.worker import Worker
 from touchline.enrollment.schemas import EnrollRequest, RemoveRequest
 from touchline.enrollment.service import accept_enrollment, accept_removal
 from touchline.models import Contact
 from touchline.netpolicy import OutboundPolicy
 from touchline.sequences.schemas import SequenceCreate, SequenceUpdate, StepCreate
 from touchline.sequences.service import create_sequence, create_step, update_sequence
+from touchline.worker.loop import Worker
 
 DEMO_KEY = "tl_demo_0123456789abcdefghijklmnopqrstuvwxyz"
 DEMO_ORG = "Touchline demo"

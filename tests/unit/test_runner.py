@@ -7,9 +7,9 @@ from typing import cast
 
 import pytest
 
-from touchline.engine import runner
-from touchline.engine.summary import PassSummary
-from touchline.engine.worker import Worker
+from touchline.worker import runner
+from touchline.worker.loop import Worker
+from touchline.worker.summary import PassSummary
 
 
 class Recorder:

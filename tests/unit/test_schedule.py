@@ -1,4 +1,4 @@
-"""Unit tests for touchline.engine.schedule.
+"""Unit tests for touchline.core.schedule.
 
 Expected instants are worked out by hand from the zone offsets noted next to
 each case (EST = UTC-5, EDT = UTC-4, CET = UTC+1, CEST = UTC+2, IST = UTC+5:30).
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from touchline.engine.schedule import (
+from touchline.core.schedule import (
     MAX_SEND_ATTEMPTS,
     BusinessHours,
     Delay,

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from touchline.engine.schedule import parse_opening_hours
+from touchline.core.schedule import parse_opening_hours
 from touchline.schemas import Pagination, RequestModel, Timestamps
 from touchline.validation import TimeZoneName
 

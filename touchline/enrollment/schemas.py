@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from touchline.contacts.schemas import ContactInput
-from touchline.engine.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT
+from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT
 from touchline.schemas import RequestModel
 
 MAX_INPUTS = 4000

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from touchline.channels.service import find_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
 from touchline.contacts.service import apply_changes, find_existing, get_contact
-from touchline.engine import progress
+from touchline.core import progress
+from touchline.core.settings import settings_of
 from touchline.enrollment.schemas import (
     ContactRef,
     EnrollRequest,
@@ -39,7 +40,7 @@ from touchline.models import (
     Step,
     StepContact,
 )
-from touchline.sequences.service import get_sequence, get_step, live_steps, settings_of
+from touchline.sequences.service import get_sequence, get_step, live_steps
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 

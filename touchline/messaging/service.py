@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from touchline.channels.service import find_channel
 from touchline.contacts.service import set_opt_in
-from touchline.engine import progress
+from touchline.core import progress
+from touchline.core.settings import settings_of
 from touchline.errors import NotFound, ValidationFailed
 from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
 from touchline.models import (
@@ -25,7 +26,6 @@ from touchline.models import (
     StepContact,
     TrackedLink,
 )
-from touchline.sequences.service import settings_of
 from touchline.validation import normalize_email, normalize_phone
 
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})

@@ -24,7 +24,7 @@ from jinja2.sandbox import (
 )
 from jinja2.tests import TESTS
 
-from touchline.engine.views import ContactLike
+from touchline.core.views import ContactLike
 from touchline.messaging import marks, sandbox
 from touchline.messaging.bounded import Overflow
 

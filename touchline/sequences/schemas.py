@@ -3,53 +3,22 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from touchline.engine.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
+from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
+from touchline.core.settings import HHMM, SequenceSettings
 from touchline.messaging.templates import check_template
 from touchline.schemas import Pagination, RequestModel, Timestamps
 from touchline.validation import TimeZoneName
 
 SequenceStatus = Literal["draft", "active", "archived"]
-_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
-
-
-class QuietHoursSetting(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    enabled: bool = True
-    use_contact_timezone: bool = True
-    start: str = Field(default="21:00", pattern=_HHMM)
-    end: str = Field(default="08:00", pattern=_HHMM)
-
-
-class WindowSetting(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    enabled: bool = False
-    use_contact_timezone: bool = False
-
-
-class SequenceSettings(BaseModel):
-    """A sequence's settings, with the defaults of a new sequence (Whippy's keys)."""
-
-    model_config = ConfigDict(extra="ignore")
-    on_response: Literal["continue", "remove"] = "remove"
-    on_re_add: Literal["re_add", "exclude"] = "exclude"
-    max_contact_sequence_runs: int | None = Field(default=None, ge=1)
-    max_add_per_time: int | None = Field(default=None, ge=1)
-    max_add_time: int | None = Field(default=None, ge=1, description="Seconds.")
-    max_time: int | None = Field(default=None, ge=1, description="Seconds a run may stay open.")
-    support_sms_quiet_hours: QuietHoursSetting = QuietHoursSetting()
-    skip_sending_on_weekend: WindowSetting = WindowSetting()
-    only_send_during_business_hours: WindowSetting = WindowSetting()
-    timezone: TimeZoneName = "UTC"
-    link_tracking: bool = False
 
 
 class QuietHoursPatch(RequestModel):
     enabled: bool | None = None
     use_contact_timezone: bool | None = None
-    start: str | None = Field(default=None, pattern=_HHMM)
-    end: str | None = Field(default=None, pattern=_HHMM)
+    start: str | None = Field(default=None, pattern=HHMM)
+    end: str | None = Field(default=None, pattern=HHMM)
 
 
 class WindowPatch(RequestModel):

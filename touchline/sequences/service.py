@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from touchline.channels.service import get_channel
+from touchline.core.progress import hold_sequence
+from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
-from touchline.engine.claims import hold_sequence
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
 from touchline.sequences.schemas import (
@@ -20,7 +21,6 @@ from touchline.sequences.schemas import (
     SequenceCreate,
     SequenceListQuery,
     SequenceOut,
-    SequenceSettings,
     SequenceUpdate,
     SettingsPatch,
     StepAnalytics,
@@ -70,10 +70,6 @@ def get_step(session: Session, sequence: Sequence, step_id: uuid.UUID) -> Step:
     if step is None or step.sequence_id != sequence.id or step.deleted_at is not None:
         raise NotFound("Step not found")
     return step
-
-
-def settings_of(sequence: Sequence) -> SequenceSettings:
-    return SequenceSettings.model_validate(sequence.settings or {})
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

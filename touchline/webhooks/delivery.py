@@ -23,9 +23,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.channels.providers.http import status_line
+from touchline.core.schedule import retry_backoff
 from touchline.counters import count_webhook_deliveries
 from touchline.db import unit_of_work, utc_now
-from touchline.engine.schedule import retry_backoff
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.netpolicy import DestinationRefused
 from touchline.signing import SIGNATURE_HEADER, sign_payload

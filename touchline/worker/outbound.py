@@ -15,8 +15,6 @@ from sqlalchemy.orm import Session
 
 from touchline.bulk import insert_rows
 from touchline.channels.providers.base import OutboundMessage
-from touchline.engine.claimed import Claimed
-from touchline.engine.sender import Send
 from touchline.messaging.links import rewrite_links
 from touchline.messaging.templates import (
     MAX_EMAIL_CHARS,
@@ -28,6 +26,8 @@ from touchline.messaging.templates import (
 )
 from touchline.models import Channel, Message, TrackedLink
 from touchline.webhooks import events
+from touchline.worker.claimed import Claimed
+from touchline.worker.sender import Send
 
 # What a send needs of a message written by an earlier claim.
 SENT_COLUMNS = (

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from touchline.bulk import among, update_rows
-from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, StepContact
+from touchline.models import Job, Sequence, StepContact
 
 
 def _picked(where: ColumnElement[bool], limit: int) -> Select[uuid.UUID]:
@@ -142,26 +142,3 @@ def claim_job(session: Session, now: datetime, lease_until: datetime) -> uuid.UU
     )
     row = result.first()
     return row[0] if row else None
-
-
-def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
-    """Take a sequence's open step contacts out of the queue (draft, archived) or put them
-    back (active). The sequence's own status still guards every claim."""
-    # Locked in id order, the order the worker's settle writes step contacts in: a sequence
-    # archived while a batch of it settles must not deadlock with that settle.
-    changed = (
-        select(StepContact.id)
-        .where(
-            StepContact.sequence_id == sequence_id,
-            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
-            StepContact.held.is_not(held),
-        )
-        .order_by(StepContact.id)
-        .with_for_update()
-    )
-    session.execute(
-        update(StepContact)
-        .where(StepContact.id.in_(changed.scalar_subquery()))
-        .values(held=held)
-        .execution_options(synchronize_session=False)
-    )

@@ -39,14 +39,22 @@ from touchline.channels.providers.base import (
 )
 from touchline.channels.providers.outbox import OutboxProvider
 from touchline.config import Settings
+from touchline.core import progress
 from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
-from touchline.engine import outbound, progress, throttle
-from touchline.engine.claimed import Claimed, Loaded, load
-from touchline.engine.claims import claim_job, claim_step_contacts, put_back
-from touchline.engine.leases import LeaseKeeper
-from touchline.engine.sender import Result, Send, Sender
-from touchline.engine.settlement import (
+from touchline.enrollment.service import run_enrollment, run_removal
+from touchline.errors import TouchlineError
+from touchline.messaging.templates import RenderError
+from touchline.models import Channel, ContactPreference, Job, Message, SequenceRun, StepContact
+from touchline.netpolicy import OutboundPolicy
+from touchline.webhooks.delivery import deliver_due
+from touchline.webhooks.transport import GuardedTransport
+from touchline.worker import outbound, throttle
+from touchline.worker.claimed import Claimed, Loaded, load
+from touchline.worker.claims import claim_job, claim_step_contacts, put_back
+from touchline.worker.leases import LeaseKeeper
+from touchline.worker.sender import Result, Send, Sender
+from touchline.worker.settlement import (
     EXPIRE,
     FAIL,
     INACTIVE,
@@ -55,14 +63,7 @@ from touchline.engine.settlement import (
     Done,
     settle,
 )
-from touchline.engine.summary import PassSummary
-from touchline.enrollment.service import run_enrollment, run_removal
-from touchline.errors import TouchlineError
-from touchline.messaging.templates import RenderError
-from touchline.models import Channel, ContactPreference, Job, Message, SequenceRun, StepContact
-from touchline.netpolicy import OutboundPolicy
-from touchline.webhooks.delivery import deliver_due
-from touchline.webhooks.transport import GuardedTransport
+from touchline.worker.summary import PassSummary
 
 log = logging.getLogger("touchline.worker")
 

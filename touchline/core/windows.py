@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from touchline.engine.schedule import (
+from touchline.core.schedule import (
     BusinessHours,
     Delay,
     QuietHours,
@@ -13,9 +13,9 @@ from touchline.engine.schedule import (
     next_send_time,
     pick_zone,
 )
-from touchline.engine.views import ContactLike, StepLike
+from touchline.core.settings import SequenceSettings
+from touchline.core.views import ContactLike, StepLike
 from touchline.models import Channel
-from touchline.sequences.schemas import SequenceSettings
 
 
 def _hhmm(value: str) -> time:

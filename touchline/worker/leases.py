@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.db import unit_of_work
-from touchline.engine.claims import renew_leases
+from touchline.worker.claims import renew_leases
 
 log = logging.getLogger("touchline.worker")
 

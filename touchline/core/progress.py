@@ -15,16 +15,24 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from touchline.bulk import add_to_rows, among
-from touchline.engine.schedule import NoSendWindowError, earliest_allowed
-from touchline.engine.states import FinishReason, check_transition
-from touchline.engine.views import ContactLike, SequenceLike, StepLike
-from touchline.engine.windows import due_at, rules_for
-from touchline.models import Channel, Contact, Sequence, SequenceRun, Step, StepContact
-from touchline.sequences.schemas import SequenceSettings
+from touchline.core.schedule import NoSendWindowError, earliest_allowed
+from touchline.core.settings import SequenceSettings
+from touchline.core.states import FinishReason, check_transition
+from touchline.core.views import ContactLike, SequenceLike, StepLike
+from touchline.core.windows import due_at, rules_for
+from touchline.models import (
+    OPEN_STEP_CONTACT_STATUSES,
+    Channel,
+    Contact,
+    Sequence,
+    SequenceRun,
+    Step,
+    StepContact,
+)
 
 
 def step_channel_id(step: StepLike, run: SequenceRun, sequence: SequenceLike) -> uuid.UUID | None:
@@ -355,3 +363,26 @@ def reactivate(
     set_status(sc, "pending", now)
     sc.scheduled_at = scheduled
     run.updated_at = now
+
+
+def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
+    """Take a sequence's open step contacts out of the queue (draft, archived) or put them
+    back (active). The sequence's own status still guards every claim."""
+    # Locked in id order, the order the worker's settle writes step contacts in: a sequence
+    # archived while a batch of it settles must not deadlock with that settle.
+    changed = (
+        select(StepContact.id)
+        .where(
+            StepContact.sequence_id == sequence_id,
+            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+            StepContact.held.is_not(held),
+        )
+        .order_by(StepContact.id)
+        .with_for_update()
+    )
+    session.execute(
+        update(StepContact)
+        .where(StepContact.id.in_(changed.scalar_subquery()))
+        .values(held=held)
+        .execution_options(synchronize_session=False)
+    )

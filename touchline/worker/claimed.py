@@ -18,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.bulk import among
-from touchline.engine import progress
-from touchline.engine.views import ContactRow, SequenceRow, StepRow, load_rows, next_steps
+from touchline.core import progress
+from touchline.core.views import ContactRow, SequenceRow, StepRow
 from touchline.models import Channel, Message, SequenceRun, StepContact
+from touchline.worker.rows import load_rows, next_steps
 
 
 @dataclass(slots=True)

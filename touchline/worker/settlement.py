@@ -38,14 +38,15 @@ from touchline.channels.providers.base import (
     SendResult,
     TransientSendError,
 )
-from touchline.engine import progress, throttle
-from touchline.engine.claimed import Claimed
-from touchline.engine.schedule import MAX_SEND_ATTEMPTS, retry_backoff
-from touchline.engine.sender import NotSent, Result
-from touchline.engine.states import FinishReason
-from touchline.engine.summary import PassSummary
+from touchline.core import progress
+from touchline.core.schedule import MAX_SEND_ATTEMPTS, retry_backoff
+from touchline.core.states import FinishReason
 from touchline.models import Message, SequenceRun, StepContact
 from touchline.webhooks import events
+from touchline.worker import throttle
+from touchline.worker.claimed import Claimed
+from touchline.worker.sender import NotSent, Result
+from touchline.worker.summary import PassSummary
 
 
 @dataclass(frozen=True, slots=True)

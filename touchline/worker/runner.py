@@ -12,8 +12,8 @@ from types import FrameType
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.config import Settings
-from touchline.engine.worker import Worker
 from touchline.heartbeat import Heartbeat
+from touchline.worker.loop import Worker
 
 log = logging.getLogger("touchline.worker")
 

@@ -33,9 +33,9 @@ from touchline.channels.providers.base import (
     TransientSendError,
 )
 from touchline.channels.providers.http import guarded_connector
-from touchline.engine.leases import LeaseKeeper
 from touchline.models import Channel
 from touchline.netpolicy import OutboundPolicy
+from touchline.worker.leases import LeaseKeeper
 
 log = logging.getLogger("touchline.worker")
 

@@ -1,0 +1,47 @@
+"""A sequence's settings (Whippy's keys), as the engine reads them from the stored JSON."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from touchline.core.views import SequenceLike
+from touchline.validation import TimeZoneName
+
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class QuietHoursSetting(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    enabled: bool = True
+    use_contact_timezone: bool = True
+    start: str = Field(default="21:00", pattern=HHMM)
+    end: str = Field(default="08:00", pattern=HHMM)
+
+
+class WindowSetting(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    enabled: bool = False
+    use_contact_timezone: bool = False
+
+
+class SequenceSettings(BaseModel):
+    """A sequence's settings, with the defaults of a new sequence (Whippy's keys)."""
+
+    model_config = ConfigDict(extra="ignore")
+    on_response: Literal["continue", "remove"] = "remove"
+    on_re_add: Literal["re_add", "exclude"] = "exclude"
+    max_contact_sequence_runs: int | None = Field(default=None, ge=1)
+    max_add_per_time: int | None = Field(default=None, ge=1)
+    max_add_time: int | None = Field(default=None, ge=1, description="Seconds.")
+    max_time: int | None = Field(default=None, ge=1, description="Seconds a run may stay open.")
+    support_sms_quiet_hours: QuietHoursSetting = QuietHoursSetting()
+    skip_sending_on_weekend: WindowSetting = WindowSetting()
+    only_send_during_business_hours: WindowSetting = WindowSetting()
+    timezone: TimeZoneName = "UTC"
+    link_tracking: bool = False
+
+
+def settings_of(sequence: SequenceLike) -> SequenceSettings:
+    return SequenceSettings.model_validate(sequence.settings or {})
