@@ -130,7 +130,7 @@ def make_engine(url: str, limits: Settings | None = None) -> Engine:
     # first out: a worker's claim and settle (and a busy thread's requests) reuse the one
     # connection that just came back, whose prepared statements and server backend are
     # warm; first in, first out rotated them through every connection a thread beside them
-    # had opened (two PostgreSQL workers on the outbox: 1,965 -> 2,330 step contacts/s).
+    # had opened.
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -158,8 +158,8 @@ def _postgresql_limits(limits: Settings) -> str:
 
 def _configure_postgresql(dbapi_connection: Any, _record: Any) -> None:
     # Lists are only ever parameters of bulk.py's arrays (`unnest`, `= ANY`), whose text
-    # form psycopg builds in Python, escaping element by element (3-7 us each); the binary
-    # form costs about a fifth of that.
+    # form psycopg builds in Python, escaping element by element; the binary form costs a
+    # fraction of that.
     dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
@@ -168,7 +168,8 @@ def reader(engine: Engine) -> Engine:
 
     Reads run in autocommit: no BEGIN and ROLLBACK around what is usually a single
     statement (List Contact Sequences is one). On PostgreSQL those are two round trips; on
-    SQLite, two statements and the read lock they hold, about 5% of the endpoint's time.
+    SQLite, two statements and the read lock they hold, a measurable share of the
+    endpoint's time.
     """
     if is_sqlite(engine):
         # Not SQLAlchemy's AUTOCOMMIT level, which hands transactions back to the sqlite3

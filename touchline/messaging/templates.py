@@ -47,9 +47,8 @@ _LIMITED = {
 # Parsing and compiling take time in proportion to the source, outside the budget for the
 # templates that render here: the source may not be longer than the longest message.
 MAX_TEMPLATE_CHARS = MAX_EMAIL_CHARS
-# For the templates that render in the child, compiling included. Real bodies take far
-# less (a 10 KB email with a loop compiles in about 10 ms and renders in under 1 ms; a
-# dense 45 KB one with 1,500 placeholders compiles in about 110 ms), and a bomb costs one
+# For the templates that render in the child, compiling included. Real bodies take a small
+# fraction of it (docs/benchmarks.md, "Measurements behind the code"), and a bomb costs one
 # budget per worker process: see docs/decisions.md.
 RENDER_BUDGET_SECONDS = 0.25
 # Constant ranges nested in each other: far above a real message, far below a hang.
@@ -84,7 +83,7 @@ class _OwnSource(BaseLoader):
 
 class _SharedBytecode(FileSystemBytecodeCache):
     """Compiled templates on disk, shared by the machine's workers and kept across their
-    restarts: loading one costs a small fraction of compiling it (about 0.4 ms), which a
+    restarts: loading one costs a small fraction of compiling it, which a
     fresh worker would otherwise pay for every step it sends for the first time. Files are
     keyed by the source's hash and checked against it, and written atomically.
     """
@@ -394,10 +393,10 @@ def _error(failure: sandbox.Failed) -> RenderError:
 def _compiled(source: str, marked: bool = False) -> Template | None:
     """The compiled template if it renders in this process, None if in the child.
 
-    Compiling costs about 40 renders (1-3 ms), and a worker sends the same step bodies
-    over and over. The bound is above the live steps of a large organization (a batch
-    touching more bodies than the cache holds would evict its own templates); a compiled
-    body takes about 4 KB.
+    Compiling costs many renders, and a worker sends the same step bodies over and over.
+    The bound is above the live steps of a large organization (a batch touching more
+    bodies than the cache holds would evict its own templates), at a few kilobytes a
+    compiled body.
     """
     env = _env(marked)
     # Only the child compiles the others: compiling folds constant expressions, so

@@ -55,7 +55,7 @@ def time_text(value: Any) -> str | None:
 def _stored(column: Any, label: str) -> Any:
     # The value as the driver hands it over, without SQLAlchemy's result processing: on
     # SQLite that parsed each UUID and timestamp into an object only for `_item` to turn
-    # it back into text (about 15% of the server's time for this endpoint).
+    # it back into text, a large share of the server's time for this endpoint.
     return type_coerce(column, String()).label(label)
 
 

@@ -97,8 +97,8 @@ def run_with_webhooks(worker: Worker, stop: threading.Event, poll_seconds: float
 def _tune_garbage_collector() -> None:
     # A batch makes tens of thousands of short-lived objects (rows, ORM states) that
     # reference counting frees; with the default threshold (700 allocations) the cyclic
-    # collector ran every few rows. Measured with two PostgreSQL workers: 5-9% more step
-    # contacts per second. Objects made at start-up (modules, mappers) are never garbage.
+    # collector ran every few rows (docs/benchmarks.md, "Measurements behind the code").
+    # Objects made at start-up (modules, mappers) are never garbage.
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)
 
