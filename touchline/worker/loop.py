@@ -40,6 +40,7 @@ from touchline.channels.providers.base import (
 from touchline.channels.providers.outbox import OutboxProvider
 from touchline.config import Settings
 from touchline.core import progress
+from touchline.core.recipients import recipient_address
 from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.enrollment.service import run_enrollment, run_removal
@@ -381,7 +382,7 @@ class Worker:
             or contact.blocked
             or contact.state == "blocked"
             or (contact.id, channel.id) in opted_out
-            or not (contact.phone if channel.type == "sms" else contact.email)
+            or not recipient_address(channel.type, contact)
         ):
             return INACTIVE
         return None

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from touchline.bulk import insert_rows
 from touchline.channels.providers.base import OutboundMessage
+from touchline.core.recipients import recipient_address
 from touchline.messaging.links import rewrite_links
 from touchline.messaging.templates import (
     MAX_EMAIL_CHARS,
@@ -80,7 +81,7 @@ def message_row(
 ) -> dict[str, Any]:
     """The columns of the step contact's message, `queued` until a provider answers."""
     sc, contact = item.step_contact, item.contact
-    to = contact.phone if channel.type == "sms" else contact.email
+    to = recipient_address(channel.type, contact)
     return {
         "id": uuid.uuid4(),
         "organization_id": sc.organization_id,
