@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from touchline.db import make_engine, make_sessionmaker, unit_of_work
 from touchline.demo import DEMO_KEY
 from touchline.migrate import upgrade
 from touchline.models import Base
+from touchline.serving import connection_budget_warning
 
 # The console script installed next to this interpreter: what users run.
 TOUCHLINE = Path(sys.executable).with_name("touchline")
@@ -430,6 +432,93 @@ def test_serve_answers_over_http_and_stops_on_sigterm(tmp_path: Path) -> None:
         # how it ended.
         assert server.wait(timeout=15) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_with_two_processes_answers_sends_and_stops(
+    sqlite_database: str, tmp_path: Path
+) -> None:
+    # SQLite: three processes writing one file is the harder case for the database.
+    database = sqlite_database
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    org = new_org(database)
+    with api_client(database) as client:
+        api = Api(client, org["api_key"], uuid.UUID(org["organization_id"]))
+        sequence = make_sequence(api)
+        args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+        with running(args, database, tmp_path) as server:
+            log = tmp_path / "serve.log"
+            _wait_until_healthy(base, server, log)
+            headers = {"X-WHIPPY-KEY": org["api_key"]}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
+                accepted = http.post(
+                    f"/v1/sequences/{sequence['id']}/contacts",
+                    json={"to": [{"phone": "+14155550111"}]},
+                )
+                assert accepted.status_code == 202, accepted.text
+                with ThreadPoolExecutor(16) as pool:
+                    statuses = list(
+                        pool.map(lambda _: http.get("/v1/sequences").status_code, range(64))
+                    )
+                # Whichever process answers a scrape counts the requests of both.
+                for _ in range(4):
+                    assert _sequence_lists_counted(http.get("/metrics").text) == 64
+            assert statuses == [200] * 64
+            # The job runs in the worker process the server started beside its two.
+            job_url = f"/v1/jobs/{accepted.json()['data']['job_id']}"
+            deadline = time.monotonic() + 30
+            while api.get(job_url).json()["data"]["status"] != "done":
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            children = _children(server.pid)
+            commands = list(children.values())
+            assert sum("spawn_main" in c for c in commands) == 2, commands
+            assert sum("touchline.cli worker" in c for c in commands) == 1, commands
+            assert len(set(re.findall(r"Started server process \[(\d+)\]", log.read_text()))) == 2
+
+            started = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=30) in (0, -signal.SIGTERM), log.read_text()
+            assert time.monotonic() - started < 15
+        # Neither the API processes nor the worker outlived the server.
+        ours = [pid for pid, args in children.items() if "resource_tracker" not in args]
+        assert [pid for pid in ours if Path(f"/proc/{pid}").exists()] == []
+        assert "finishing the current batch, then stopping" in log.read_text()
+
+
+def _sequence_lists_counted(metrics: str) -> float:
+    """`GET /v1/sequences` requests in `touchline_http_requests_total`, all statuses."""
+    counted = 0.0
+    for labels, value in re.findall(
+        r"^touchline_http_requests_total\{(.*)\} (\S+)$", metrics, re.M
+    ):
+        if 'route="/v1/sequences"' in labels and 'method="GET"' in labels:
+            counted += float(value)
+    return counted
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`: their command lines by process id."""
+    listed = subprocess.run(
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = (line.split(None, 1) for line in listed.stdout.splitlines())
+    return {int(child): args for child, args in rows}
+
+
+def test_serve_warns_when_its_processes_may_open_more_connections_than_allowed(
+    postgres_url: str,
+) -> None:
+    many = Settings(database_url=postgres_url, api_threads=1000)
+    warning = connection_budget_warning(many, 2, with_worker=True)
+    assert warning is not None
+    assert "may open up to 2024 connections" in warning
+    assert "PostgreSQL allows" in warning
+    few = Settings(database_url=postgres_url, api_threads=4)
+    assert connection_budget_warning(few, 2, with_worker=True) is None
 
 
 def test_worker_runs_until_sigterm(tmp_path: Path) -> None:

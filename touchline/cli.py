@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,7 @@ app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+MAX_WEB_PROCESSES = 64
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -162,27 +163,54 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="API only: run workers elsewhere.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=MAX_WEB_PROCESSES,
+            help="API processes on the port. Default TOUCHLINE_WEB_CONCURRENCY (1).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the API (and, unless --no-worker, a worker in the same process)."""
+    """Run the API: in one process with a worker thread, or with --workers N in N
+    processes beside one worker process (unless --no-worker)."""
     import uvicorn
 
-    from touchline.app import create_app
     from touchline.logs import uvicorn_log_config
     from touchline.migrate import upgrade
 
     settings = _settings()
+    # Once, before any process serves.
     if settings.database_url.startswith("sqlite"):
         upgrade(settings.database_url)
-    uvicorn.run(
-        create_app(settings, run_worker=not no_worker),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level.lower(),
-        log_config=uvicorn_log_config(settings),
+    processes = workers or settings.web_concurrency
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_level": settings.log_level.lower(),
+        "log_config": uvicorn_log_config(settings),
         # On SIGTERM, requests still running after this long are cancelled: with every
         # database wait bounded by lock_timeout_seconds, few are left by then.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-    )
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+    }
+    if processes == 1:
+        from touchline.app import create_app
+
+        uvicorn.run(create_app(settings, run_worker=not no_worker), **options)
+        return
+
+    from touchline import serving
+
+    warning = serving.connection_budget_warning(settings, processes, not no_worker)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
+    with serving.shared_metrics():
+        if no_worker:
+            serving.serve_processes(settings, processes, **options)
+            return
+        with serving.worker_process(settings):
+            serving.serve_processes(settings, processes, **options)
 
 
 @app.command()

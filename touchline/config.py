@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Threads serving the API's endpoints; the database pool holds this many connections
     # plus a reserve for the embedded worker, so that neither starves the other.
     api_threads: int = Field(default=40, ge=1, le=1000)
+    # API processes `touchline serve` runs on its port (--workers); above 1, sending moves
+    # to one `touchline worker` process beside them.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     # The longest a request (or the worker) waits for a row lock or, on SQLite, the
     # database's write lock, before answering 409/503 with Retry-After.
     lock_timeout_seconds: float = Field(default=5.0, gt=0, le=600)

@@ -3,6 +3,7 @@ backlogs and heartbeats read from the database at scrape time (backlog.py)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -104,6 +106,15 @@ class HttpMetrics:
         series[1].observe(seconds)
 
 
+# Where processes that share one /metrics keep their counters (prometheus-client's
+# multiprocess mode); it must be set before prometheus_client is first imported.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_metrics_dir() -> str | None:
+    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
+
+
 class _ProcessWide(Collector):
     """The process-wide registry (the worker's counters, process and runtime metrics)
     inside an app's own registry."""
@@ -131,7 +142,15 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
         registry=registry,
     )
     registry.register(DatabaseCollector(app.state.engine))
-    registry.register(_ProcessWide())
+    scraped = registry
+    if shared_metrics_dir():
+        # Several processes (`serve --workers N`, and its worker): every counter is in the
+        # shared directory, this process's included; the gauges are read here as usual.
+        scraped = CollectorRegistry()
+        MultiProcessCollector(scraped)  # type: ignore[no-untyped-call]
+        scraped.register(DatabaseCollector(app.state.engine))
+    else:
+        registry.register(_ProcessWide())
     fixed = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     app.add_middleware(
         HttpMetrics,
@@ -153,4 +172,4 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
         if token and not bearer_token_matches(request.headers.get("authorization"), token):
             raise Unauthorized(METRICS_TOKEN_REFUSED, headers={"WWW-Authenticate": "Bearer"})
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=content_type)
+        return Response(encoder(scraped), media_type=content_type)

@@ -1,0 +1,97 @@
+"""`touchline serve --workers N`: N API processes on one port, and one worker process.
+
+Uvicorn's supervisor binds the port once and hands it to N processes, each of which builds
+the app (`create_app`) with its own database pool and thread pool. Sending stays with one
+`touchline worker` process beside them, started and stopped with the server: a worker
+thread in every API process would multiply claims and connections without sending faster
+than one worker, which keeps `worker_send_concurrency` sends in flight on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import text
+
+from touchline.config import Settings
+from touchline.db import RESERVED_CONNECTIONS, make_engine
+from touchline.metrics import MULTIPROCESS_DIR_VARIABLE
+
+log = logging.getLogger("touchline.serve")
+
+# Connections a `touchline worker` process opens at most: its claims, settles, lease
+# renewals and webhook deliveries, each one at a time.
+WORKER_CONNECTIONS = 4
+
+
+def connections_needed(settings: Settings, processes: int, with_worker: bool) -> int:
+    """The most connections N API processes (and the worker) may open together."""
+    per_process = settings.api_threads + RESERVED_CONNECTIONS
+    return processes * per_process + (WORKER_CONNECTIONS if with_worker else 0)
+
+
+def connection_budget_warning(settings: Settings, processes: int, with_worker: bool) -> str | None:
+    """A warning when PostgreSQL's max_connections is below what the processes may open."""
+    if settings.database_url.startswith("sqlite"):
+        return None
+    engine = make_engine(settings.database_url, settings)
+    try:
+        with engine.connect() as conn:
+            limit = int(conn.execute(text("SHOW max_connections")).scalar_one())
+    finally:
+        engine.dispose()
+    needed = connections_needed(settings, processes, with_worker)
+    if needed <= limit:
+        return None
+    return (
+        f"{processes} API processes may open up to {needed} connections "
+        f"({settings.api_threads} threads + {RESERVED_CONNECTIONS} each"
+        f"{f', and {WORKER_CONNECTIONS} for the worker' if with_worker else ''}); "
+        f"PostgreSQL allows {limit}: lower TOUCHLINE_API_THREADS or raise max_connections"
+    )
+
+
+@contextmanager
+def shared_metrics() -> Iterator[None]:
+    """One /metrics for all the processes: each counts into files in a directory they share
+    (prometheus-client's multiprocess mode), and any API process sums them when scraped."""
+    directory = tempfile.mkdtemp(prefix="touchline-metrics-")
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROCESS_DIR_VARIABLE]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """A `touchline worker` process for the server's lifetime, stopped as SIGTERM stops one:
+    it finishes and settles the sends it has started (each bounded by its provider's
+    timeout) before it exits."""
+    process = subprocess.Popen([sys.executable, "-m", "touchline.cli", "worker"])
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=settings.provider_timeout_max_seconds + 15)
+        except subprocess.TimeoutExpired:
+            log.warning("the worker did not stop in time; killing it")
+            process.kill()
+            process.wait()
+
+
+def serve_processes(settings: Settings, processes: int, **uvicorn_options: Any) -> None:
+    """Run `processes` API processes (uvicorn's supervisor) until SIGTERM or SIGINT."""
+    import uvicorn
+
+    uvicorn.run("touchline.app:create_app", factory=True, workers=processes, **uvicorn_options)
