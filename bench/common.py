@@ -271,10 +271,15 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 
 
 @contextmanager
-def real_server(url: str, **env: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """`touchline serve --no-worker` on 127.0.0.1 and a free port."""
+def real_server(
+    url: str, cpus: str | None = None, **env: str
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`touchline serve --no-worker` on 127.0.0.1 and a free port; with `cpus` (taskset's
+    list, such as "0"), it and its processes run on those cores only."""
     port = free_port()
     cmd = [TOUCHLINE, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
     with http_process(cmd, touchline_env(url, **env), port, "touchline-serve") as proc:
         yield port, proc
 

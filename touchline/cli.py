@@ -207,10 +207,10 @@ def serve(
         typer.echo(f"warning: {warning}", err=True)
     with serving.shared_metrics():
         if no_worker:
-            serving.serve_processes(settings, processes, **options)
+            serving.serve_processes(processes, **options)
             return
         with serving.worker_process(settings):
-            serving.serve_processes(settings, processes, **options)
+            serving.serve_processes(processes, **options)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -90,8 +91,19 @@ def worker_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
             process.wait()
 
 
-def serve_processes(settings: Settings, processes: int, **uvicorn_options: Any) -> None:
+def serve_processes(processes: int, **uvicorn_options: Any) -> None:
     """Run `processes` API processes (uvicorn's supervisor) until SIGTERM or SIGINT."""
-    import uvicorn
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
 
-    uvicorn.run("touchline.app:create_app", factory=True, workers=processes, **uvicorn_options)
+    config = Config("touchline.app:create_app", factory=True, workers=processes, **uvicorn_options)
+    bound = config.bind_socket()
+    # Uvicorn makes the socket without naming TCP (protocol 0); the processes' asyncio then
+    # takes it for something else and leaves Nagle's algorithm on, and every answer waited
+    # about 40 ms for the client's delayed ACK. The same socket, named for what it is.
+    sock = socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    sock.set_inheritable(True)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
