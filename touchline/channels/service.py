@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.channels.providers import public_config, validate_provider_config
@@ -14,6 +14,7 @@ from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelO
 from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import Channel
 from touchline.netpolicy import OutboundPolicy
+from touchline.pagination import paginate
 from touchline.validation import normalize_email, normalize_phone
 
 
@@ -120,15 +121,8 @@ def list_channels(
     conditions = [Channel.organization_id == org_id]
     if query.type:
         conditions.append(Channel.type == query.type)
-    total = session.scalar(select(func.count()).select_from(Channel).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Channel)
-        .where(*conditions)
-        .order_by(Channel.created_at, Channel.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = select(Channel).where(*conditions).order_by(Channel.created_at, Channel.id)
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def channel_out(channel: Channel) -> ChannelOut:

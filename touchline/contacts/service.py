@@ -18,6 +18,7 @@ from touchline.contacts.schemas import (
 from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
+from touchline.pagination import paginate
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 
@@ -139,15 +140,8 @@ def search_contacts(
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
     if query.external_id:
         conditions.append(Contact.external_id == query.external_id)
-    total = session.scalar(select(func.count()).select_from(Contact).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Contact)
-        .where(*conditions)
-        .order_by(Contact.created_at.desc(), Contact.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = select(Contact).where(*conditions).order_by(Contact.created_at.desc(), Contact.id)
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def set_opt_in(

@@ -25,6 +25,7 @@ from touchline.models import (
     StepContact,
     TrackedLink,
 )
+from touchline.pagination import paginate
 from touchline.sequences.service import settings_of
 from touchline.validation import normalize_email, normalize_phone
 
@@ -64,15 +65,8 @@ def list_messages(
     ):
         if value is not None:
             conditions.append(column == value)
-    total = session.scalar(select(func.count()).select_from(Message).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Message)
-        .where(*conditions)
-        .order_by(Message.created_at.desc(), Message.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id)
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str) -> Contact | None:

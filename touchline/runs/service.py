@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from touchline.contacts.schemas import ContactSummary
 from touchline.errors import NotFound
 from touchline.models import Contact, SequenceRun, Step, StepContact
+from touchline.pagination import paginate_rows
 from touchline.runs.schemas import (
     RunOut,
     RunsQuery,
@@ -43,15 +44,19 @@ def list_step_contacts(
         value = getattr(query, flag)
         if value is not None:
             conditions.append(getattr(StepContact, flag).is_(value))
-    total = session.scalar(select(func.count()).select_from(StepContact).where(*conditions)) or 0
-    rows = session.execute(
+    statement = (
         select(StepContact, Contact)
         .join(Contact, Contact.id == StepContact.contact_id)
         .where(*conditions)
         .order_by(StepContact.updated_at.desc(), StepContact.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
+    )
+    rows, total = paginate_rows(
+        session,
+        statement,
+        limit=query.limit,
+        offset=query.offset,
+        counted=select(StepContact).where(*conditions),
+    )
     return [step_contact_out(sc, contact) for sc, contact in rows], total
 
 
@@ -95,22 +100,14 @@ def list_runs(
         conditions.append(SequenceRun.created_at < query.before)
     if query.after:
         conditions.append(SequenceRun.created_at > query.after)
-    base = select(SequenceRun, Contact).join(Contact, Contact.id == SequenceRun.contact_id)
-    total = (
-        session.scalar(
-            select(func.count())
-            .select_from(SequenceRun)
-            .join(Contact, Contact.id == SequenceRun.contact_id)
-            .where(*conditions)
-        )
-        or 0
-    )
-    rows = session.execute(
-        base.where(*conditions)
+    # The join stays in the count too: a `phone` filter is on the contact.
+    statement = (
+        select(SequenceRun, Contact)
+        .join(Contact, Contact.id == SequenceRun.contact_id)
+        .where(*conditions)
         .order_by(SequenceRun.created_at.desc(), SequenceRun.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
+    )
+    rows, total = paginate_rows(session, statement, limit=query.limit, offset=query.offset)
     return runs_out(session, rows), total
 
 

@@ -15,6 +15,7 @@ from touchline.db import utc_now
 from touchline.engine.claims import hold_sequence
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
+from touchline.pagination import paginate
 from touchline.sequences.schemas import (
     ScheduleOptions,
     SequenceCreate,
@@ -171,15 +172,10 @@ def list_sequences(
         conditions.append(func.lower(Sequence.title).contains(query.title.lower(), autoescape=True))
     if query.status:
         conditions.append(Sequence.status == query.status)
-    total = session.scalar(select(func.count()).select_from(Sequence).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Sequence)
-        .where(*conditions)
-        .order_by(Sequence.created_at.desc(), Sequence.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = (
+        select(Sequence).where(*conditions).order_by(Sequence.created_at.desc(), Sequence.id)
+    )
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def _renumber(steps: Seq[Step]) -> None:

@@ -9,12 +9,13 @@ from collections.abc import Sequence as Seq
 from typing import cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.errors import NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.netpolicy import OutboundPolicy
+from touchline.pagination import paginate
 from touchline.webhooks.schemas import (
     AttemptOut,
     DeliveryListQuery,
@@ -99,16 +100,12 @@ def delete_subscription(
 def list_subscriptions(
     session: Session, org_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[WebhookSubscription], int]:
-    condition = WebhookSubscription.organization_id == org_id
-    total = session.scalar(select(func.count()).select_from(WebhookSubscription).where(condition))
-    rows = session.scalars(
+    statement = (
         select(WebhookSubscription)
-        .where(condition)
+        .where(WebhookSubscription.organization_id == org_id)
         .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(rows), total or 0
+    )
+    return paginate(session, statement, limit=limit, offset=offset)
 
 
 def subscription_out(sub: WebhookSubscription) -> WebhookOut:
@@ -135,15 +132,13 @@ def list_deliveries(
         conditions.append(WebhookDelivery.status == query.status)
     if query.event:
         conditions.append(WebhookDelivery.event == query.event)
-    total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conditions))
-    rows = session.scalars(
+    statement = (
         select(WebhookDelivery)
         .where(*conditions)
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return deliveries_out(session, rows), total or 0
+    )
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return deliveries_out(session, rows), total
 
 
 def deliveries_out(session: Session, rows: Seq[WebhookDelivery]) -> list[DeliveryOut]:
