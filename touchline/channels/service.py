@@ -15,6 +15,7 @@ from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import Channel
 from touchline.netpolicy import OutboundPolicy
 from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.validation import normalize_email, normalize_phone
 
 
@@ -126,16 +127,6 @@ def list_channels(
 
 
 def channel_out(channel: Channel) -> ChannelOut:
-    return ChannelOut(
-        id=channel.id,
-        name=channel.name,
-        type=channel.type,
-        address=channel.address,
-        provider=channel.provider,
-        provider_config=public_config(channel.provider, channel.provider_config),
-        timezone=channel.timezone,
-        opening_hours=channel.opening_hours,
-        max_per_second=channel.max_per_second,
-        created_at=channel.created_at,
-        updated_at=channel.updated_at,
-    )
+    # Secrets are write-only: the answer shows the config without them.
+    public = public_config(channel.provider, channel.provider_config)
+    return from_orm(ChannelOut, channel, provider_config=public)

@@ -19,6 +19,7 @@ from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
 from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 
@@ -197,24 +198,5 @@ def contacts_out(session: Session, contacts: Sequence[Contact]) -> list[ContactO
             .order_by(ContactPreference.channel_id)
         ).all()
         for p in rows:
-            prefs[p.contact_id].append(
-                CommunicationPreference(
-                    channel_id=p.channel_id,
-                    opt_in=p.opt_in,
-                    opt_in_date=p.opt_in_date,
-                    opt_out_date=p.opt_out_date,
-                )
-            )
-    return [
-        ContactOut.model_validate(
-            {
-                **{
-                    k: getattr(c, k)
-                    for k in ContactOut.model_fields
-                    if k != "communication_preferences"
-                },
-                "communication_preferences": prefs[c.id],
-            }
-        )
-        for c in contacts
-    ]
+            prefs[p.contact_id].append(CommunicationPreference.model_validate(p))
+    return [from_orm(ContactOut, c, communication_preferences=prefs[c.id]) for c in contacts]

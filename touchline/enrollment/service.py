@@ -409,14 +409,4 @@ def get_job(session: Session, org_id: uuid.UUID, job_id: uuid.UUID) -> Job:
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id,
-        kind=job.kind,
-        status=job.status,
-        total=job.total,
-        processed=job.processed,
-        results=[JobResult.model_validate(r) for r in job.results or []],
-        error=job.error,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-    )
+    return JobOut.model_validate(job)

@@ -34,23 +34,7 @@ START_WORDS = frozenset({"START"})
 
 
 def message_out(m: Message) -> MessageOut:
-    return MessageOut(
-        id=m.id,
-        direction=m.direction,
-        channel_id=m.channel_id,
-        contact_id=m.contact_id,
-        step_id=m.step_id,
-        step_contact_id=m.step_contact_id,
-        to=m.to_address,
-        from_=m.from_address,
-        body=m.body,
-        subject=m.subject,
-        delivery_status=m.delivery_status,
-        provider_message_id=m.provider_message_id,
-        error=m.error,
-        created_at=m.created_at,
-        updated_at=m.updated_at,
-    )
+    return MessageOut.model_validate(m)
 
 
 def list_messages(

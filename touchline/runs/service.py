@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from touchline.contacts.schemas import ContactSummary
 from touchline.errors import NotFound
 from touchline.models import Contact, SequenceRun, Step, StepContact
 from touchline.pagination import paginate_rows
@@ -19,6 +18,7 @@ from touchline.runs.schemas import (
     SequenceContactsQuery,
     StepContactOut,
 )
+from touchline.schemas import from_orm
 from touchline.validation import phone_for_lookup
 
 
@@ -61,29 +61,8 @@ def list_step_contacts(
 
 
 def step_contact_out(sc: StepContact, contact: Contact) -> StepContactOut:
-    return StepContactOut(
-        id=sc.id,
-        status=sc.status,
-        finish_reason=sc.finish_reason,
-        sequence_id=sc.sequence_id,
-        step_id=sc.step_id,
-        sequence_run_id=sc.sequence_run_id,
-        channel_id=sc.channel_id,
-        contact=summary(contact),
-        responded=sc.responded,
-        clicked_link=sc.clicked_link,
-        unsubscribed=sc.unsubscribed,
-        scheduled_at=sc.scheduled_at,
-        completed_at=sc.completed_at,
-        created_at=sc.created_at,
-        updated_at=sc.updated_at,
-    )
-
-
-def summary(contact: Contact) -> ContactSummary:
-    return ContactSummary(
-        id=contact.id, name=contact.name, phone=contact.phone, email=contact.email
-    )
+    # ContactSummary reads the contact's attributes itself (from_attributes).
+    return from_orm(StepContactOut, sc, contact=contact)
 
 
 def list_runs(
@@ -136,17 +115,11 @@ def runs_out(session: Session, rows: Seq[Any]) -> list[RunOut]:
         ):
             by_run[sc.sequence_run_id].append(sc)
     return [
-        RunOut(
-            id=run.id,
-            status=run.status,
-            finish_reason=run.finish_reason,
-            sequence_id=run.sequence_id,
-            channel_id=run.channel_id,
-            contact=summary(contact),
-            last_step_id=run.last_step_id,
+        from_orm(
+            RunOut,
+            run,
+            contact=contact,
             step_contacts=[step_contact_out(sc, contact) for sc in by_run[run.id]],
-            created_at=run.created_at,
-            updated_at=run.updated_at,
         )
         for run, contact in rows
     ]

@@ -16,6 +16,7 @@ from touchline.engine.claims import hold_sequence
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
 from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.sequences.schemas import (
     ScheduleOptions,
     SequenceCreate,
@@ -291,26 +292,13 @@ def _slated_counts(session: Session, step_ids: list[uuid.UUID]) -> dict[uuid.UUI
 def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
     slated = _slated_counts(session, [s.id for s in steps])
     return [
-        StepOut(
-            id=s.id,
-            sequence_id=s.sequence_id,
-            title=s.title,
-            body=s.body,
-            subject=s.subject,
-            channel_id=s.channel_id,
-            position=s.position,
+        from_orm(
+            StepOut,
+            s,
             schedule_options=ScheduleOptions.model_validate(s.schedule_options or {}),
             attachments=list(s.attachments or []),
-            analytics=StepAnalytics(
-                sent_messages=s.sent_messages,
-                slated_messages=slated.get(s.id, 0),
-                failed_deliveries=s.failed_deliveries,
-                responses=s.responses,
-                link_clicks=s.link_clicks,
-                unsubscribes=s.unsubscribes,
-            ),
-            created_at=s.created_at,
-            updated_at=s.updated_at,
+            # The step's own counters, and the pending step contacts counted above.
+            analytics=from_orm(StepAnalytics, s, slated_messages=slated.get(s.id, 0)),
         )
         for s in steps
     ]
@@ -330,18 +318,13 @@ def sequences_out(session: Session, sequences: Seq[Sequence]) -> list[SequenceOu
     all_steps = steps_out(session, [st for i in ids for st in by_sequence[i]])
     out_by_id = {st.id: st for st in all_steps}
     return [
-        SequenceOut(
-            id=s.id,
-            title=s.title,
-            description=s.description,
+        from_orm(
+            SequenceOut,
+            s,
             type="sequential",
-            status=s.status,
             access_level="organization",
-            default_channel_id=s.default_channel_id,
             settings=settings_of(s),
             steps=[out_by_id[st.id] for st in by_sequence[s.id]],
-            created_at=s.created_at,
-            updated_at=s.updated_at,
         )
         for s in sequences
     ]
