@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from touchline.bulk import chunks
 from touchline.channels.service import find_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
 from touchline.contacts.service import apply_changes, find_existing, get_contact
@@ -41,6 +42,9 @@ from touchline.models import (
 )
 from touchline.sequences.service import get_sequence, get_step, live_steps, settings_of
 from touchline.validation import email_for_lookup, phone_for_lookup
+
+# Keeps IN lists well under SQLite's bound-parameter limit.
+_IN_LIST = 900
 
 
 def _refuse_unless_active(sequence: Sequence) -> None:
@@ -108,7 +112,7 @@ class _Known:
             ("email", Contact.email),
         ):
             values = list({v for i in inputs if (v := getattr(i, key))})
-            for chunk in _chunks(values):
+            for chunk in chunks(values, _IN_LIST):
                 for contact in session.scalars(
                     select(Contact)
                     .where(Contact.organization_id == org_id, column.in_(chunk))
@@ -148,7 +152,7 @@ class _Known:
 
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[Contact]) -> None:
         ids = list({c.id for c in contacts})
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, _IN_LIST):
             for sc in self.session.scalars(
                 select(StepContact).where(
                     StepContact.sequence_id == sequence_id,
@@ -163,11 +167,6 @@ class _Known:
                 )
             ):
                 self.runs.setdefault(run.contact_id, []).append(run)
-
-
-def _chunks(values: list[Any], size: int = 900) -> list[list[Any]]:
-    # Keeps IN lists well under SQLite's bound-parameter limit.
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _describe(exc: ValidationError) -> str:
