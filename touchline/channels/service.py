@@ -26,6 +26,18 @@ def get_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID) -> C
     return channel
 
 
+def check_channel(
+    session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None, *, field: str
+) -> None:
+    """A channel named in a request body must be the organization's: else a 422 on `field`
+    (the body is wrong, not the URL). None names no channel."""
+    if channel_id is not None:
+        try:
+            get_channel(session, org_id, channel_id)
+        except NotFound as exc:
+            raise ValidationFailed("Channel not found", field=field) from exc
+
+
 def find_channel(session: Session, org_id: uuid.UUID, ref: str) -> Channel | None:
     """A channel by id or by address (Whippy's `from` accepts either)."""
     try:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from touchline.channels.service import get_channel
+from touchline.channels.service import check_channel
 from touchline.db import utc_now
 from touchline.engine.claims import hold_sequence
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
@@ -97,16 +97,8 @@ def _merged_settings(current: dict[str, Any], patch: SettingsPatch | None) -> di
         raise from_pydantic(exc, "settings") from exc
 
 
-def _check_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None) -> None:
-    if channel_id is not None:
-        try:
-            get_channel(session, org_id, channel_id)
-        except NotFound as exc:
-            raise ValidationFailed("Channel not found", field="default_channel_id") from exc
-
-
 def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -> Sequence:
-    _check_channel(session, org_id, data.default_channel_id)
+    check_channel(session, org_id, data.default_channel_id, field="default_channel_id")
     if data.status == "active":
         raise ValidationFailed("Add steps before activating a sequence", field="status")
     sequence = Sequence(
@@ -134,7 +126,7 @@ def update_sequence(
     if "description" in given:
         sequence.description = data.description
     if "default_channel_id" in given:
-        _check_channel(session, org_id, data.default_channel_id)
+        check_channel(session, org_id, data.default_channel_id, field="default_channel_id")
         sequence.default_channel_id = data.default_channel_id
     if data.settings is not None:
         sequence.settings = _merged_settings(sequence.settings, data.settings)
@@ -198,7 +190,7 @@ def create_step(
 ) -> Step:
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
     _refuse_archived(sequence)
-    _check_step_channel(session, org_id, data.channel_id)
+    check_channel(session, org_id, data.channel_id, field="channel_id")
     steps = live_steps(session, sequence.id)
     step = Step(
         id=uuid.uuid4(),
@@ -235,7 +227,7 @@ def update_step(
     if "subject" in given:
         step.subject = data.subject
     if "channel_id" in given:
-        _check_step_channel(session, org_id, data.channel_id)
+        check_channel(session, org_id, data.channel_id, field="channel_id")
         step.channel_id = data.channel_id
     if data.position is not None and data.position != step.position:
         _place(live_steps(session, sequence.id), step, data.position)
@@ -268,14 +260,6 @@ def delete_step(
 def _refuse_archived(sequence: Sequence) -> None:
     if sequence.status == "archived":
         raise ValidationFailed("An archived sequence cannot be changed", field="status")
-
-
-def _check_step_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None) -> None:
-    if channel_id is not None:
-        try:
-            get_channel(session, org_id, channel_id)
-        except NotFound as exc:
-            raise ValidationFailed("Channel not found", field="channel_id") from exc
 
 
 def _slated_counts(session: Session, step_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
