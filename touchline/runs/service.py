@@ -19,6 +19,7 @@ from touchline.runs.schemas import (
     StepContactOut,
 )
 from touchline.schemas import from_orm
+from touchline.sequences.service import get_sequence
 from touchline.validation import phone_for_lookup
 
 
@@ -33,8 +34,9 @@ def _status_condition(status: str) -> ColumnElement[bool]:
 
 
 def list_step_contacts(
-    session: Session, sequence_id: uuid.UUID, query: SequenceContactsQuery
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: SequenceContactsQuery
 ) -> tuple[list[StepContactOut], int]:
+    get_sequence(session, org_id, sequence_id)
     conditions: list[ColumnElement[bool]] = [StepContact.sequence_id == sequence_id]
     if query.status:
         conditions.append(_status_condition(query.status))
@@ -66,8 +68,9 @@ def step_contact_out(sc: StepContact, contact: Contact) -> StepContactOut:
 
 
 def list_runs(
-    session: Session, sequence_id: uuid.UUID, query: RunsQuery
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: RunsQuery
 ) -> tuple[list[RunOut], int]:
+    get_sequence(session, org_id, sequence_id)
     conditions: list[ColumnElement[bool]] = [SequenceRun.sequence_id == sequence_id]
     if query.phone:
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
@@ -90,7 +93,10 @@ def list_runs(
     return runs_out(session, rows), total
 
 
-def get_run(session: Session, sequence_id: uuid.UUID, run_id: uuid.UUID) -> RunOut:
+def get_run(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, run_id: uuid.UUID
+) -> RunOut:
+    get_sequence(session, org_id, sequence_id)
     row = session.execute(
         select(SequenceRun, Contact)
         .join(Contact, Contact.id == SequenceRun.contact_id)
