@@ -273,6 +273,10 @@ def _slated_counts(session: Session, step_ids: list[uuid.UUID]) -> dict[uuid.UUI
     return dict(rows)
 
 
+def step_out(session: Session, step: Step) -> StepOut:
+    return steps_out(session, [step])[0]
+
+
 def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
     slated = _slated_counts(session, [s.id for s in steps])
     return [
@@ -286,6 +290,10 @@ def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
         )
         for s in steps
     ]
+
+
+def sequence_out(session: Session, sequence: Sequence) -> SequenceOut:
+    return sequences_out(session, [sequence])[0]
 
 
 def sequences_out(session: Session, sequences: Seq[Sequence]) -> list[SequenceOut]:
