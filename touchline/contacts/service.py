@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from touchline.contacts.schemas import (
@@ -38,15 +38,23 @@ def find_existing(session: Session, org_id: uuid.UUID, data: ContactFields) -> C
         (Contact.email, data.email),
     ):
         if value:
-            found = session.scalars(
-                select(Contact)
-                .where(Contact.organization_id == org_id, column == value)
-                .order_by(Contact.created_at)
-                .limit(1)
-            ).first()
+            found = oldest_contact(session, org_id, column == value)
             if found is not None:
                 return found
     return None
+
+
+def oldest_contact(
+    session: Session, org_id: uuid.UUID, condition: ColumnElement[bool]
+) -> Contact | None:
+    """The organization's first contact that matches: where older data holds duplicates
+    (same email, say), the one that came first is the one lookups find."""
+    return session.scalars(
+        select(Contact)
+        .where(Contact.organization_id == org_id, condition)
+        .order_by(Contact.created_at)
+        .limit(1)
+    ).first()
 
 
 def _apply(session: Session, contact: Contact, data: ContactFields) -> None:

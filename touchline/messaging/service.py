@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from touchline.channels.service import find_channel
-from touchline.contacts.service import set_opt_in
+from touchline.contacts.service import oldest_contact, set_opt_in
 from touchline.engine import progress
 from touchline.errors import NotFound, ValidationFailed
 from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
@@ -59,21 +59,11 @@ def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str)
     except ValueError:
         return None
     column = Contact.phone if channel.type == "sms" else Contact.email
-    contact = session.scalars(
-        select(Contact)
-        .where(Contact.organization_id == org_id, column == normalized)
-        .order_by(Contact.created_at)
-        .limit(1)
-    ).first()
+    contact = oldest_contact(session, org_id, column == normalized)
     if contact is None and channel.type == "email":
         # Mail clients send the local part in whatever case the person typed it; the
         # exact (indexed) match above is the common case, this the rare fallback.
-        contact = session.scalars(
-            select(Contact)
-            .where(Contact.organization_id == org_id, func.lower(column) == normalized.lower())
-            .order_by(Contact.created_at)
-            .limit(1)
-        ).first()
+        contact = oldest_contact(session, org_id, func.lower(column) == normalized.lower())
     return contact
 
 
