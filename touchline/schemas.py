@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -101,7 +101,10 @@ def from_orm(model: type[M], obj: object, /, **computed: Any) -> M:
     if reader is None:
         reader = _readers[key] = _reader(model, tuple(computed))
     names, read, validate = reader
-    return cast(M, validate(dict(zip(names, read(obj), strict=True), **computed)))
+    data = dict(zip(names, read(obj), strict=False))  # read() gives one value per name
+    data.update(computed)
+    out: M = validate(data)
+    return out
 
 
 def _reader(model: type[BaseModel], computed: tuple[str, ...]) -> _Reader:
