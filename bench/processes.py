@@ -60,15 +60,11 @@ def wrk_script(dataset: Dataset, contacts: int) -> Iterator[Path]:
 
 def run_wrk(port: int, script: Path, concurrency: int, seconds: float) -> tuple[float, float]:
     """(requests/s, p50 ms) of one wrk run; non-2xx answers fail the benchmark."""
-    done = subprocess.run(
-        [
-            "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
-            "--latency", "-s", str(script), f"http://127.0.0.1:{port}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )  # fmt: skip
+    # wrk takes whole seconds.
+    duration = f"-d{max(1, round(seconds))}s"
+    command = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{concurrency}", duration]
+    command += ["--latency", "-s", str(script), f"http://127.0.0.1:{port}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
     out = done.stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from touchline.bulk import add_to_rows, among, among_pairs, insert_rows, update_rows
+from touchline.bulk import add_to_rows, among, among_pairs, chunks, insert_rows, update_rows
 from touchline.db import unit_of_work
 from touchline.models import ApiKey, Organization, Sequence, Step
 
@@ -118,3 +118,9 @@ def test_amounts_add_up_on_the_listed_rows_only(app: FastAPI) -> None:
             for step in session.scalars(select(Step).where(Step.sequence_id == sequence_id))
         }
     assert counters == {steps[0]: (6, 0), steps[1]: (2, 10), steps[2]: (0, 0)}
+
+
+def test_chunks_cover_every_value_once_in_order() -> None:
+    assert list(chunks([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+    assert list(chunks([1, 2], 2)) == [[1, 2]]
+    assert list(chunks([], 3)) == []

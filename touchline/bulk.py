@@ -15,8 +15,8 @@ each length, which the driver parses again (it caches only short texts) and cann
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,6 +39,8 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 from touchline.models import Base
 
 _ROW_ID = "row_id"
+
+T = TypeVar("T")
 
 
 def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
@@ -138,6 +140,13 @@ def among_pairs(
     )
     pairs_table = func.unnest(*arrays).table_valued("a", "b", name="p").render_derived()
     return tuple_(*columns).in_(select(pairs_table.c.a, pairs_table.c.b))
+
+
+def chunks(values: list[T], size: int) -> Iterator[list[T]]:
+    """`values` in consecutive slices of at most `size`: for lookups by many ids, whose
+    IN lists must stay under the database's bound-parameter limit."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _unnest(table: Table, keys: list[str], rows: Sequence[dict[str, Any]]) -> TableValuedAlias:

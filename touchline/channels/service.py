@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.channels.providers import public_config, validate_provider_config
@@ -14,6 +14,8 @@ from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelO
 from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import Channel
 from touchline.netpolicy import OutboundPolicy
+from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.validation import normalize_email, normalize_phone
 
 
@@ -22,6 +24,18 @@ def get_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID) -> C
     if channel is None or channel.organization_id != org_id:
         raise NotFound("Channel not found")
     return channel
+
+
+def check_channel(
+    session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None, *, field: str
+) -> None:
+    """A channel named in a request body must be the organization's: else a 422 on `field`
+    (the body is wrong, not the URL). None names no channel."""
+    if channel_id is not None:
+        try:
+            get_channel(session, org_id, channel_id)
+        except NotFound as exc:
+            raise ValidationFailed("Channel not found", field=field) from exc
 
 
 def find_channel(session: Session, org_id: uuid.UUID, ref: str) -> Channel | None:
@@ -120,28 +134,11 @@ def list_channels(
     conditions = [Channel.organization_id == org_id]
     if query.type:
         conditions.append(Channel.type == query.type)
-    total = session.scalar(select(func.count()).select_from(Channel).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Channel)
-        .where(*conditions)
-        .order_by(Channel.created_at, Channel.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = select(Channel).where(*conditions).order_by(Channel.created_at, Channel.id)
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def channel_out(channel: Channel) -> ChannelOut:
-    return ChannelOut(
-        id=channel.id,
-        name=channel.name,
-        type=channel.type,
-        address=channel.address,
-        provider=channel.provider,
-        provider_config=public_config(channel.provider, channel.provider_config),
-        timezone=channel.timezone,
-        opening_hours=channel.opening_hours,
-        max_per_second=channel.max_per_second,
-        created_at=channel.created_at,
-        updated_at=channel.updated_at,
-    )
+    # Secrets are write-only: the answer shows the config without them.
+    public = public_config(channel.provider, channel.provider_config)
+    return from_orm(ChannelOut, channel, provider_config=public)

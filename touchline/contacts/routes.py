@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Body, Query, Response
+from sqlalchemy.orm import Session
 
 from touchline.contacts import service
 from touchline.contacts.schemas import (
@@ -86,9 +87,7 @@ def opt_out(
     org: OrgId,
     body: Annotated[OptChange | None, Body()] = None,
 ) -> Data[ContactOut]:
-    channel_id = body.channel_id if body else None
-    contact = service.set_opt_in(session, org, contact_id, channel_id, opt_in=False)
-    return Data(data=service.contact_out(session, contact))
+    return _set_opt_in(session, org, contact_id, body, opt_in=False)
 
 
 @router.post(
@@ -102,6 +101,13 @@ def opt_in(
     org: OrgId,
     body: Annotated[OptChange | None, Body()] = None,
 ) -> Data[ContactOut]:
+    return _set_opt_in(session, org, contact_id, body, opt_in=True)
+
+
+def _set_opt_in(
+    session: Session, org: uuid.UUID, contact_id: uuid.UUID, body: OptChange | None, *, opt_in: bool
+) -> Data[ContactOut]:
+    # No body, or no channel in it: every channel.
     channel_id = body.channel_id if body else None
-    contact = service.set_opt_in(session, org, contact_id, channel_id, opt_in=True)
+    contact = service.set_opt_in(session, org, contact_id, channel_id, opt_in=opt_in)
     return Data(data=service.contact_out(session, contact))

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from touchline.schemas import Pagination, RequestModel, Timestamps
 from touchline.validation import Email, Phone, TimeZoneName
@@ -74,6 +74,8 @@ class OptChange(RequestModel):
 
 
 class CommunicationPreference(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     channel_id: uuid.UUID
     opt_in: bool
     opt_in_date: datetime | None
@@ -95,6 +97,8 @@ class ContactOut(Timestamps):
 
 
 class ContactSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     name: str | None
     phone: str | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from touchline.contacts.schemas import (
@@ -18,6 +18,8 @@ from touchline.contacts.schemas import (
 from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
+from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 
@@ -36,15 +38,23 @@ def find_existing(session: Session, org_id: uuid.UUID, data: ContactFields) -> C
         (Contact.email, data.email),
     ):
         if value:
-            found = session.scalars(
-                select(Contact)
-                .where(Contact.organization_id == org_id, column == value)
-                .order_by(Contact.created_at)
-                .limit(1)
-            ).first()
+            found = oldest_contact(session, org_id, column == value)
             if found is not None:
                 return found
     return None
+
+
+def oldest_contact(
+    session: Session, org_id: uuid.UUID, condition: ColumnElement[bool]
+) -> Contact | None:
+    """The organization's first contact that matches: where older data holds duplicates
+    (same email, say), the one that came first is the one lookups find."""
+    return session.scalars(
+        select(Contact)
+        .where(Contact.organization_id == org_id, condition)
+        .order_by(Contact.created_at)
+        .limit(1)
+    ).first()
 
 
 def _apply(session: Session, contact: Contact, data: ContactFields) -> None:
@@ -139,15 +149,8 @@ def search_contacts(
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
     if query.external_id:
         conditions.append(Contact.external_id == query.external_id)
-    total = session.scalar(select(func.count()).select_from(Contact).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Contact)
-        .where(*conditions)
-        .order_by(Contact.created_at.desc(), Contact.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = select(Contact).where(*conditions).order_by(Contact.created_at.desc(), Contact.id)
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def set_opt_in(
@@ -203,24 +206,5 @@ def contacts_out(session: Session, contacts: Sequence[Contact]) -> list[ContactO
             .order_by(ContactPreference.channel_id)
         ).all()
         for p in rows:
-            prefs[p.contact_id].append(
-                CommunicationPreference(
-                    channel_id=p.channel_id,
-                    opt_in=p.opt_in,
-                    opt_in_date=p.opt_in_date,
-                    opt_out_date=p.opt_out_date,
-                )
-            )
-    return [
-        ContactOut.model_validate(
-            {
-                **{
-                    k: getattr(c, k)
-                    for k in ContactOut.model_fields
-                    if k != "communication_preferences"
-                },
-                "communication_preferences": prefs[c.id],
-            }
-        )
-        for c in contacts
-    ]
+            prefs[p.contact_id].append(CommunicationPreference.model_validate(p))
+    return [from_orm(ContactOut, c, communication_preferences=prefs[c.id]) for c in contacts]

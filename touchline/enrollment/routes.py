@@ -6,7 +6,7 @@ from touchline.db import utc_now
 from touchline.deps import DbSession, OrgId, ReadSession
 from touchline.enrollment import service
 from touchline.enrollment.schemas import EnrollRequest, JobOut, MoveRequest, RemoveRequest
-from touchline.models import Contact
+from touchline.models import Contact, Job
 from touchline.routing import api_router
 from touchline.runs.schemas import StepContactOut
 from touchline.runs.service import step_contact_out
@@ -27,8 +27,9 @@ router = api_router(tags=["sequence contacts"])
 def enroll(
     sequence_id: uuid.UUID, body: EnrollRequest, session: DbSession, org: OrgId
 ) -> Data[AcceptedJob]:
-    job = service.accept_enrollment(session, org, sequence_id, body)
-    return Data(data=AcceptedJob(message="Contacts are being added", job_id=str(job.id)))
+    return _accepted(
+        service.accept_enrollment(session, org, sequence_id, body), "Contacts are being added"
+    )
 
 
 @router.delete(
@@ -40,8 +41,7 @@ def enroll(
     "`finish_reason: removed`. Done in the background; see `GET /v1/jobs/{job_id}`.",
 )
 def remove_everywhere(body: RemoveRequest, session: DbSession, org: OrgId) -> Data[AcceptedJob]:
-    job = service.accept_removal(session, org, None, body)
-    return Data(data=AcceptedJob(message="Contacts are being removed", job_id=str(job.id)))
+    return _accepted(service.accept_removal(session, org, None, body), "Contacts are being removed")
 
 
 @router.delete(
@@ -55,8 +55,13 @@ def remove_everywhere(body: RemoveRequest, session: DbSession, org: OrgId) -> Da
 def remove(
     sequence_id: uuid.UUID, body: RemoveRequest, session: DbSession, org: OrgId
 ) -> Data[AcceptedJob]:
-    job = service.accept_removal(session, org, sequence_id, body)
-    return Data(data=AcceptedJob(message="Contacts are being removed", job_id=str(job.id)))
+    return _accepted(
+        service.accept_removal(session, org, sequence_id, body), "Contacts are being removed"
+    )
+
+
+def _accepted(job: Job, message: str) -> Data[AcceptedJob]:
+    return Data(data=AcceptedJob(message=message, job_id=str(job.id)))
 
 
 @router.post(

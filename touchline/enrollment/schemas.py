@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from touchline.contacts.schemas import ContactInput
 from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT
@@ -95,6 +95,8 @@ class JobResult(BaseModel):
 
 
 class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     kind: str
     status: Literal["queued", "running", "done", "failed"]

@@ -15,10 +15,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from touchline.bulk import chunks
 from touchline.channels.service import find_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
 from touchline.contacts.service import apply_changes, find_existing, get_contact
 from touchline.core import progress
+from touchline.core.recipients import recipient_address
 from touchline.core.settings import settings_of
 from touchline.enrollment.schemas import (
     ContactRef,
@@ -42,6 +44,9 @@ from touchline.models import (
 )
 from touchline.sequences.service import get_sequence, get_step, live_steps
 from touchline.validation import email_for_lookup, phone_for_lookup
+
+# Keeps IN lists well under SQLite's bound-parameter limit.
+_IN_LIST = 900
 
 
 def _refuse_unless_active(sequence: Sequence) -> None:
@@ -82,9 +87,8 @@ def accept_enrollment(
 
 
 def _has_address(channel: Channel | None, contact: Contact) -> bool:
-    if channel is None:
-        return True
-    return bool(contact.phone if channel.type == "sms" else contact.email)
+    # No channel yet: the step's own is checked when its message is due.
+    return channel is None or bool(recipient_address(channel.type, contact))
 
 
 def _result(
@@ -109,7 +113,7 @@ class _Known:
             ("email", Contact.email),
         ):
             values = list({v for i in inputs if (v := getattr(i, key))})
-            for chunk in _chunks(values):
+            for chunk in chunks(values, _IN_LIST):
                 for contact in session.scalars(
                     select(Contact)
                     .where(Contact.organization_id == org_id, column.in_(chunk))
@@ -149,7 +153,7 @@ class _Known:
 
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[Contact]) -> None:
         ids = list({c.id for c in contacts})
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, _IN_LIST):
             for sc in self.session.scalars(
                 select(StepContact).where(
                     StepContact.sequence_id == sequence_id,
@@ -164,11 +168,6 @@ class _Known:
                 )
             ):
                 self.runs.setdefault(run.contact_id, []).append(run)
-
-
-def _chunks(values: list[Any], size: int = 900) -> list[list[Any]]:
-    # Keeps IN lists well under SQLite's bound-parameter limit.
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _describe(exc: ValidationError) -> str:
@@ -410,14 +409,4 @@ def get_job(session: Session, org_id: uuid.UUID, job_id: uuid.UUID) -> Job:
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id,
-        kind=job.kind,
-        status=job.status,
-        total=job.total,
-        processed=job.processed,
-        results=[JobResult.model_validate(r) for r in job.results or []],
-        error=job.error,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-    )
+    return JobOut.model_validate(job)

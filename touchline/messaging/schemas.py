@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from touchline.schemas import Pagination, RequestModel
 
@@ -26,14 +26,17 @@ class InboundMessage(RequestModel):
 
 
 class MessageOut(BaseModel):
+    # Read from a Message row, whose addresses are `to_address` and `from_address`.
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     direction: Direction
     channel_id: uuid.UUID | None
     contact_id: uuid.UUID | None
     step_id: uuid.UUID | None
     step_contact_id: uuid.UUID | None
-    to: str
-    from_: str = Field(serialization_alias="from")
+    to: str = Field(validation_alias="to_address")
+    from_: str = Field(validation_alias="from_address", serialization_alias="from")
     body: str
     subject: str | None
     delivery_status: DeliveryStatus

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from touchline.channels.service import find_channel
-from touchline.contacts.service import set_opt_in
+from touchline.contacts.service import oldest_contact, set_opt_in
 from touchline.core import progress
 from touchline.core.settings import settings_of
 from touchline.errors import NotFound, ValidationFailed
@@ -26,6 +26,7 @@ from touchline.models import (
     StepContact,
     TrackedLink,
 )
+from touchline.pagination import paginate
 from touchline.validation import normalize_email, normalize_phone
 
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -33,23 +34,7 @@ START_WORDS = frozenset({"START"})
 
 
 def message_out(m: Message) -> MessageOut:
-    return MessageOut(
-        id=m.id,
-        direction=m.direction,
-        channel_id=m.channel_id,
-        contact_id=m.contact_id,
-        step_id=m.step_id,
-        step_contact_id=m.step_contact_id,
-        to=m.to_address,
-        from_=m.from_address,
-        body=m.body,
-        subject=m.subject,
-        delivery_status=m.delivery_status,
-        provider_message_id=m.provider_message_id,
-        error=m.error,
-        created_at=m.created_at,
-        updated_at=m.updated_at,
-    )
+    return MessageOut.model_validate(m)
 
 
 def list_messages(
@@ -64,15 +49,8 @@ def list_messages(
     ):
         if value is not None:
             conditions.append(column == value)
-    total = session.scalar(select(func.count()).select_from(Message).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Message)
-        .where(*conditions)
-        .order_by(Message.created_at.desc(), Message.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id)
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str) -> Contact | None:
@@ -81,21 +59,11 @@ def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str)
     except ValueError:
         return None
     column = Contact.phone if channel.type == "sms" else Contact.email
-    contact = session.scalars(
-        select(Contact)
-        .where(Contact.organization_id == org_id, column == normalized)
-        .order_by(Contact.created_at)
-        .limit(1)
-    ).first()
+    contact = oldest_contact(session, org_id, column == normalized)
     if contact is None and channel.type == "email":
         # Mail clients send the local part in whatever case the person typed it; the
         # exact (indexed) match above is the common case, this the rare fallback.
-        contact = session.scalars(
-            select(Contact)
-            .where(Contact.organization_id == org_id, func.lower(column) == normalized.lower())
-            .order_by(Contact.created_at)
-            .limit(1)
-        ).first()
+        contact = oldest_contact(session, org_id, func.lower(column) == normalized.lower())
     return contact
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, TypedDict, overload
 
 from sqlalchemy import (
     Integer,
@@ -29,9 +29,69 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from touchline.models import Contact, Sequence, SequenceRun, Step, StepContact
-from touchline.runs.schemas import ContactSequencesQuery
+from touchline.runs.schemas import ContactSequencesQuery, ContactStatus, RunStatus
+from touchline.sequences.schemas import SequenceStatus
+
+# A UUID and a timestamp as the JSON carries them: text, written by uuid_text and time_text.
+# The second argument names the type the API's model has for the field.
+UuidText = Annotated[str, uuid.UUID]
+TimeText = Annotated[str, datetime]
 
 
+# The item of List Contact Sequences as `_item` builds it, key for key the JSON of
+# runs.schemas.ContactSequence (tests/unit/test_contact_sequence_item.py holds them
+# together): the route answers with these dicts, not with the model.
+
+
+class SequenceItem(TypedDict):
+    id: UuidText
+    title: str
+    status: SequenceStatus
+
+
+class RunItem(TypedDict):
+    id: UuidText
+    status: RunStatus
+    created_at: TimeText
+    updated_at: TimeText
+
+
+class CompletedStepItem(TypedDict):
+    id: UuidText
+    title: str
+    position: int | None
+    completed_at: TimeText | None
+
+
+class CurrentStepItem(TypedDict):
+    id: UuidText
+    title: str
+    position: int | None
+    status: ContactStatus
+    scheduled_at: TimeText | None
+    updated_at: TimeText
+
+
+class NextStepItem(TypedDict):
+    id: UuidText
+    title: str
+    position: int | None
+
+
+class ContactSequenceItem(TypedDict):
+    sequence: SequenceItem
+    sequence_run: RunItem
+    contact_status: ContactStatus
+    last_completed_step: CompletedStepItem | None
+    # Never None here (the run always has a current step), though the model allows it.
+    current_step: CurrentStepItem
+    next_step: NextStepItem | None
+
+
+@overload
+def uuid_text(value: None) -> None: ...
+@overload
+def uuid_text(value: str | uuid.UUID) -> str: ...
 def uuid_text(value: Any) -> str | None:
     """A stored UUID as the API writes it."""
     if value is None:
@@ -41,6 +101,10 @@ def uuid_text(value: Any) -> str | None:
     return str(value)
 
 
+@overload
+def time_text(value: None) -> None: ...
+@overload
+def time_text(value: str | datetime) -> str: ...
 def time_text(value: Any) -> str | None:
     """A stored timestamp as the API writes it (UTC, `Z`, microseconds only when not 0)."""
     if value is None:
@@ -177,7 +241,7 @@ def contact_sequences_statement(
 
 def contact_sequences(
     conn: Connection, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
-) -> tuple[list[dict[str, Any]], int] | None:
+) -> tuple[list[ContactSequenceItem], int] | None:
     """The page and the total, or None when the contact is not the organization's."""
     statement, params = _parameters(org_id, contact_id, query)
     rows = conn.execute(statement, params).all()
@@ -187,7 +251,7 @@ def contact_sequences(
     return [_item(r) for r in rows if r.run_id is not None], total
 
 
-def _item(r: Any) -> dict[str, Any]:
+def _item(r: Any) -> ContactSequenceItem:
     return {
         "sequence": {
             "id": uuid_text(r.sequence_id),

@@ -20,7 +20,6 @@ from touchline.runs.schemas import (
     StepContactOut,
 )
 from touchline.schemas import Data, Page
-from touchline.sequences.service import get_sequence
 
 router = api_router(tags=["sequence contacts"])
 
@@ -91,8 +90,7 @@ def list_sequence_contacts(
     session: ReadSession,
     org: OrgId,
 ) -> Page[StepContactOut]:
-    sequence = get_sequence(session, org, sequence_id)
-    rows, total = service.list_step_contacts(session, sequence.id, query)
+    rows, total = service.list_step_contacts(session, org, sequence_id, query)
     return Page(data=rows, total=total)
 
 
@@ -107,8 +105,7 @@ def list_runs(
     session: ReadSession,
     org: OrgId,
 ) -> Page[RunOut]:
-    sequence = get_sequence(session, org, sequence_id)
-    rows, total = service.list_runs(session, sequence.id, query)
+    rows, total = service.list_runs(session, org, sequence_id, query)
     return Page(data=rows, total=total)
 
 
@@ -120,5 +117,4 @@ def list_runs(
 def get_run(
     sequence_id: uuid.UUID, run_id: uuid.UUID, session: ReadSession, org: OrgId
 ) -> Data[RunOut]:
-    sequence = get_sequence(session, org, sequence_id)
-    return Data(data=service.get_run(session, sequence.id, run_id))
+    return Data(data=service.get_run(session, org, sequence_id, run_id))

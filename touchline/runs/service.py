@@ -9,15 +9,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from touchline.contacts.schemas import ContactSummary
 from touchline.errors import NotFound
 from touchline.models import Contact, SequenceRun, Step, StepContact
+from touchline.pagination import paginate_rows
 from touchline.runs.schemas import (
     RunOut,
     RunsQuery,
     SequenceContactsQuery,
     StepContactOut,
 )
+from touchline.schemas import from_orm
+from touchline.sequences.service import get_sequence
 from touchline.validation import phone_for_lookup
 
 
@@ -32,8 +34,9 @@ def _status_condition(status: str) -> ColumnElement[bool]:
 
 
 def list_step_contacts(
-    session: Session, sequence_id: uuid.UUID, query: SequenceContactsQuery
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: SequenceContactsQuery
 ) -> tuple[list[StepContactOut], int]:
+    get_sequence(session, org_id, sequence_id)
     conditions: list[ColumnElement[bool]] = [StepContact.sequence_id == sequence_id]
     if query.status:
         conditions.append(_status_condition(query.status))
@@ -43,47 +46,31 @@ def list_step_contacts(
         value = getattr(query, flag)
         if value is not None:
             conditions.append(getattr(StepContact, flag).is_(value))
-    total = session.scalar(select(func.count()).select_from(StepContact).where(*conditions)) or 0
-    rows = session.execute(
+    statement = (
         select(StepContact, Contact)
         .join(Contact, Contact.id == StepContact.contact_id)
         .where(*conditions)
         .order_by(StepContact.updated_at.desc(), StepContact.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
+    )
+    rows, total = paginate_rows(
+        session,
+        statement,
+        limit=query.limit,
+        offset=query.offset,
+        counted=select(StepContact).where(*conditions),
+    )
     return [step_contact_out(sc, contact) for sc, contact in rows], total
 
 
 def step_contact_out(sc: StepContact, contact: Contact) -> StepContactOut:
-    return StepContactOut(
-        id=sc.id,
-        status=sc.status,
-        finish_reason=sc.finish_reason,
-        sequence_id=sc.sequence_id,
-        step_id=sc.step_id,
-        sequence_run_id=sc.sequence_run_id,
-        channel_id=sc.channel_id,
-        contact=summary(contact),
-        responded=sc.responded,
-        clicked_link=sc.clicked_link,
-        unsubscribed=sc.unsubscribed,
-        scheduled_at=sc.scheduled_at,
-        completed_at=sc.completed_at,
-        created_at=sc.created_at,
-        updated_at=sc.updated_at,
-    )
-
-
-def summary(contact: Contact) -> ContactSummary:
-    return ContactSummary(
-        id=contact.id, name=contact.name, phone=contact.phone, email=contact.email
-    )
+    # ContactSummary reads the contact's attributes itself (from_attributes).
+    return from_orm(StepContactOut, sc, contact=contact)
 
 
 def list_runs(
-    session: Session, sequence_id: uuid.UUID, query: RunsQuery
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: RunsQuery
 ) -> tuple[list[RunOut], int]:
+    get_sequence(session, org_id, sequence_id)
     conditions: list[ColumnElement[bool]] = [SequenceRun.sequence_id == sequence_id]
     if query.phone:
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
@@ -95,26 +82,21 @@ def list_runs(
         conditions.append(SequenceRun.created_at < query.before)
     if query.after:
         conditions.append(SequenceRun.created_at > query.after)
-    base = select(SequenceRun, Contact).join(Contact, Contact.id == SequenceRun.contact_id)
-    total = (
-        session.scalar(
-            select(func.count())
-            .select_from(SequenceRun)
-            .join(Contact, Contact.id == SequenceRun.contact_id)
-            .where(*conditions)
-        )
-        or 0
-    )
-    rows = session.execute(
-        base.where(*conditions)
+    # The join stays in the count too: a `phone` filter is on the contact.
+    statement = (
+        select(SequenceRun, Contact)
+        .join(Contact, Contact.id == SequenceRun.contact_id)
+        .where(*conditions)
         .order_by(SequenceRun.created_at.desc(), SequenceRun.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
+    )
+    rows, total = paginate_rows(session, statement, limit=query.limit, offset=query.offset)
     return runs_out(session, rows), total
 
 
-def get_run(session: Session, sequence_id: uuid.UUID, run_id: uuid.UUID) -> RunOut:
+def get_run(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, run_id: uuid.UUID
+) -> RunOut:
+    get_sequence(session, org_id, sequence_id)
     row = session.execute(
         select(SequenceRun, Contact)
         .join(Contact, Contact.id == SequenceRun.contact_id)
@@ -139,17 +121,11 @@ def runs_out(session: Session, rows: Seq[Any]) -> list[RunOut]:
         ):
             by_run[sc.sequence_run_id].append(sc)
     return [
-        RunOut(
-            id=run.id,
-            status=run.status,
-            finish_reason=run.finish_reason,
-            sequence_id=run.sequence_id,
-            channel_id=run.channel_id,
-            contact=summary(contact),
-            last_step_id=run.last_step_id,
+        from_orm(
+            RunOut,
+            run,
+            contact=contact,
             step_contacts=[step_contact_out(sc, contact) for sc in by_run[run.id]],
-            created_at=run.created_at,
-            updated_at=run.updated_at,
         )
         for run, contact in rows
     ]

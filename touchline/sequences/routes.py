@@ -25,7 +25,7 @@ router = api_router(prefix="/v1/sequences", tags=["sequences"])
 @router.post("", response_model=Data[SequenceOut], status_code=201, summary="Create a sequence")
 def create_sequence(body: SequenceCreate, session: DbSession, org: OrgId) -> Data[SequenceOut]:
     sequence = service.create_sequence(session, org, body)
-    return Data(data=service.sequences_out(session, [sequence])[0])
+    return Data(data=service.sequence_out(session, sequence))
 
 
 @router.get("", response_model=Page[SequenceOut], summary="List sequences")
@@ -39,7 +39,7 @@ def list_sequences(
 @router.get("/{sequence_id}", response_model=Data[SequenceOut], summary="Get a sequence")
 def get_sequence(sequence_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[SequenceOut]:
     sequence = service.get_sequence(session, org, sequence_id)
-    return Data(data=service.sequences_out(session, [sequence])[0])
+    return Data(data=service.sequence_out(session, sequence))
 
 
 @router.put(
@@ -53,13 +53,13 @@ def update_sequence(
     sequence_id: uuid.UUID, body: SequenceUpdate, session: DbSession, org: OrgId
 ) -> Data[SequenceOut]:
     sequence = service.update_sequence(session, org, sequence_id, body)
-    return Data(data=service.sequences_out(session, [sequence])[0])
+    return Data(data=service.sequence_out(session, sequence))
 
 
 @router.delete("/{sequence_id}", response_model=Data[SequenceOut], summary="Archive a sequence")
 def archive_sequence(sequence_id: uuid.UUID, session: DbSession, org: OrgId) -> Data[SequenceOut]:
     sequence = service.archive_sequence(session, org, sequence_id)
-    return Data(data=service.sequences_out(session, [sequence])[0])
+    return Data(data=service.sequence_out(session, sequence))
 
 
 @router.post(
@@ -69,7 +69,7 @@ def create_step(
     sequence_id: uuid.UUID, body: StepCreate, session: DbSession, org: OrgId
 ) -> Data[StepOut]:
     step = service.create_step(session, org, sequence_id, body)
-    return Data(data=service.steps_out(session, [step])[0])
+    return Data(data=service.step_out(session, step))
 
 
 @router.get("/{sequence_id}/steps", response_model=Page[StepOut], summary="List steps")
@@ -90,7 +90,7 @@ def get_step(
     sequence_id: uuid.UUID, step_id: uuid.UUID, session: ReadSession, org: OrgId
 ) -> Data[StepOut]:
     step = service.get_step(session, service.get_sequence(session, org, sequence_id), step_id)
-    return Data(data=service.steps_out(session, [step])[0])
+    return Data(data=service.step_out(session, step))
 
 
 @router.put("/{sequence_id}/steps/{step_id}", response_model=Data[StepOut], summary="Update a step")
@@ -98,7 +98,7 @@ def update_step(
     sequence_id: uuid.UUID, step_id: uuid.UUID, body: StepUpdate, session: DbSession, org: OrgId
 ) -> Data[StepOut]:
     step = service.update_step(session, org, sequence_id, step_id, body)
-    return Data(data=service.steps_out(session, [step])[0])
+    return Data(data=service.step_out(session, step))
 
 
 @router.delete(
@@ -112,4 +112,4 @@ def delete_step(
     sequence_id: uuid.UUID, step_id: uuid.UUID, session: DbSession, org: OrgId
 ) -> Data[StepOut]:
     step = service.delete_step(session, org, sequence_id, step_id)
-    return Data(data=service.steps_out(session, [step])[0])
+    return Data(data=service.step_out(session, step))

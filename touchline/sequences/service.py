@@ -10,12 +10,14 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from touchline.channels.service import get_channel
+from touchline.channels.service import check_channel
 from touchline.core.progress import hold_sequence
 from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
+from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.sequences.schemas import (
     ScheduleOptions,
     SequenceCreate,
@@ -91,16 +93,8 @@ def _merged_settings(current: dict[str, Any], patch: SettingsPatch | None) -> di
         raise from_pydantic(exc, "settings") from exc
 
 
-def _check_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None) -> None:
-    if channel_id is not None:
-        try:
-            get_channel(session, org_id, channel_id)
-        except NotFound as exc:
-            raise ValidationFailed("Channel not found", field="default_channel_id") from exc
-
-
 def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -> Sequence:
-    _check_channel(session, org_id, data.default_channel_id)
+    check_channel(session, org_id, data.default_channel_id, field="default_channel_id")
     if data.status == "active":
         raise ValidationFailed("Add steps before activating a sequence", field="status")
     sequence = Sequence(
@@ -128,7 +122,7 @@ def update_sequence(
     if "description" in given:
         sequence.description = data.description
     if "default_channel_id" in given:
-        _check_channel(session, org_id, data.default_channel_id)
+        check_channel(session, org_id, data.default_channel_id, field="default_channel_id")
         sequence.default_channel_id = data.default_channel_id
     if data.settings is not None:
         sequence.settings = _merged_settings(sequence.settings, data.settings)
@@ -167,15 +161,10 @@ def list_sequences(
         conditions.append(func.lower(Sequence.title).contains(query.title.lower(), autoescape=True))
     if query.status:
         conditions.append(Sequence.status == query.status)
-    total = session.scalar(select(func.count()).select_from(Sequence).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Sequence)
-        .where(*conditions)
-        .order_by(Sequence.created_at.desc(), Sequence.id)
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return list(rows), total
+    statement = (
+        select(Sequence).where(*conditions).order_by(Sequence.created_at.desc(), Sequence.id)
+    )
+    return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
 def _renumber(steps: Seq[Step]) -> None:
@@ -197,7 +186,7 @@ def create_step(
 ) -> Step:
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
     _refuse_archived(sequence)
-    _check_step_channel(session, org_id, data.channel_id)
+    check_channel(session, org_id, data.channel_id, field="channel_id")
     steps = live_steps(session, sequence.id)
     step = Step(
         id=uuid.uuid4(),
@@ -234,7 +223,7 @@ def update_step(
     if "subject" in given:
         step.subject = data.subject
     if "channel_id" in given:
-        _check_step_channel(session, org_id, data.channel_id)
+        check_channel(session, org_id, data.channel_id, field="channel_id")
         step.channel_id = data.channel_id
     if data.position is not None and data.position != step.position:
         _place(live_steps(session, sequence.id), step, data.position)
@@ -269,14 +258,6 @@ def _refuse_archived(sequence: Sequence) -> None:
         raise ValidationFailed("An archived sequence cannot be changed", field="status")
 
 
-def _check_step_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None) -> None:
-    if channel_id is not None:
-        try:
-            get_channel(session, org_id, channel_id)
-        except NotFound as exc:
-            raise ValidationFailed("Channel not found", field="channel_id") from exc
-
-
 def _slated_counts(session: Session, step_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     if not step_ids:
         return {}
@@ -288,32 +269,27 @@ def _slated_counts(session: Session, step_ids: list[uuid.UUID]) -> dict[uuid.UUI
     return dict(rows)
 
 
+def step_out(session: Session, step: Step) -> StepOut:
+    return steps_out(session, [step])[0]
+
+
 def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
     slated = _slated_counts(session, [s.id for s in steps])
     return [
-        StepOut(
-            id=s.id,
-            sequence_id=s.sequence_id,
-            title=s.title,
-            body=s.body,
-            subject=s.subject,
-            channel_id=s.channel_id,
-            position=s.position,
+        from_orm(
+            StepOut,
+            s,
             schedule_options=ScheduleOptions.model_validate(s.schedule_options or {}),
             attachments=list(s.attachments or []),
-            analytics=StepAnalytics(
-                sent_messages=s.sent_messages,
-                slated_messages=slated.get(s.id, 0),
-                failed_deliveries=s.failed_deliveries,
-                responses=s.responses,
-                link_clicks=s.link_clicks,
-                unsubscribes=s.unsubscribes,
-            ),
-            created_at=s.created_at,
-            updated_at=s.updated_at,
+            # The step's own counters, and the pending step contacts counted above.
+            analytics=from_orm(StepAnalytics, s, slated_messages=slated.get(s.id, 0)),
         )
         for s in steps
     ]
+
+
+def sequence_out(session: Session, sequence: Sequence) -> SequenceOut:
+    return sequences_out(session, [sequence])[0]
 
 
 def sequences_out(session: Session, sequences: Seq[Sequence]) -> list[SequenceOut]:
@@ -330,18 +306,13 @@ def sequences_out(session: Session, sequences: Seq[Sequence]) -> list[SequenceOu
     all_steps = steps_out(session, [st for i in ids for st in by_sequence[i]])
     out_by_id = {st.id: st for st in all_steps}
     return [
-        SequenceOut(
-            id=s.id,
-            title=s.title,
-            description=s.description,
+        from_orm(
+            SequenceOut,
+            s,
             type="sequential",
-            status=s.status,
             access_level="organization",
-            default_channel_id=s.default_channel_id,
             settings=settings_of(s),
             steps=[out_by_id[st.id] for st in by_sequence[s.id]],
-            created_at=s.created_at,
-            updated_at=s.updated_at,
         )
         for s in sequences
     ]

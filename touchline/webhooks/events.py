@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
-from touchline.bulk import among
+from touchline.bulk import among, chunks
 from touchline.contacts.service import contacts_out
 from touchline.db import utc_now
 from touchline.messaging.service import message_out
@@ -148,7 +148,7 @@ def report(
     subscribed = _subscribed(session, {org for org, _ in rows})
     ids = [row_id for org, row_id in rows if org in subscribed]
     events = _pending(session)
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids, _CHUNK):
         for obj in session.scalars(
             select(model)
             .where(among(session, model.id, chunk))
@@ -256,11 +256,6 @@ def _alive(obj: Any) -> bool:
     return bool(state.persistent)
 
 
-def _chunks(values: list[Any]) -> Iterable[list[Any]]:
-    for i in range(0, len(values), _CHUNK):
-        yield values[i : i + _CHUNK]
-
-
 def _dump(model: BaseModel) -> dict[str, Any]:
     # The same JSON the API answers with (FastAPI serializes by alias: "from" for messages).
     return model.model_dump(mode="json", by_alias=True)
@@ -291,11 +286,11 @@ def serialize(session: Session, objects: list[Any]) -> dict[_Key, dict[str, Any]
         for obj, data in zip(objs, shown, strict=True):
             out[(type(obj), obj.id)] = data
 
-    for chunk in _chunks(by_kind.get(Contact, [])):
+    for chunk in chunks(by_kind.get(Contact, []), _CHUNK):
         put(chunk, lambda objs: contacts_out(session, objs))
-    for chunk in _chunks(by_kind.get(Sequence, [])):
+    for chunk in chunks(by_kind.get(Sequence, []), _CHUNK):
         put(chunk, lambda objs: sequences_out(session, objs))
-    for chunk in _chunks(by_kind.get(Step, [])):
+    for chunk in chunks(by_kind.get(Step, []), _CHUNK):
         put(chunk, lambda objs: steps_out(session, objs))
     put(by_kind.get(Message, []), lambda objs: [message_out(m) for m in objs])
 
@@ -308,14 +303,14 @@ def serialize(session: Session, objects: list[Any]) -> dict[_Key, dict[str, Any]
         [sc for sc in step_contacts if sc.contact_id in people],
         lambda objs: [step_contact_out(sc, people[sc.contact_id]) for sc in objs],
     )
-    for chunk in _chunks([r for r in runs if r.contact_id in people]):
+    for chunk in chunks([r for r in runs if r.contact_id in people], _CHUNK):
         put(chunk, lambda objs: runs_out(session, [(r, people[r.contact_id]) for r in objs]))
     return out
 
 
 def _contacts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, Contact]:
     found: dict[uuid.UUID, Contact] = {}
-    for chunk in _chunks(list(ids)):
+    for chunk in chunks(list(ids), _CHUNK):
         found.update(
             (c.id, c) for c in session.scalars(select(Contact).where(Contact.id.in_(chunk)))
         )

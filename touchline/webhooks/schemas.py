@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from touchline.schemas import Pagination, RequestModel, Timestamps
 
@@ -96,6 +96,8 @@ class WebhookCreate(WebhookUpdate):
 
 
 class WebhookOut(Timestamps):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     url: str
     event_types: list[str]
@@ -112,6 +114,8 @@ class DeliveryListQuery(Pagination):
 
 
 class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     attempt: int
     status_code: int | None = Field(description="The receiver's HTTP status; null if none came.")
     error: str | None

@@ -6,20 +6,20 @@ import json
 import secrets
 import uuid
 from collections.abc import Sequence as Seq
-from typing import cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.errors import NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.netpolicy import OutboundPolicy
+from touchline.pagination import paginate
+from touchline.schemas import from_orm
 from touchline.webhooks.schemas import (
     AttemptOut,
     DeliveryListQuery,
     DeliveryOut,
-    DeliveryStatus,
     WebhookCreate,
     WebhookCreated,
     WebhookOut,
@@ -99,31 +99,20 @@ def delete_subscription(
 def list_subscriptions(
     session: Session, org_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[WebhookSubscription], int]:
-    condition = WebhookSubscription.organization_id == org_id
-    total = session.scalar(select(func.count()).select_from(WebhookSubscription).where(condition))
-    rows = session.scalars(
+    statement = (
         select(WebhookSubscription)
-        .where(condition)
+        .where(WebhookSubscription.organization_id == org_id)
         .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    return list(rows), total or 0
+    )
+    return paginate(session, statement, limit=limit, offset=offset)
 
 
 def subscription_out(sub: WebhookSubscription) -> WebhookOut:
-    return WebhookOut(
-        id=sub.id,
-        url=sub.url,
-        event_types=list(sub.event_types),
-        active=sub.active,
-        created_at=sub.created_at,
-        updated_at=sub.updated_at,
-    )
+    return WebhookOut.model_validate(sub)
 
 
 def created_out(sub: WebhookSubscription) -> WebhookCreated:
-    return WebhookCreated(**subscription_out(sub).model_dump(), secret=sub.secret)
+    return WebhookCreated.model_validate(sub)
 
 
 def list_deliveries(
@@ -135,15 +124,13 @@ def list_deliveries(
         conditions.append(WebhookDelivery.status == query.status)
     if query.event:
         conditions.append(WebhookDelivery.event == query.event)
-    total = session.scalar(select(func.count()).select_from(WebhookDelivery).where(*conditions))
-    rows = session.scalars(
+    statement = (
         select(WebhookDelivery)
         .where(*conditions)
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .limit(query.limit)
-        .offset(query.offset)
-    ).all()
-    return deliveries_out(session, rows), total or 0
+    )
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return deliveries_out(session, rows), total
 
 
 def deliveries_out(session: Session, rows: Seq[WebhookDelivery]) -> list[DeliveryOut]:
@@ -155,29 +142,14 @@ def deliveries_out(session: Session, rows: Seq[WebhookDelivery]) -> list[Deliver
             .where(WebhookAttempt.delivery_id.in_(list(attempts)))
             .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
         ):
-            attempts[a.delivery_id].append(
-                AttemptOut(
-                    attempt=a.attempt,
-                    status_code=a.status_code,
-                    error=a.error,
-                    duration_ms=a.duration_ms,
-                    created_at=a.created_at,
-                )
-            )
+            attempts[a.delivery_id].append(AttemptOut.model_validate(a))
     return [
-        DeliveryOut(
-            id=d.id,
-            event=d.event,
-            status=cast(DeliveryStatus, d.status),
-            attempts=d.attempts,
-            last_status_code=d.last_status_code,
-            last_error=d.last_error,
+        from_orm(
+            DeliveryOut,
+            d,
             next_attempt_at=d.next_attempt_at if d.status == "pending" else None,
-            delivered_at=d.delivered_at,
             payload=json.loads(d.payload),
             attempt_log=attempts[d.id],
-            created_at=d.created_at,
-            updated_at=d.updated_at,
         )
         for d in rows
     ]

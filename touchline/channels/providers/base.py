@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -106,6 +107,15 @@ class ProviderConfig(BaseModel):
     def send_timeout(self, timeout_max: float | None) -> float:
         """The bound on one send: this config's timeout, capped by the operator's."""
         return self.timeout if timeout_max is None else min(self.timeout, timeout_max)
+
+
+def check_http_url(value: str, info: ValidationInfo) -> str:
+    """`value` if it is an http(s) URL whose host the policy allows (see check_destination)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    check_destination(parts.hostname, info)
+    return value
 
 
 def check_destination(host: str, info: ValidationInfo) -> None:

@@ -17,7 +17,7 @@ from touchline.channels.providers.base import (
     OutboundMessage,
     ProviderConfig,
     SendResult,
-    check_destination,
+    check_http_url,
     shorten,
 )
 from touchline.channels.providers.http import HttpProvider, basic_auth, raise_for_status
@@ -35,12 +35,8 @@ class TwilioConfig(ProviderConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str, info: ValidationInfo) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL")
-        check_destination(parts.hostname, info)
         # The API path is appended to it.
-        return value.rstrip("/")
+        return check_http_url(value, info).rstrip("/")
 
 
 class TwilioProvider(HttpProvider[TwilioConfig]):

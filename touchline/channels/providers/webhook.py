@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -13,7 +12,7 @@ from touchline.channels.providers.base import (
     OutboundMessage,
     ProviderConfig,
     SendResult,
-    check_destination,
+    check_http_url,
 )
 from touchline.channels.providers.http import HttpProvider, raise_for_status
 from touchline.signing import SIGNATURE_HEADER, sign_payload
@@ -28,11 +27,7 @@ class WebhookConfig(ProviderConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str, info: ValidationInfo) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http(s) URL")
-        check_destination(parts.hostname, info)
-        return value
+        return check_http_url(value, info)
 
 
 def message_payload(message: OutboundMessage) -> dict[str, str | None]:
