@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
+from tests.fakes import silent_gateway
 from tests.helpers import (
     Api,
     create_postgres_database,
@@ -519,6 +521,19 @@ def test_serve_warns_when_its_processes_may_open_more_connections_than_allowed(
     assert "PostgreSQL allows" in warning
     few = Settings(database_url=postgres_url, api_threads=4)
     assert connection_budget_warning(few, 2, with_worker=True) is None
+
+
+def test_serve_starts_without_the_warning_when_postgresql_does_not_answer() -> None:
+    with silent_gateway() as url:
+        port = urlsplit(url).port
+        silent = Settings(
+            database_url=f"postgresql+psycopg://touchline@127.0.0.1:{port}/touchline",
+            pool_timeout_seconds=1,
+        )
+        started = time.monotonic()
+        assert connection_budget_warning(silent, 2, with_worker=True) is None
+        # Bounded by the connect timeout, not by the server's silence.
+        assert time.monotonic() - started < 10
 
 
 def test_worker_runs_until_sigterm(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from touchline.config import Settings
 from touchline.db import RESERVED_CONNECTIONS, make_engine
@@ -43,10 +45,19 @@ def connection_budget_warning(settings: Settings, processes: int, with_worker: b
     """A warning when PostgreSQL's max_connections is below what the processes may open."""
     if settings.database_url.startswith("sqlite"):
         return None
-    engine = make_engine(settings.database_url, settings)
+    url = make_url(settings.database_url)
+    if "connect_timeout" not in url.query:
+        # A server that does not answer must not hold up the start: the API processes
+        # answer 503 until it is back.
+        timeout = max(1, round(settings.pool_timeout_seconds))
+        url = url.update_query_dict({"connect_timeout": str(timeout)})
+    engine = make_engine(url.render_as_string(hide_password=False), settings)
     try:
         with engine.connect() as conn:
             limit = int(conn.execute(text("SHOW max_connections")).scalar_one())
+    except SQLAlchemyError as exc:
+        log.warning("could not read PostgreSQL's max_connections: %s", exc.__class__.__name__)
+        return None
     finally:
         engine.dispose()
     needed = connections_needed(settings, processes, with_worker)
