@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -205,12 +206,9 @@ def serve(
     warning = serving.connection_budget_warning(settings, processes, not no_worker)
     if warning:
         typer.echo(f"warning: {warning}", err=True)
-    with serving.shared_metrics():
-        if no_worker:
-            serving.serve_processes(processes, **options)
-            return
-        with serving.worker_process(settings):
-            serving.serve_processes(processes, **options)
+    worker = nullcontext() if no_worker else serving.worker_process(settings)
+    with serving.shared_metrics(), worker:
+        serving.serve_processes(processes, **options)
 
 
 @app.command()

@@ -111,10 +111,6 @@ class HttpMetrics:
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def shared_metrics_dir() -> str | None:
-    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
-
-
 class _ProcessWide(Collector):
     """The process-wide registry (the worker's counters, process and runtime metrics)
     inside an app's own registry."""
@@ -141,16 +137,16 @@ def install_metrics(app: FastAPI, settings: Settings) -> None:
         buckets=HTTP_BUCKETS,
         registry=registry,
     )
-    registry.register(DatabaseCollector(app.state.engine))
     scraped = registry
-    if shared_metrics_dir():
+    if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
         # Several processes (`serve --workers N`, and its worker): every counter is in the
-        # shared directory, this process's included; the gauges are read here as usual.
+        # shared directory, this process's included.
         scraped = CollectorRegistry()
         MultiProcessCollector(scraped)  # type: ignore[no-untyped-call]
-        scraped.register(DatabaseCollector(app.state.engine))
     else:
         registry.register(_ProcessWide())
+    # The gauges are read from the database by whichever process answers.
+    scraped.register(DatabaseCollector(app.state.engine))
     fixed = (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
     app.add_middleware(
         HttpMetrics,
