@@ -10,7 +10,15 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from touchline.bulk import add_to_rows, among, among_pairs, chunks, insert_rows, update_rows
+from touchline.bulk import (
+    RowChange,
+    add_to_rows,
+    among,
+    among_pairs,
+    chunks,
+    insert_rows,
+    update_rows,
+)
 from touchline.db import unit_of_work
 from touchline.models import ApiKey, Organization, Sequence, Step
 
@@ -41,16 +49,32 @@ def test_inserted_and_updated_rows_read_back_as_given(app: FastAPI) -> None:
         insert_rows(session, ApiKey, [])
     with unit_of_work(app.state.sessions) as session:
         # Two sets of columns, one of them NULL in every row.
-        update_rows(
+        changed = update_rows(
             session,
             ApiKey,
-            {
-                keys[0]["id"]: {"revoked_at": T1},
-                keys[1]["id"]: {"prefix": "tl_x", "revoked_at": None},
-                keys[2]["id"]: {"prefix": "tl_y", "revoked_at": None},
-            },
+            [
+                RowChange(keys[0]["id"], {"revoked_at": T1}),
+                RowChange(keys[1]["id"], {"prefix": "tl_x", "revoked_at": None}),
+                RowChange(keys[2]["id"], {"prefix": "tl_y", "revoked_at": None}),
+            ],
         )
-        update_rows(session, ApiKey, {})
+        assert update_rows(session, ApiKey, []) == []
+    assert sorted((r["id"], r["prefix"]) for r in changed if "prefix" in r) == sorted(
+        [(keys[1]["id"], "tl_x"), (keys[2]["id"], "tl_y")]
+    )
+    with unit_of_work(app.state.sessions) as session:
+        # Guards: only rows whose guard columns still hold their values change, and only
+        # those come back; a guard may expect NULL.
+        guarded = update_rows(
+            session,
+            ApiKey,
+            [
+                RowChange(keys[1]["id"], {"key_hash": "x" * 64}, {"prefix": "tl_other"}),
+                RowChange(keys[2]["id"], {"key_hash": f"{2:064d}"}, {"revoked_at": None}),
+                RowChange(keys[3]["id"], {"key_hash": f"{3:064d}"}, {"revoked_at": T1}),
+            ],
+        )
+    assert [r["id"] for r in guarded] == [keys[2]["id"]]
 
     with unit_of_work(app.state.sessions) as session:
         org = session.get_one(Organization, org_id)

@@ -15,11 +15,13 @@ each length, which the driver parses again (it caches only short texts) and cann
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    RowMapping,
     Table,
     any_,
     bindparam,
@@ -39,6 +41,19 @@ from sqlalchemy.sql.selectable import TableValuedAlias
 from touchline.models import Base
 
 _ROW_ID = "row_id"
+_GUARD = "guard_"
+# Ids per IN list on SQLite, well under its bound-parameter limit.
+_SQLITE_IN_LIST = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RowChange:
+    """Columns to set on one row, and the columns that must still hold their values."""
+
+    id: uuid.UUID
+    values: Mapping[str, Any]
+    guard: Mapping[str, Any] = field(default_factory=dict)
+
 
 T = TypeVar("T")
 
@@ -60,32 +75,73 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
 def update_rows(
     session: Session,
     model: type[Base],
-    rows: dict[uuid.UUID, dict[str, Any]],
-    only_if: ColumnElement[bool] | None = None,
-) -> None:
-    """Set each row's given columns, by id: one statement per set of columns written;
-    with `only_if`, only on the rows that (still) match it.
+    rows: Sequence[RowChange],
+    computed: Mapping[str, ColumnElement[Any]] | None = None,
+) -> list[RowMapping]:
+    """Set each row's `values`, by id, where its `guard` columns still hold their values
+    (`IS NOT DISTINCT FROM`, so a guard may expect NULL); `computed` columns are SQL the
+    database evaluates on each row. Returns the rows it changed: their id and the columns
+    it set, as the database left them.
 
-    Rows are written in id order, as the ORM's flush does: every writer that changes many
-    rows of a table at once should lock them in one order, else two such transactions can
-    each wait for the other.
+    One statement per set of columns written and guarded on PostgreSQL; on SQLite one per
+    set of equal values (in-process, so statements are cheap). Rows are written in id
+    order, as the ORM's flush does: every writer that changes many rows of a table at once
+    should lock them in one order, else two such transactions can each wait for the other.
     """
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row_id, columns in sorted(rows.items()):
-        by_columns.setdefault(tuple(sorted(columns)), []).append({_ROW_ID: row_id, **columns})
+    computed = dict(computed or {})
     table = _table_of(model)
-    postgresql = _is_postgresql(session)
-    guard = [only_if] if only_if is not None else []
-    for keys, params in sorted(by_columns.items()):
-        if not postgresql:
-            session.execute(update(table).where(table.c.id == bindparam(_ROW_ID), *guard), params)
+    by_keys: dict[tuple[tuple[str, ...], tuple[str, ...]], list[RowChange]] = {}
+    for row in sorted(rows, key=lambda r: r.id):
+        by_keys.setdefault((tuple(sorted(row.values)), tuple(sorted(row.guard))), []).append(row)
+    returning = [table.c.id]
+    changed: list[RowMapping] = []
+    for (keys, guard_keys), group in sorted(by_keys.items()):
+        returned = [table.c[key] for key in (*keys, *computed)]
+        if _is_postgresql(session):
+            params = [
+                {_ROW_ID: r.id, **r.values, **{f"{_GUARD}{k}": v for k, v in r.guard.items()}}
+                for r in group
+            ]
+            names = [_ROW_ID, *keys, *(f"{_GUARD}{k}" for k in guard_keys)]
+            v = _unnest(table, names, params)
+            statement = (
+                update(table)
+                .where(
+                    table.c.id == v.c[_ROW_ID],
+                    *(table.c[k].is_not_distinct_from(v.c[f"{_GUARD}{k}"]) for k in guard_keys),
+                )
+                .values({key: v.c[key] for key in keys} | computed)
+                .returning(*returning, *returned)
+            )
+            changed.extend(session.execute(statement).mappings())
             continue
-        values = _unnest(table, [_ROW_ID, *keys], params)
-        session.execute(
-            update(table)
-            .where(table.c.id == values.c[_ROW_ID], *guard)
-            .values({key: values.c[key] for key in keys})
-        )
+        for same in _equal_values(group):
+            first = same[0]
+            for part in chunks(same, _SQLITE_IN_LIST):
+                statement = (
+                    update(table)
+                    .where(
+                        table.c.id.in_([r.id for r in part]),
+                        *(table.c[k].is_not_distinct_from(first.guard[k]) for k in guard_keys),
+                    )
+                    .values(dict(first.values) | computed)
+                    .returning(*returning, *returned)
+                )
+                changed.extend(session.execute(statement).mappings())
+    return changed
+
+
+def _equal_values(rows: list[RowChange]) -> Iterator[list[RowChange]]:
+    """`rows` in runs that set and guard the same values (one statement each)."""
+    groups: dict[Any, list[RowChange]] = {}
+    for row in rows:
+        try:
+            key: Any = (tuple(sorted(row.values.items())), tuple(sorted(row.guard.items())))
+            hash(key)
+        except TypeError:  # a JSON value: a statement of its own
+            key = row.id
+        groups.setdefault(key, []).append(row)
+    yield from groups.values()
 
 
 def add_to_rows(
@@ -155,11 +211,17 @@ def _unnest(table: Table, keys: list[str], rows: Sequence[dict[str, Any]]) -> Ta
         bindparam(
             f"v_{key}",
             [row[key] for row in rows],
-            type_=ARRAY(table.c["id" if key == _ROW_ID else key].type),
+            type_=ARRAY(table.c[_column_of(key)].type),
         )
         for key in keys
     ]
     return func.unnest(*arrays).table_valued(*keys, name="v").render_derived()
+
+
+def _column_of(key: str) -> str:
+    if key == _ROW_ID:
+        return "id"
+    return key.removeprefix(_GUARD)
 
 
 def _table_of(model: type[Base]) -> Table:

@@ -26,6 +26,11 @@ def get_channel(session: Session, org_id: uuid.UUID, channel_id: uuid.UUID) -> C
     return channel
 
 
+def sending_channel(session: Session, channel_id: uuid.UUID | None) -> Channel | None:
+    """The channel a step contact sends through (`progress.step_channel_id`), if any."""
+    return session.get(Channel, channel_id) if channel_id else None
+
+
 def check_channel(
     session: Session, org_id: uuid.UUID, channel_id: uuid.UUID | None, *, field: str
 ) -> None:

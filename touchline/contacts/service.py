@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from touchline.applier import apply, assign
 from touchline.contacts.schemas import (
     CommunicationPreference,
     ContactFields,
@@ -15,6 +17,7 @@ from touchline.contacts.schemas import (
     ContactOut,
     ContactSearch,
 )
+from touchline.core.changes import Changeset, create
 from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
@@ -57,7 +60,7 @@ def oldest_contact(
     ).first()
 
 
-def _apply(session: Session, contact: Contact, data: ContactFields) -> None:
+def _apply(session: Session, contact: Contact, data: ContactFields) -> Changeset:
     if data.phone and data.phone != contact.phone:
         taken = session.scalar(
             select(Contact.id).where(
@@ -68,11 +71,12 @@ def _apply(session: Session, contact: Contact, data: ContactFields) -> None:
         )
         if taken is not None:
             raise Conflict("Another contact has this phone", field="phone")
-    apply_changes(contact, data)
+    return assign(contact, contact_changes(contact, data))
 
 
-def apply_changes(contact: Contact, data: ContactFields) -> None:
-    """Copy the fields a client set onto the contact (no uniqueness check: see `_apply`)."""
+def contact_changes(contact: Contact, data: ContactFields) -> dict[str, Any]:
+    """The columns the fields a client set change on the contact (no uniqueness check:
+    see `_apply`)."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "state" in changes:
         changes.setdefault("blocked", changes["state"] == "blocked")
@@ -81,8 +85,7 @@ def apply_changes(contact: Contact, data: ContactFields) -> None:
     elif changes.get("blocked") is False and contact.state == "blocked":
         # Unblocking reopens a blocked contact; an archived one stays archived.
         changes["state"] = "open"
-    for key, value in changes.items():
-        setattr(contact, key, value)
+    return changes
 
 
 def _lock_identities(session: Session, org_id: uuid.UUID, data: ContactFields) -> None:
@@ -113,11 +116,11 @@ def upsert_contact(session: Session, org_id: uuid.UUID, data: ContactInput) -> t
     _lock_identities(session, org_id, data)
     contact = find_existing(session, org_id, data)
     created = contact is None
+    changes = Changeset()
     if contact is None:
-        contact = Contact(organization_id=org_id, properties={})
-        session.add(contact)
-    _apply(session, contact, data)
-    session.flush()
+        contact = Contact(id=uuid.uuid4(), organization_id=org_id, properties={})
+        changes = create(contact)
+    apply(session, changes + _apply(session, contact, data))
     return contact, created
 
 
@@ -125,8 +128,7 @@ def update_contact(
     session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, data: ContactFields
 ) -> Contact:
     contact = get_contact(session, org_id, contact_id)
-    _apply(session, contact, data)
-    session.flush()
+    apply(session, _apply(session, contact, data))
     return contact
 
 
@@ -182,8 +184,7 @@ def set_opt_in(
             pref.opt_in_date = now
         else:
             pref.opt_out_date = now
-    contact.updated_at = now
-    session.flush()
+    apply(session, assign(contact, {"updated_at": now}))
     return contact
 
 

@@ -1,155 +1,43 @@
-"""The one place where step contacts and runs change status.
+"""Every change of a step contact or a run, as a function that returns a changeset.
 
-The API (enrollment, removal, moves, replies) and the worker both call these functions, so
-the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`) and
-`updated_at` stay true whoever made the change. Most change one ORM object at a time; the
-worker's settle writes the same transitions for a whole batch at once (settlement.py), from
-the same column values (`finished_columns`, `new_step_contact`, `entered_columns`).
+The API (enrollment, removal, moves, replies, opt-in and out, clicks) and the worker (sends'
+outcomes, expiry) call these and hand the result to the applier (touchline/applier.py), so
+the run's pointers (`current_step_contact_id`, `last_completed_step_contact_id`), its
+`updated_at`, the guard each change needs and the webhook events stay the same whoever made
+the change. Nothing here reads or writes the database: the arguments are rows the caller
+read (ORM objects or plain rows, see views.py).
+
+Guards: a request changes a step contact it read under its run's lock (`locks.py`), guarded
+by the status it read; the worker's changes are guarded by its claim (`claim = token AND
+status = 'active'`). A guard that no longer holds drops the change and what follows it.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import Session
-
-from touchline.bulk import add_to_rows, among
+from touchline.core.changes import Changeset, IfResponded, count, insert, update
 from touchline.core.schedule import NoSendWindowError, earliest_allowed
 from touchline.core.settings import SequenceSettings
 from touchline.core.states import FinishReason, check_transition
-from touchline.core.views import ContactLike, SequenceLike, StepLike
-from touchline.core.windows import due_at, rules_for
-from touchline.models import (
-    OPEN_STEP_CONTACT_STATUSES,
-    Channel,
-    Contact,
-    Sequence,
-    SequenceRun,
-    Step,
-    StepContact,
+from touchline.core.views import (
+    ContactLike,
+    RunLike,
+    SequenceLike,
+    StepContactLike,
+    StepLike,
 )
+from touchline.core.windows import due_at, rules_for
+from touchline.models import Channel, SequenceRun, StepContact
 
 
-def step_channel_id(step: StepLike, run: SequenceRun, sequence: SequenceLike) -> uuid.UUID | None:
+def step_channel_id(step: StepLike, run: RunLike, sequence: SequenceLike) -> uuid.UUID | None:
     """The step's own channel, else the run's, else the sequence's default."""
     return step.channel_id or run.channel_id or sequence.default_channel_id
-
-
-def step_channel(
-    session: Session, step: StepLike, run: SequenceRun, sequence: SequenceLike
-) -> Channel | None:
-    channel_id = step_channel_id(step, run, sequence)
-    return session.get(Channel, channel_id) if channel_id else None
-
-
-StepCounter = Literal[
-    "sent_messages", "failed_deliveries", "responses", "link_clicks", "unsubscribes"
-]
-
-
-Counts = Counter[tuple[uuid.UUID, StepCounter]]
-
-
-def count(session: Session, step_id: uuid.UUID, counter: StepCounter, n: int = 1) -> None:
-    """Add to one step's analytics counter (see `count_many`)."""
-    count_many(session, Counter({(step_id, counter): n}))
-
-
-def count_many(session: Session, counts: Counts) -> None:
-    """Add to steps' analytics counters in the database itself: one UPDATE per counter.
-
-    Several workers and requests bump the same steps at once; `SET c = c + n` serializes on
-    each row, where reading the value and writing it back would lose counts. One statement
-    over many steps locks them in id order, the same order in every transaction, where one
-    statement per step in batch order let two workers deadlock.
-    """
-    by_counter: dict[StepCounter, dict[uuid.UUID, int]] = {}
-    for (step_id, counter), n in counts.items():
-        if n:
-            by_counter.setdefault(counter, {})[step_id] = n
-    for counter, added in sorted(by_counter.items()):
-        add_to_rows(session, Step, counter, added)
-
-
-def lock_runs(session: Session, *where: ColumnElement[bool]) -> None:
-    """Lock the runs that match `where`, in id order, before changing their step contacts.
-
-    The worker's settle locks the runs of the step contacts it finishes, and requests lock
-    a contact's runs before reading the open step contacts they change (see
-    `lock_contact_runs`), so the two take turns on a run: a request that waited then reads
-    the step contact the settle entered, instead of writing over the one it finished.
-    SQLite's writers hold the database's one write lock already.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    session.execute(
-        select(SequenceRun.id)
-        .where(*where)
-        .order_by(SequenceRun.id)
-        .with_for_update(key_share=True)
-    )
-
-
-def lock_contact_runs(
-    session: Session, contact_ids: Iterable[uuid.UUID], sequence_id: uuid.UUID | None = None
-) -> None:
-    """`lock_runs` for the contacts' active runs (in one sequence, if given)."""
-    ids = sorted(set(contact_ids))
-    if not ids:
-        return
-    where = [among(session, SequenceRun.contact_id, ids), SequenceRun.status == "active"]
-    if sequence_id is not None:
-        where.append(SequenceRun.sequence_id == sequence_id)
-    lock_runs(session, *where)
-
-
-def set_status(sc: StepContact, status: str, now: datetime) -> None:
-    check_transition(sc.status, status)
-    sc.status = status
-    sc.updated_at = now
-    if status != "active":
-        sc.locked_until = None
-
-
-def start_run(
-    session: Session,
-    sequence: Sequence,
-    contact: Contact,
-    channel_id: uuid.UUID | None,
-    now: datetime,
-    previous: Iterable[SequenceRun] | None = None,
-) -> SequenceRun:
-    """A new run, which becomes the contact's latest in the sequence. `previous`: the
-    contact's earlier runs there when the caller has them loaded (else they are read)."""
-    if previous is None:
-        previous = session.scalars(
-            select(SequenceRun).where(
-                SequenceRun.sequence_id == sequence.id,
-                SequenceRun.contact_id == contact.id,
-                SequenceRun.is_latest.is_(True),
-            )
-        ).all()
-    for old in previous:
-        old.is_latest = False
-    run = SequenceRun(
-        id=uuid.uuid4(),
-        expires_at=_expiry(now, SequenceSettings.model_validate(sequence.settings).max_time),
-        organization_id=sequence.organization_id,
-        sequence_id=sequence.id,
-        contact_id=contact.id,
-        channel_id=channel_id,
-        status="active",
-        is_latest=True,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(run)
-    return run
 
 
 def _due(
@@ -180,8 +68,8 @@ def _expiry(start: datetime, max_time: int | None) -> datetime | None:
         return None
 
 
-def new_step_contact(
-    run: SequenceRun,
+def _step_contact_row(
+    run: RunLike,
     sequence: SequenceLike,
     step: StepLike,
     contact: ContactLike,
@@ -189,8 +77,8 @@ def new_step_contact(
     start: datetime,
     now: datetime,
 ) -> dict[str, Any]:
-    """The columns of the contact's step contact in `step`, sent through `channel` (see
-    `step_channel`): pending until its message is due, or inactive when it cannot be."""
+    """The columns of the contact's step contact in `step`, sent through `channel`: pending
+    until its message is due, or inactive when it cannot be."""
     scheduled = _due(start, step, sequence, channel, contact)
     return {
         "id": uuid.uuid4(),
@@ -208,181 +96,361 @@ def new_step_contact(
     }
 
 
-def entered_columns(
-    step_contact_id: uuid.UUID, step_id: uuid.UUID, now: datetime
-) -> dict[str, Any]:
+class NewRun:
+    """A run's row before it is written: enough of a run (RunLike) to enter a step."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.row = dict(row)
+
+    @property
+    def id(self) -> uuid.UUID:
+        run_id: uuid.UUID = self.row["id"]
+        return run_id
+
+    @property
+    def organization_id(self) -> uuid.UUID:
+        org_id: uuid.UUID = self.row["organization_id"]
+        return org_id
+
+    @property
+    def sequence_id(self) -> uuid.UUID:
+        sequence_id: uuid.UUID = self.row["sequence_id"]
+        return sequence_id
+
+    @property
+    def channel_id(self) -> uuid.UUID | None:
+        channel_id: uuid.UUID | None = self.row["channel_id"]
+        return channel_id
+
+    @property
+    def created_at(self) -> datetime:
+        created: datetime = self.row["created_at"]
+        return created
+
+    @property
+    def is_latest(self) -> bool:
+        return True
+
+
+def begin(
+    sequence: SequenceLike,
+    organization_id: uuid.UUID,
+    step: StepLike,
+    contact: ContactLike,
+    run_channel_id: uuid.UUID | None,
+    channel: Channel | None,
+    start: datetime,
+    now: datetime,
+    previous: Iterable[RunLike] = (),
+) -> tuple[NewRun, dict[str, Any], Changeset]:
+    """A new run of `sequence` for the contact, standing in `step` (sent through
+    `channel`, waiting from `start`); it becomes the contact's latest run there, so the
+    `previous` latest ones stop being so. Returns the run, its step contact, the changes."""
+    settings = SequenceSettings.model_validate(sequence.settings)
+    run = NewRun(
+        {
+            "id": uuid.uuid4(),
+            "expires_at": _expiry(now, settings.max_time),
+            "organization_id": organization_id,
+            "sequence_id": sequence.id,
+            "contact_id": contact.id,
+            "channel_id": run_channel_id,
+            "status": "active",
+            "is_latest": True,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    sc = _step_contact_row(run, sequence, step, contact, channel, start, now)
+    run.row |= _entered(sc["id"], step.id, now)
+    changes = Changeset()
+    for old in previous:
+        changes += update(
+            SequenceRun, old.id, old.organization_id, {"is_latest": False}, announce=False
+        )
+    return run, sc, changes + insert(SequenceRun, run.row) + insert(StepContact, sc)
+
+
+def _entered(step_contact_id: uuid.UUID, step_id: uuid.UUID, now: datetime) -> dict[str, Any]:
     """What entering a step changes on the run: it now stands there."""
     return {"current_step_contact_id": step_contact_id, "last_step_id": step_id, "updated_at": now}
 
 
 def enter_step(
-    session: Session,
-    run: SequenceRun,
-    sequence: Sequence,
-    step: Step,
-    contact: Contact,
+    run: RunLike,
+    sequence: SequenceLike,
+    step: StepLike,
+    contact: ContactLike,
+    channel: Channel | None,
     start: datetime,
     now: datetime,
-) -> StepContact:
-    """Put the contact in `step` (see `new_step_contact`)."""
-    channel = step_channel(session, step, run, sequence)
-    sc = StepContact(**new_step_contact(run, sequence, step, contact, channel, start, now))
-    session.add(sc)
-    _assign(run, entered_columns(sc.id, step.id, now))
-    return sc
+) -> tuple[dict[str, Any], Changeset]:
+    """Put the contact in `step` of its run, sent through `channel` (see `step_channel_id`),
+    waiting from `start`. Returns the new step contact's row and the changes."""
+    sc = _step_contact_row(run, sequence, step, contact, channel, start, now)
+    changes = insert(StepContact, sc) + update(
+        SequenceRun, run.id, run.organization_id, _entered(sc["id"], step.id, now)
+    )
+    return sc, changes
+
+
+def _set(
+    sc: StepContactLike,
+    run: RunLike,
+    values: dict[str, Any],
+    now: datetime,
+    then: Callable[[Mapping[str, Any]], Changeset] | None = None,
+) -> Changeset:
+    """Change a step contact a request read (guarded by the status it read); its run is
+    updated too, since the API shows a run's `updated_at` as its last change."""
+    if "status" in values:
+        check_transition(sc.status, values["status"])
+        if values["status"] != "active":
+            values["locked_until"] = None
+
+    def touch_run(row: Mapping[str, Any]) -> Changeset:
+        run_changes = update(SequenceRun, run.id, run.organization_id, {"updated_at": now})
+        return run_changes + then(row) if then is not None else run_changes
+
+    return update(
+        StepContact,
+        sc.id,
+        sc.organization_id,
+        values | {"updated_at": now},
+        {"status": sc.status},
+        then=touch_run,
+    )
 
 
 def reschedule(
-    session: Session,
-    sc: StepContact,
-    run: SequenceRun,
-    sequence: Sequence,
-    step: Step,
-    contact: Contact,
+    sc: StepContactLike,
+    run: RunLike,
+    sequence: SequenceLike,
+    step: StepLike,
+    contact: ContactLike,
+    channel: Channel | None,
     start: datetime,
     now: datetime,
-) -> None:
+) -> Changeset:
     """Start the contact's wait in its current step over from `start` (reprocessing)."""
-    channel = step_channel(session, step, run, sequence)
     scheduled = _due(start, step, sequence, channel, contact)
     if scheduled is None:
-        if sc.status != "inactive":
-            set_status(sc, "inactive", now)
+        values: dict[str, Any] = {} if sc.status == "inactive" else {"status": "inactive"}
     else:
-        sc.scheduled_at = scheduled
+        values = {"scheduled_at": scheduled}
         if sc.status != "pending":
-            set_status(sc, "pending", now)
-    sc.updated_at = now
-    run.updated_at = now
+            values["status"] = "pending"
+    return _set(sc, run, values, now)
 
 
-def finished_columns(
-    step_contact_id: uuid.UUID, reason: FinishReason, now: datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What finishing a step contact for `reason` changes on it and on its run."""
-    sc = {
+def _finished(reason: FinishReason | IfResponded, now: datetime) -> dict[str, Any]:
+    return {
         "status": "finished",
         "finish_reason": reason,
         "completed_at": now,
         "locked_until": None,
         "updated_at": now,
     }
-    run: dict[str, Any] = {"last_completed_step_contact_id": step_contact_id, "updated_at": now}
-    if reason != "completed":
-        run |= run_finished_columns(reason, now)
-    return sc, run
 
 
-def run_finished_columns(reason: str, now: datetime) -> dict[str, Any]:
+def run_finished(reason: str, now: datetime) -> dict[str, Any]:
     return {"status": "finished", "finish_reason": reason, "finished_at": now, "updated_at": now}
 
 
-def _assign(obj: StepContact | SequenceRun, columns: dict[str, Any]) -> None:
-    for name, value in columns.items():
-        setattr(obj, name, value)
+def _after_finish(run: RunLike, sc_id: uuid.UUID, reason: str, now: datetime) -> Changeset:
+    """What a finished step contact changes on its run: the run ends unless the step was
+    completed (then the caller decides whether the run goes on)."""
+    values: dict[str, Any] = {"last_completed_step_contact_id": sc_id, "updated_at": now}
+    if reason != "completed":
+        values |= run_finished(reason, now)
+    return update(SequenceRun, run.id, run.organization_id, values)
 
 
-def finish_step_contact(
-    sc: StepContact, run: SequenceRun, reason: FinishReason, now: datetime
-) -> None:
+def finish(sc: StepContactLike, run: RunLike, reason: FinishReason, now: datetime) -> Changeset:
+    """A request (or the worker's expiry) finishes a step contact it read: removed,
+    expired, responded."""
     check_transition(sc.status, "finished")
-    sc_columns, run_columns = finished_columns(sc.id, reason, now)
-    _assign(sc, sc_columns)
-    _assign(run, run_columns)
+    return update(
+        StepContact,
+        sc.id,
+        sc.organization_id,
+        _finished(reason, now),
+        {"status": sc.status},
+        then=lambda _row: _after_finish(run, sc.id, reason, now),
+    )
 
 
-def finish_run(run: SequenceRun, reason: str, now: datetime) -> None:
-    _assign(run, run_finished_columns(reason, now))
-
-
-def remove(sc: StepContact, run: SequenceRun, now: datetime) -> None:
-    """Take the contact out of the sequence: the open step contact finishes as removed."""
-    finish_step_contact(sc, run, "removed", now)
+def finish_run(run: RunLike, reason: str, now: datetime) -> Changeset:
+    return update(SequenceRun, run.id, run.organization_id, run_finished(reason, now))
 
 
 def move(
-    session: Session,
-    sc: StepContact,
-    run: SequenceRun,
-    target_sequence: Sequence,
-    target_step: Step,
-    contact: Contact,
+    sc: StepContactLike,
+    run: RunLike,
+    target: StepLike,
+    target_sequence: SequenceLike,
+    contact: ContactLike,
+    channel: Channel | None,
     now: datetime,
-) -> StepContact:
-    """Leave the current step for `target_step`, in this run or in a new run of another
-    sequence; the contact waits in the target step as if it had just entered it."""
-    set_status(sc, "moved", now)
-    sc.completed_at = now
+    previous: Iterable[RunLike] = (),
+) -> tuple[uuid.UUID, Changeset]:
+    """Leave the current step for `target`, in this run or in a new run of another sequence
+    (whose latest runs are `previous`); the contact waits in the target step as if it had
+    just entered it. Returns the new step contact's id and the changes."""
     if target_sequence.id == run.sequence_id:
-        return enter_step(session, run, target_sequence, target_step, contact, now, now)
-    finish_run(run, "moved", now)
-    new_run = start_run(session, target_sequence, contact, run.channel_id, now)
-    return enter_step(session, new_run, target_sequence, target_step, contact, now, now)
+        row, entered = enter_step(run, target_sequence, target, contact, channel, now, now)
+    else:
+        _, row, began = begin(
+            target_sequence,
+            run.organization_id,
+            target,
+            contact,
+            run.channel_id,
+            channel,
+            now,
+            now,
+            previous,
+        )
+        entered = finish_run(run, "moved", now) + began
+    # Entered only if the move applies: a writer that changed the step contact first wins.
+    moved = _set(sc, run, {"status": "moved", "completed_at": now}, now, then=lambda _: entered)
+    return row["id"], moved
 
 
-def mark_responded(
-    session: Session, sc: StepContact, run: SequenceRun, on_response: str, now: datetime
-) -> None:
+def respond(sc: StepContactLike, run: RunLike, on_response: str, now: datetime) -> Changeset:
     """The contact replied while in this step; `on_response: remove` ends the run (unless a
-    worker is sending the step right now: it owns the row until it settles it)."""
-    if not sc.responded:
-        sc.responded = True
-        count(session, sc.step_id, "responses")
-    sc.updated_at = now
-    run.updated_at = now
+    worker is sending the step right now: it owns the row until it settles it, and its
+    settle reads `responded`)."""
+    changes = Changeset() if sc.responded else count(sc.step_id, "responses")
     if on_response == "remove" and sc.status != "active":
-        finish_step_contact(sc, run, "responded", now)
+        values = _finished("responded", now) | {"responded": True}
+        return changes + update(
+            StepContact,
+            sc.id,
+            sc.organization_id,
+            values,
+            {"status": sc.status},
+            then=lambda _row: _after_finish(run, sc.id, "responded", now),
+        )
+    return changes + _set(sc, run, {"responded": True}, now)
 
 
-def mark_unsubscribed(session: Session, sc: StepContact, run: SequenceRun, now: datetime) -> None:
+def unsubscribe(sc: StepContactLike, run: RunLike, now: datetime) -> Changeset:
     """The contact opted out of the step's channel; the worker makes its next send inactive."""
-    if not sc.unsubscribed:
-        sc.unsubscribed = True
-        count(session, sc.step_id, "unsubscribes")
-    sc.updated_at = now
-    run.updated_at = now
+    changes = Changeset() if sc.unsubscribed else count(sc.step_id, "unsubscribes")
+    return changes + _set(sc, run, {"unsubscribed": True}, now)
 
 
 def reactivate(
-    session: Session,
-    sc: StepContact,
-    run: SequenceRun,
-    sequence: Sequence,
-    step: Step,
-    contact: Contact,
+    sc: StepContactLike,
+    run: RunLike,
+    sequence: SequenceLike,
+    contact: ContactLike,
+    channel: Channel | None,
     now: datetime,
-) -> None:
+) -> Changeset:
     """An inactive contact may receive the step again (it opted back in): its wait is over,
     so it is due at the first moment the send windows allow."""
-    channel = step_channel(session, step, run, sequence)
     rules = rules_for(SequenceSettings.model_validate(sequence.settings), channel, contact)
     try:
         scheduled = earliest_allowed(now, rules)
     except NoSendWindowError:
-        return
-    set_status(sc, "pending", now)
-    sc.scheduled_at = scheduled
-    run.updated_at = now
+        return Changeset()
+    return _set(sc, run, {"status": "pending", "scheduled_at": scheduled}, now)
 
 
-def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
-    """Take a sequence's open step contacts out of the queue (draft, archived) or put them
-    back (active). The sequence's own status still guards every claim."""
-    # Locked in id order, the order the worker's settle writes step contacts in: a sequence
-    # archived while a batch of it settles must not deadlock with that settle.
-    changed = (
-        select(StepContact.id)
-        .where(
-            StepContact.sequence_id == sequence_id,
-            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
-            StepContact.held.is_not(held),
+def click(sc: StepContactLike, now: datetime) -> Changeset:
+    """A tracked link of the step's message was followed."""
+    return count(sc.step_id, "link_clicks") + update(
+        StepContact, sc.id, sc.organization_id, {"clicked_link": True, "updated_at": now}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker's settle does to one step contact it claimed."""
+
+    kind: Literal["finish", "retry", "inactive"]
+    # finish: why. `completed` becomes `responded` when the contact replied meanwhile and
+    # the sequence ends runs on a reply.
+    reason: FinishReason | None = None
+    # retry: the row stays the worker's (`active`) and is claimed again from this instant.
+    until: datetime | None = None
+
+
+COMPLETE = Outcome("finish", "completed")
+FAIL = Outcome("finish", "failed")
+EXPIRE = Outcome("finish", "expired")
+RESPOND = Outcome("finish", "responded")
+INACTIVE = Outcome("inactive")
+
+
+def retry_at(until: datetime) -> Outcome:
+    return Outcome("retry", until=until)
+
+
+class ClaimedLike(Protocol):
+    """A step contact a worker holds under its claim token, with the rows its settle needs."""
+
+    @property
+    def token(self) -> uuid.UUID: ...
+    @property
+    def step_contact(self) -> StepContactLike: ...
+    @property
+    def run(self) -> RunLike: ...
+    @property
+    def sequence(self) -> SequenceLike: ...
+    @property
+    def contact(self) -> ContactLike: ...
+    @property
+    def following(self) -> StepLike | None: ...
+    @property
+    def following_channel(self) -> Channel | None: ...
+    @property
+    def ends_on_reply(self) -> bool: ...
+
+
+def settle(item: ClaimedLike, outcome: Outcome, now: datetime) -> Changeset:
+    """The worker's change of a step contact it claimed, guarded by its claim: a removal,
+    move or reply that committed first changed the row (its status, or `responded`, read
+    by the finish in the same statement), and a row whose lease lapsed and that another
+    worker took over carries that worker's token; either way nothing here applies."""
+    sc = item.step_contact
+    values: dict[str, Any] = {"claim": None, "updated_at": now}
+    then: Callable[[Mapping[str, Any]], Changeset] | None = None
+    if outcome.kind == "retry":
+        values["locked_until"] = outcome.until
+    elif outcome.kind == "inactive":
+        values |= {"status": "inactive", "locked_until": None}
+        then = lambda _row: update(  # noqa: E731
+            SequenceRun, item.run.id, item.run.organization_id, {"updated_at": now}
         )
-        .order_by(StepContact.id)
-        .with_for_update()
+    else:
+        reason: FinishReason | IfResponded = outcome.reason or "completed"
+        if reason == "completed" and item.ends_on_reply:
+            reason = IfResponded("responded", "completed")
+        values |= _finished(reason, now)
+        then = lambda row: _advance(item, row["finish_reason"], now)  # noqa: E731
+    return update(
+        StepContact,
+        sc.id,
+        sc.organization_id,
+        values,
+        {"claim": item.token, "status": "active"},
+        # A new lease is not news; its outcome follows.
+        announce=outcome.kind != "retry",
+        then=then,
     )
-    session.execute(
-        update(StepContact)
-        .where(StepContact.id.in_(changed.scalar_subquery()))
-        .values(held=held)
-        .execution_options(synchronize_session=False)
+
+
+def _advance(item: ClaimedLike, reason: str, now: datetime) -> Changeset:
+    """After a step contact finished: the run ends, or enters the following step."""
+    changes = _after_finish(item.run, item.step_contact.id, reason, now)
+    if reason != "completed":
+        return changes
+    if item.following is None:
+        return changes + finish_run(item.run, "completed", now)
+    _, entered = enter_step(
+        item.run, item.sequence, item.following, item.contact, item.following_channel, now, now
     )
+    return changes + entered

@@ -10,6 +10,7 @@ kinds satisfy.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,3 +97,50 @@ class ContactRow:
     state: str
     blocked: bool
     properties: dict[str, Any]
+
+
+class RunLike(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def organization_id(self) -> uuid.UUID: ...
+    @property
+    def sequence_id(self) -> uuid.UUID: ...
+    @property
+    def channel_id(self) -> uuid.UUID | None: ...
+
+
+class StepContactLike(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def organization_id(self) -> uuid.UUID: ...
+    @property
+    def step_id(self) -> uuid.UUID: ...
+    @property
+    def sequence_run_id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def responded(self) -> bool: ...
+    @property
+    def unsubscribed(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepContactRow:
+    """A step contact a transition has just entered, before it is written."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    step_id: uuid.UUID
+    sequence_run_id: uuid.UUID
+    status: str
+    responded: bool = False
+    unsubscribed: bool = False
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> StepContactRow:
+        return cls(
+            row["id"], row["organization_id"], row["step_id"], row["sequence_run_id"], row["status"]
+        )

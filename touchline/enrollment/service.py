@@ -15,13 +15,16 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from touchline.applier import apply, assign
 from touchline.bulk import chunks
-from touchline.channels.service import find_channel
+from touchline.channels.service import find_channel, sending_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
-from touchline.contacts.service import apply_changes, find_existing, get_contact
+from touchline.contacts.service import contact_changes, find_existing, get_contact
 from touchline.core import progress
+from touchline.core.changes import Changeset, combine, create
 from touchline.core.recipients import recipient_address
 from touchline.core.settings import settings_of
+from touchline.core.views import StepContactLike, StepContactRow
 from touchline.enrollment.schemas import (
     ContactRef,
     EnrollRequest,
@@ -32,6 +35,7 @@ from touchline.enrollment.schemas import (
     RemoveRequest,
 )
 from touchline.errors import Conflict, NotFound, ValidationFailed
+from touchline.locks import lock_contact_runs
 from touchline.models import (
     OPEN_STEP_CONTACT_STATUSES,
     Channel,
@@ -121,8 +125,9 @@ class _Known:
                 ):
                     # Newest first, so the oldest match is the one left in the map.
                     self.by[key][getattr(contact, key)] = contact
-        self.open: dict[uuid.UUID, StepContact] = {}
-        self.runs: dict[uuid.UUID, list[SequenceRun]] = {}
+        self.open: dict[uuid.UUID, StepContactLike] = {}
+        self.runs: dict[uuid.UUID, list[SequenceRun | progress.NewRun]] = {}
+        self.changes = Changeset()
 
     def contact_for(self, data: ContactInput) -> tuple[Contact | None, str | None]:
         """The contact an input refers to (dedupe rules of POST /v1/contacts), created if
@@ -137,18 +142,18 @@ class _Known:
         )
         if contact is None:
             contact = Contact(id=uuid.uuid4(), organization_id=self.org_id, properties={})
-            self.session.add(contact)
+            self.changes += create(contact)
         elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
             return None, "another contact has this phone"
-        apply_changes(contact, data)
+        self.changes += assign(contact, contact_changes(contact, data))
         for key in ("phone", "external_id", "email"):
             value = getattr(contact, key)
             if value:
                 self.by[key].setdefault(value, contact)
         return contact, None
 
-    def run(self, run_id: uuid.UUID) -> SequenceRun:
-        # Runs this job created are not flushed yet, so they are looked up here, not read.
+    def run(self, run_id: uuid.UUID) -> SequenceRun | progress.NewRun:
+        # Runs this job started are not written yet, so they are looked up here, not read.
         return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
 
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[Contact]) -> None:
@@ -193,7 +198,9 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
     channel_id = uuid.UUID(payload["channel_id"]) if payload.get("channel_id") else None
     start = datetime.fromisoformat(payload["schedule_at"]) if payload.get("schedule_at") else now
     start = max(start, now)
-    channel = progress.step_channel(session, target, SequenceRun(channel_id=channel_id), sequence)
+    channel = sending_channel(
+        session, target.channel_id or channel_id or sequence.default_channel_id
+    )
 
     parsed: list[ContactInput | str] = []
     for raw in payload["inputs"]:
@@ -214,7 +221,7 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
         known.load_sequence_state(sequence.id, [c for _, c, _ in resolved if c is not None])
         # The run records the channel it starts on, `from` or the start step's own.
         run_channel_id = channel.id if channel is not None else channel_id
-        enroll = _Enroller(session, known, sequence, target, run_channel_id, start, now)
+        enroll = _Enroller(known, sequence, target, channel, run_channel_id, start, now)
         for index, contact, problem in resolved:
             if contact is None:
                 results.append(_result(index, None, "invalid", problem))
@@ -223,6 +230,7 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
                 results.append(_result(index, contact, "skipped_no_address", f"no {kind} address"))
             else:
                 results.append(enroll.one(index, contact))
+    apply(session, known.changes + enroll.changes)
     job.results = results
     job.processed = len(results)
 
@@ -232,18 +240,20 @@ class _Enroller:
 
     def __init__(
         self,
-        session: Session,
         known: _Known,
         sequence: Sequence,
         target: Step,
-        channel_id: uuid.UUID | None,
+        channel: Channel | None,
+        run_channel_id: uuid.UUID | None,
         start: datetime,
         now: datetime,
     ) -> None:
-        self.session, self.known = session, known
-        self.sequence, self.target, self.channel_id = sequence, target, channel_id
+        self.known = known
+        self.sequence, self.target, self.channel = sequence, target, channel
+        self.run_channel_id = run_channel_id
         self.start, self.now = start, now
         self.settings = settings_of(sequence)
+        self.changes = Changeset()
 
     def one(self, index: int, contact: Contact) -> dict[str, Any]:
         known, settings, now = self.known, self.settings, self.now
@@ -251,8 +261,8 @@ class _Enroller:
         if open_sc is not None:
             if open_sc.step_id == self.target.id and open_sc.status != "active":
                 run = known.run(open_sc.sequence_run_id)
-                progress.reschedule(
-                    self.session, open_sc, run, self.sequence, self.target, contact, self.start, now
+                self.changes += progress.reschedule(
+                    open_sc, run, self.sequence, self.target, contact, self.channel, self.start, now
                 )
                 return _result(index, contact, "reprocessed")
             return _result(index, contact, "ignored_active", "already in this sequence")
@@ -268,18 +278,21 @@ class _Enroller:
             since = now - timedelta(seconds=settings.max_add_time)
             if sum(r.created_at > since for r in runs) >= settings.max_add_per_time:
                 return _result(index, contact, "capped", "max_add_per_time reached")
-        run = progress.start_run(
-            self.session,
+        run, sc, changes = progress.begin(
             self.sequence,
+            self.sequence.organization_id,
+            self.target,
             contact,
-            self.channel_id,
+            self.run_channel_id,
+            self.channel,
+            self.start,
             now,
             previous=[r for r in runs if r.is_latest],
         )
-        known.runs.setdefault(contact.id, []).append(run)
-        known.open[contact.id] = progress.enter_step(
-            self.session, run, self.sequence, self.target, contact, self.start, now
-        )
+        self.changes += changes
+        runs.append(run)
+        known.runs[contact.id] = runs
+        known.open[contact.id] = StepContactRow.of(sc)
         return _result(index, contact, "added")
 
 
@@ -331,7 +344,7 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
         found.append((index, _find_contact(session, job.organization_id, ref), None))
     # All at once and in order, not contact by contact: a worker settling several of these
     # contacts' runs must not find this job holding some and waiting for the others.
-    progress.lock_contact_runs(session, [c.id for _, c, _ in found if c is not None], sequence_id)
+    lock_contact_runs(session, [c.id for _, c, _ in found if c is not None], sequence_id)
     results: list[dict[str, Any]] = []
     for index, contact, problem in found:
         if problem is not None:
@@ -346,12 +359,15 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
         ]
         if sequence_id:
             conditions.append(StepContact.sequence_id == sequence_id)
-        open_scs = session.scalars(select(StepContact).where(*conditions)).all()
-        for sc in open_scs:
-            progress.remove(sc, session.get_one(SequenceRun, sc.sequence_run_id), now)
+        open_scs = session.execute(
+            select(StepContact, SequenceRun)
+            .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
+            .where(*conditions)
+        ).all()
+        # One contact at a time: a later input may name the same contact again.
+        apply(session, combine(progress.finish(sc, run, "removed", now) for sc, run in open_scs))
         outcome: Outcome = "removed" if open_scs else "not_in_sequence"
         results.append(_result(index, contact, outcome))
-        session.flush()
     job.results = results
     job.processed = len(results)
 
@@ -373,7 +389,7 @@ def move_contact(
         target_step = get_step(session, target_sequence, body.step_id)
     except NotFound as exc:
         raise ValidationFailed("Unknown step for the target sequence", field="step_id") from exc
-    progress.lock_contact_runs(session, [contact.id], sequence.id)
+    lock_contact_runs(session, [contact.id], sequence.id)
     sc = _open_step_contact(session, sequence.id, contact.id)
     if sc is None:
         raise ValidationFailed("The contact is not in this sequence", field="contact_id")
@@ -384,9 +400,19 @@ def move_contact(
     ):
         raise Conflict("The contact is already in the target sequence")
     run = session.get_one(SequenceRun, sc.sequence_run_id)
-    new_sc = progress.move(session, sc, run, target_sequence, target_step, contact, now)
-    session.flush()
-    return new_sc
+    channel = sending_channel(session, progress.step_channel_id(target_step, run, target_sequence))
+    previous = session.scalars(
+        select(SequenceRun).where(
+            SequenceRun.sequence_id == target_sequence.id,
+            SequenceRun.contact_id == contact.id,
+            SequenceRun.is_latest.is_(True),
+        )
+    ).all()
+    new_id, changes = progress.move(
+        sc, run, target_step, target_sequence, contact, channel, now, previous
+    )
+    apply(session, changes)
+    return session.get_one(StepContact, new_id)
 
 
 def _open_step_contact(

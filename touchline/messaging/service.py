@@ -9,11 +9,14 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from touchline.applier import apply, assign
 from touchline.channels.service import find_channel
 from touchline.contacts.service import oldest_contact, set_opt_in
 from touchline.core import progress
+from touchline.core.changes import Changeset, combine, count, create
 from touchline.core.settings import settings_of
 from touchline.errors import NotFound, ValidationFailed
+from touchline.locks import lock_contact_runs
 from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
 from touchline.models import (
     OPEN_STEP_CONTACT_STATUSES,
@@ -22,7 +25,6 @@ from touchline.models import (
     Message,
     Sequence,
     SequenceRun,
-    Step,
     StepContact,
     TrackedLink,
 )
@@ -97,23 +99,23 @@ def receive(
         created_at=now,
         updated_at=now,
     )
-    session.add(message)
+    changes = create(message)
     if contact is not None:
         keyword = data.body.strip().upper()
         if keyword in STOP_WORDS:
-            _opt_out(session, org_id, contact, channel, now)
+            changes += _opt_out(session, org_id, contact, channel, now)
         elif keyword in START_WORDS:
-            _opt_in(session, org_id, contact, channel, now)
+            changes += _opt_in(session, org_id, contact, channel, now)
         else:
-            _reply(session, contact, channel, now)
-    session.flush()
+            changes += _reply(session, contact, channel, now)
+    apply(session, changes)
     return message
 
 
 def _open_on_channel(
     session: Session, contact: Contact, channel: Channel
 ) -> list[tuple[StepContact, SequenceRun, Sequence]]:
-    progress.lock_contact_runs(session, [contact.id])
+    lock_contact_runs(session, [contact.id])
     rows = session.execute(
         select(StepContact, SequenceRun, Sequence)
         .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
@@ -127,27 +129,34 @@ def _open_on_channel(
     return [(sc, run, sequence) for sc, run, sequence in rows]
 
 
-def _reply(session: Session, contact: Contact, channel: Channel, now: datetime) -> None:
-    for sc, run, sequence in _open_on_channel(session, contact, channel):
-        progress.mark_responded(session, sc, run, settings_of(sequence).on_response, now)
+def _reply(session: Session, contact: Contact, channel: Channel, now: datetime) -> Changeset:
+    return combine(
+        progress.respond(sc, run, settings_of(sequence).on_response, now)
+        for sc, run, sequence in _open_on_channel(session, contact, channel)
+    )
 
 
 def _opt_out(
     session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
-) -> None:
+) -> Changeset:
     set_opt_in(session, org_id, contact.id, channel.id, opt_in=False)
-    for sc, run, _sequence in _open_on_channel(session, contact, channel):
-        progress.mark_unsubscribed(session, sc, run, now)
+    return combine(
+        progress.unsubscribe(sc, run, now)
+        for sc, run, _sequence in _open_on_channel(session, contact, channel)
+    )
 
 
 def _opt_in(
     session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
-) -> None:
+) -> Changeset:
     set_opt_in(session, org_id, contact.id, channel.id, opt_in=True)
-    for sc, run, sequence in _open_on_channel(session, contact, channel):
-        if sc.status == "inactive" and not contact.blocked:
-            step = session.get_one(Step, sc.step_id)
-            progress.reactivate(session, sc, run, sequence, step, contact, now)
+    if contact.blocked:
+        return Changeset()
+    return combine(
+        progress.reactivate(sc, run, sequence, contact, channel, now)
+        for sc, run, sequence in _open_on_channel(session, contact, channel)
+        if sc.status == "inactive"
+    )
 
 
 def update_delivery(
@@ -161,15 +170,14 @@ def update_delivery(
     ).first()
     if message is None:
         return None
+    changes = Changeset()
     if status == "delivered" and message.delivery_status != "delivered":
-        message.delivery_status = "delivered"
+        changes = assign(message, {"delivery_status": "delivered", "updated_at": now})
     elif status == "failed" and message.delivery_status != "failed":
-        message.delivery_status = "failed"
-        message.error = error
+        changes = assign(message, {"delivery_status": "failed", "error": error, "updated_at": now})
         if message.step_id is not None:
-            progress.count(session, message.step_id, "failed_deliveries")
-    message.updated_at = now
-    session.flush()
+            changes += count(message.step_id, "failed_deliveries")
+    apply(session, changes)
     return message
 
 
@@ -179,11 +187,6 @@ def follow_link(session: Session, token: str, now: datetime) -> str:
     if link is None:
         raise NotFound("Unknown link")
     link.clicks += 1
-    if link.step_contact_id is not None:
-        sc = session.get(StepContact, link.step_contact_id)
-        if sc is not None:
-            sc.clicked_link = True
-            sc.updated_at = now
-            progress.count(session, sc.step_id, "link_clicks")
-    session.flush()
+    sc = session.get(StepContact, link.step_contact_id) if link.step_contact_id else None
+    apply(session, progress.click(sc, now) if sc is not None else Changeset())
     return link.url

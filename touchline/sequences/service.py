@@ -7,11 +7,12 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from touchline.applier import apply, assign
 from touchline.channels.service import check_channel
-from touchline.core.progress import hold_sequence
+from touchline.core.changes import Changeset, combine, create
 from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
@@ -107,8 +108,7 @@ def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -
         default_channel_id=data.default_channel_id,
         settings=_merged_settings({}, data.settings),
     )
-    session.add(sequence)
-    session.flush()
+    apply(session, create(sequence))
     return sequence
 
 
@@ -117,39 +117,68 @@ def update_sequence(
 ) -> Sequence:
     sequence = get_sequence(session, org_id, sequence_id)
     given = data.model_dump(exclude_unset=True)
+    values: dict[str, Any] = {}
     if data.title is not None:
-        sequence.title = data.title
+        values["title"] = data.title
     if "description" in given:
-        sequence.description = data.description
+        values["description"] = data.description
     if "default_channel_id" in given:
         check_channel(session, org_id, data.default_channel_id, field="default_channel_id")
-        sequence.default_channel_id = data.default_channel_id
+        values["default_channel_id"] = data.default_channel_id
     if data.settings is not None:
-        sequence.settings = _merged_settings(sequence.settings, data.settings)
+        values["settings"] = _merged_settings(sequence.settings, data.settings)
+    changes = assign(sequence, values)
     if data.status is not None and data.status != sequence.status:
-        change_status(session, sequence, data.status)
-    sequence.updated_at = utc_now()
-    session.flush()
+        changes += change_status(session, sequence, data.status)
+    if changes:
+        changes += assign(sequence, {"updated_at": utc_now()})
+    apply(session, changes)
     return sequence
 
 
-def change_status(session: Session, sequence: Sequence, status: str) -> None:
+def change_status(session: Session, sequence: Sequence, status: str) -> Changeset:
     if (sequence.status, status) not in ALLOWED_TRANSITIONS:
         raise ValidationFailed(
             f"A sequence cannot go from {sequence.status} to {status}", field="status"
         )
     if status == "active" and not live_steps(session, sequence.id):
         raise ValidationFailed("Add steps before activating a sequence", field="status")
-    sequence.status = status
     hold_sequence(session, sequence.id, held=status != "active")
+    return assign(sequence, {"status": status})
+
+
+def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
+    """Take a sequence's open step contacts out of the queue (draft, archived) or put them
+    back (active). The sequence's own status still guards every claim.
+
+    One statement for the whole sequence, which may hold a million step contacts: not a
+    changeset of rows read first. `held` is not shown by the API, so there is no event.
+    """
+    # Locked in id order, the order the worker's settle writes step contacts in: a sequence
+    # archived while a batch of it settles must not deadlock with that settle.
+    changed = (
+        select(StepContact.id)
+        .where(
+            StepContact.sequence_id == sequence_id,
+            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+            StepContact.held.is_not(held),
+        )
+        .order_by(StepContact.id)
+        .with_for_update()
+    )
+    session.execute(
+        update(StepContact)
+        .where(StepContact.id.in_(changed.scalar_subquery()))
+        .values(held=held)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def archive_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID) -> Sequence:
     sequence = get_sequence(session, org_id, sequence_id)
     if sequence.status != "archived":
-        change_status(session, sequence, "archived")
-        sequence.updated_at = utc_now()
-        session.flush()
+        changes = change_status(session, sequence, "archived")
+        apply(session, changes + assign(sequence, {"updated_at": utc_now()}))
     return sequence
 
 
@@ -167,18 +196,16 @@ def list_sequences(
     return paginate(session, statement, limit=query.limit, offset=query.offset)
 
 
-def _renumber(steps: Seq[Step]) -> None:
-    for index, step in enumerate(steps):
-        if step.position != index:
-            step.position = index
+def _renumber(steps: Seq[Step]) -> Changeset:
+    return combine(assign(step, {"position": index}) for index, step in enumerate(steps))
 
 
-def _place(steps: list[Step], step: Step, position: int | None) -> None:
+def _place(steps: list[Step], step: Step, position: int | None) -> Changeset:
     """Put `step` at `position` (clamped; None = last) and renumber the rest."""
     others = [s for s in steps if s.id != step.id]
     index = len(others) if position is None else min(position, len(others))
     others.insert(index, step)
-    _renumber(others)
+    return _renumber(others)
 
 
 def create_step(
@@ -199,10 +226,8 @@ def create_step(
         schedule_options=data.schedule_options or {"days": 0, "hours": 0, "minutes": 0},
         attachments=data.attachments or [],
     )
-    _place(steps, step, data.position)
-    session.add(step)
-    sequence.updated_at = utc_now()
-    session.flush()
+    changes = create(step) + _place(steps, step, data.position)
+    apply(session, changes + assign(sequence, {"updated_at": utc_now()}))
     return step
 
 
@@ -217,18 +242,22 @@ def update_step(
     _refuse_archived(sequence)
     step = get_step(session, sequence, step_id)
     given = data.model_dump(exclude_unset=True)
-    for key in ("title", "body", "schedule_options", "attachments"):
-        if given.get(key) is not None:
-            setattr(step, key, getattr(data, key))
+    values = {
+        key: getattr(data, key)
+        for key in ("title", "body", "schedule_options", "attachments")
+        if given.get(key) is not None
+    }
     if "subject" in given:
-        step.subject = data.subject
+        values["subject"] = data.subject
     if "channel_id" in given:
         check_channel(session, org_id, data.channel_id, field="channel_id")
-        step.channel_id = data.channel_id
+        values["channel_id"] = data.channel_id
+    changes = assign(step, values)
     if data.position is not None and data.position != step.position:
-        _place(live_steps(session, sequence.id), step, data.position)
-    step.updated_at = utc_now()
-    session.flush()
+        changes += _place(live_steps(session, sequence.id), step, data.position)
+    if changes:
+        changes += assign(step, {"updated_at": utc_now()})
+    apply(session, changes)
     return step
 
 
@@ -245,11 +274,10 @@ def delete_step(
     if open_count:
         raise Conflict(f"{open_count} contact(s) are still in this step; remove or move them first")
     # The row stays for the history of runs that passed through it.
-    step.deleted_at = utc_now()
-    step.position = None
-    _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
-    sequence.updated_at = utc_now()
-    session.flush()
+    now = utc_now()
+    changes = assign(step, {"deleted_at": now, "position": None, "updated_at": now})
+    changes += _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
+    apply(session, changes + assign(sequence, {"updated_at": now}))
     return step
 
 

@@ -1,7 +1,7 @@
-"""Outgoing webhooks: subscriptions, the events they receive, and their delivery.
+"""Outgoing webhooks: subscriptions, the bodies of their events, and their delivery.
 
-Importing this package installs the session hook that queues events (see events.py); the
-API (through its router) and the worker (through delivery.py) both import it.
+Importing this package installs the serializer the outbox builds event bodies with (see
+events.py); the API (through its router) and the worker (through delivery.py) both import it.
 """
 
 from touchline.webhooks.events import install

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from touchline.outbox import ALL_EVENTS
 from touchline.schemas import Pagination, RequestModel, Timestamps
 
 EventType = Literal[
@@ -25,7 +26,6 @@ EventType = Literal[
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 EventTypeFilter = Literal[EventType, "*"]
-ALL_EVENTS: Literal["*"] = "*"
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 

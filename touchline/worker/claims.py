@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from touchline.bulk import among, update_rows
+from touchline.bulk import RowChange, among, update_rows
 from touchline.models import Job, Sequence, StepContact
 
 
@@ -118,10 +118,13 @@ def put_back(session: Session, due: dict[uuid.UUID, datetime]) -> None:
     update_rows(
         session,
         StepContact,
-        {
-            sc_id: {"status": "pending", "scheduled_at": at, "locked_until": None, "claim": None}
+        [
+            RowChange(
+                sc_id,
+                {"status": "pending", "scheduled_at": at, "locked_until": None, "claim": None},
+            )
             for sc_id, at in due.items()
-        },
+        ],
     )
 
 

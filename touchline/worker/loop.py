@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from touchline.applier import apply
 from touchline.bulk import among
 from touchline.channels.providers import sends_at_once
 from touchline.channels.providers.base import (
@@ -40,6 +41,8 @@ from touchline.channels.providers.base import (
 from touchline.channels.providers.outbox import OutboxProvider
 from touchline.config import Settings
 from touchline.core import progress
+from touchline.core.changes import combine
+from touchline.core.progress import EXPIRE, FAIL, INACTIVE, RESPOND, Outcome
 from touchline.core.recipients import recipient_address
 from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
@@ -55,15 +58,7 @@ from touchline.worker.claimed import Claimed, Loaded, load
 from touchline.worker.claims import claim_job, claim_step_contacts, put_back
 from touchline.worker.leases import LeaseKeeper
 from touchline.worker.sender import Result, Send, Sender
-from touchline.worker.settlement import (
-    EXPIRE,
-    FAIL,
-    INACTIVE,
-    RESPOND,
-    Change,
-    Done,
-    settle,
-)
+from touchline.worker.settlement import Done, settle
 from touchline.worker.summary import PassSummary
 
 log = logging.getLogger("touchline.worker")
@@ -201,8 +196,9 @@ class Worker:
                     .limit(self.settings.worker_batch_size)
                     .with_for_update(of=StepContact, skip_locked=True)
                 ).all()
-                for sc, run in rows:
-                    progress.finish_step_contact(sc, run, "expired", now)
+                apply(
+                    session, combine(progress.finish(sc, run, "expired", now) for sc, run in rows)
+                )
             expired += len(rows)
             if len(rows) < self.settings.worker_batch_size:
                 return expired
@@ -369,7 +365,7 @@ class Worker:
         channel: Channel | None,
         opted_out: set[tuple[uuid.UUID, uuid.UUID]],
         now: datetime,
-    ) -> Change | None:
+    ) -> Outcome | None:
         """Why the step contact gets no message, if it does not."""
         sc, contact = item.step_contact, item.contact
         if item.run.expires_at is not None and item.run.expires_at <= now:

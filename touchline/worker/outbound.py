@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from touchline.bulk import insert_rows
+from touchline.applier import apply
 from touchline.channels.providers.base import OutboundMessage
+from touchline.core.changes import Changeset, Insert
 from touchline.core.recipients import recipient_address
 from touchline.messaging.links import rewrite_links
 from touchline.messaging.templates import (
@@ -26,7 +27,6 @@ from touchline.messaging.templates import (
     render_marked,
 )
 from touchline.models import Channel, Message, TrackedLink
-from touchline.webhooks import events
 from touchline.worker.claimed import Claimed
 from touchline.worker.sender import Send
 
@@ -106,14 +106,15 @@ def message_row(
 def write_messages(
     session: Session, messages: list[dict[str, Any]], links: list[dict[str, Any]]
 ) -> None:
-    """Insert a batch's new messages (and their links) with one statement each, not as
-    ORM objects the commit would flush one by one; the session does not see them, so their
-    `created` events are reported here."""
-    if not messages:
-        return
-    insert_rows(session, Message, messages)
-    insert_rows(session, TrackedLink, links)
-    events.report(session, Message, [(m["organization_id"], m["id"]) for m in messages], "created")
+    """Insert a batch's new messages (and their links) with one statement per table, not as
+    ORM objects the commit would flush one by one."""
+    apply(
+        session,
+        Changeset(
+            inserts=[Insert(Message, m) for m in messages]
+            + [Insert(TrackedLink, link, announce=False) for link in links]
+        ),
+    )
 
 
 def send_of(
