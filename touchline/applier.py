@@ -17,9 +17,9 @@ again after applying sees what the database now says.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, literal
@@ -54,7 +54,7 @@ def apply(session: Session, changes: Changeset) -> Applied:
     _save(session, changes.saved, events)
     session.flush()
     inserts = list(changes.inserts)
-    counts = Counter(changes.counts)
+    counts = dict(changes.counts)
     updates = changes.updates
     updated: set[uuid.UUID] = set()
     touched: set[tuple[type[Base], uuid.UUID]] = set()
@@ -72,7 +72,8 @@ def apply(session: Session, changes: Changeset) -> Applied:
         if follow.saved:
             raise ValueError("a transition's follow-up cannot save ORM objects")
         inserts.extend(follow.inserts)
-        counts.update(follow.counts)
+        for key, n in follow.counts.items():
+            counts[key] = counts.get(key, 0) + n
         updates = follow.updates
     else:
         raise RuntimeError(f"changes still follow after {_MAX_ROUNDS} rounds")
@@ -116,35 +117,36 @@ def _write_updates(
     session: Session, updates: list[Update]
 ) -> list[tuple[Update, Mapping[str, Any]]]:
     """Write `updates`; returns each applied one with its row as the database left it."""
-    groups: dict[tuple[type[Base], tuple[tuple[str, IfResponded], ...]], list[list[Update]]] = {}
+    Group = tuple[type[Base], tuple[tuple[str, IfResponded], ...]]
+    groups: dict[Group, list[RowChange]] = {}
+    by_id: dict[uuid.UUID, list[Update]] = {}
     for same_row in _merged(updates):
-        values = _values(same_row)
-        computed = tuple(sorted((k, v) for k, v in values.items() if isinstance(v, IfResponded)))
-        groups.setdefault((same_row[0].table, computed), []).append(same_row)
+        first = same_row[0]
+        values, guard = _values(same_row), _guard(same_row)
+        computed = tuple((k, v) for k, v in values.items() if isinstance(v, IfResponded))
+        for key, _ in computed:
+            del values[key]
+        groups.setdefault((first.table, computed), []).append(RowChange(first.id, values, guard))
+        by_id[first.id] = same_row
     applied: list[tuple[Update, Mapping[str, Any]]] = []
-    for (table, computed), rows in sorted(groups.items(), key=_group_order):
-        by_id = {same_row[0].id: same_row for same_row in rows}
-        changes = [
-            RowChange(
-                same_row[0].id,
-                {k: v for k, v in _values(same_row).items() if not isinstance(v, IfResponded)},
-                _guard(same_row),
-            )
-            for same_row in rows
-        ]
+    for (table, computed), changes in sorted(groups.items(), key=_group_order):
         for row in update_rows(session, table, changes, _computed(table, computed)):
-            applied.extend((update, dict(row)) for update in by_id[row["id"]])
+            applied.extend((update, row) for update in by_id[row["id"]])
     return applied
 
 
 def _values(same_row: list[Update]) -> dict[str, Any]:
+    if len(same_row) == 1:
+        return dict(same_row[0].values)
     values: dict[str, Any] = {}
     for update in same_row:
         values.update(update.values)
     return values
 
 
-def _guard(same_row: list[Update]) -> dict[str, Any]:
+def _guard(same_row: list[Update]) -> Mapping[str, Any]:
+    if len(same_row) == 1:
+        return same_row[0].guard
     guard: dict[str, Any] = {}
     for update in same_row:
         guard.update(update.guard)
@@ -152,7 +154,7 @@ def _guard(same_row: list[Update]) -> dict[str, Any]:
 
 
 def _group_order(
-    entry: tuple[tuple[type[Base], tuple[tuple[str, IfResponded], ...]], list[list[Update]]],
+    entry: tuple[tuple[type[Base], tuple[tuple[str, IfResponded], ...]], list[RowChange]],
 ) -> tuple[str, str]:
     (table, computed), _ = entry
     return (table.__tablename__, repr(computed))
@@ -168,8 +170,14 @@ def _computed(
     }
 
 
+@cache
+def _table_order() -> dict[str, int]:
+    """Parents before children: the order the tables' foreign keys need inserts in."""
+    return {table.name: i for i, table in enumerate(Base.metadata.sorted_tables)}
+
+
 def _write_inserts(session: Session, inserts: list[Insert], events: Events) -> None:
-    order = {table.name: i for i, table in enumerate(Base.metadata.sorted_tables)}
+    order = _table_order()
     by_table: dict[tuple[type[Base], tuple[str, ...]], list[Insert]] = {}
     for item in inserts:
         by_table.setdefault((item.table, tuple(item.row)), []).append(item)
@@ -183,6 +191,8 @@ def _write_inserts(session: Session, inserts: list[Insert], events: Events) -> N
 
 
 def _expire(session: Session, touched: set[tuple[type[Base], uuid.UUID]]) -> None:
+    if not session.identity_map:
+        return  # a worker's settle session holds no objects
     for table, row_id in touched:
         key = session.identity_key(table, row_id)
         obj = session.identity_map.get(key)

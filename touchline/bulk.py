@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    RowMapping,
     Table,
     any_,
     bindparam,
@@ -77,71 +76,104 @@ def update_rows(
     model: type[Base],
     rows: Sequence[RowChange],
     computed: Mapping[str, ColumnElement[Any]] | None = None,
-) -> list[RowMapping]:
+) -> list[Mapping[str, Any]]:
     """Set each row's `values`, by id, where its `guard` columns still hold their values
     (`IS NOT DISTINCT FROM`, so a guard may expect NULL); `computed` columns are SQL the
-    database evaluates on each row. Returns the rows it changed: their id and the columns
-    it set, as the database left them.
+    database evaluates on each row. Returns the rows it changed: their id, the values it
+    set and the computed ones as the database found them.
 
-    One statement per set of columns written and guarded on PostgreSQL; on SQLite one per
-    set of equal values (in-process, so statements are cheap). Rows are written in id
-    order, as the ORM's flush does: every writer that changes many rows of a table at once
-    should lock them in one order, else two such transactions can each wait for the other.
+    One statement per set of columns written and guarded on PostgreSQL (the rows' values
+    as arrays, unnested); on SQLite a read and an executemany (see `_update_sqlite`). Rows
+    are written in id order, as the ORM's flush does: every writer that changes many rows
+    of a table at once should lock them in one order, else two such transactions can each
+    wait for the other.
     """
     computed = dict(computed or {})
     table = _table_of(model)
     by_keys: dict[tuple[tuple[str, ...], tuple[str, ...]], list[RowChange]] = {}
     for row in sorted(rows, key=lambda r: r.id):
         by_keys.setdefault((tuple(sorted(row.values)), tuple(sorted(row.guard))), []).append(row)
-    returning = [table.c.id]
-    changed: list[RowMapping] = []
+    changed: list[Mapping[str, Any]] = []
     for (keys, guard_keys), group in sorted(by_keys.items()):
-        returned = [table.c[key] for key in (*keys, *computed)]
-        if _is_postgresql(session):
+        if not _is_postgresql(session):
+            for part in chunks(group, _SQLITE_IN_LIST):
+                changed.extend(_update_sqlite(session, table, part, keys, computed))
+            continue
+        first = group[0]
+        if all(r.values == first.values and r.guard == first.guard for r in group):
+            # The same change for every row (a settle's step contacts): scalar parameters
+            # and one array of ids, which PostgreSQL plans as an index lookup per id.
+            ids = bindparam(None, [r.id for r in group], type_=ARRAY(table.c.id.type))
+            where = [
+                table.c.id == any_(ids),
+                *(_holds(table.c[k], first.guard[k]) for k in guard_keys),
+            ]
+            new_values: dict[str, Any] = dict(first.values)
+        else:
             params = [
                 {_ROW_ID: r.id, **r.values, **{f"{_GUARD}{k}": v for k, v in r.guard.items()}}
                 for r in group
             ]
-            names = [_ROW_ID, *keys, *(f"{_GUARD}{k}" for k in guard_keys)]
-            v = _unnest(table, names, params)
-            statement = (
-                update(table)
-                .where(
-                    table.c.id == v.c[_ROW_ID],
-                    *(table.c[k].is_not_distinct_from(v.c[f"{_GUARD}{k}"]) for k in guard_keys),
-                )
-                .values({key: v.c[key] for key in keys} | computed)
-                .returning(*returning, *returned)
-            )
-            changed.extend(session.execute(statement).mappings())
-            continue
-        for same in _equal_values(group):
-            first = same[0]
-            for part in chunks(same, _SQLITE_IN_LIST):
-                statement = (
-                    update(table)
-                    .where(
-                        table.c.id.in_([r.id for r in part]),
-                        *(table.c[k].is_not_distinct_from(first.guard[k]) for k in guard_keys),
-                    )
-                    .values(dict(first.values) | computed)
-                    .returning(*returning, *returned)
-                )
-                changed.extend(session.execute(statement).mappings())
+            v = _unnest(table, [_ROW_ID, *keys, *(f"{_GUARD}{k}" for k in guard_keys)], params)
+            where = [
+                table.c.id == v.c[_ROW_ID],
+                *(table.c[k].is_not_distinct_from(v.c[f"{_GUARD}{k}"]) for k in guard_keys),
+            ]
+            new_values = {key: v.c[key] for key in keys}
+        statement = (
+            update(table)
+            .where(*where)
+            .values(new_values | computed)
+            .returning(table.c.id, *(table.c[key] for key in computed))
+        )
+        by_id = {r.id: r for r in group}
+        names = list(computed)
+        changed.extend(
+            {"id": row_id, **by_id[row_id].values, **dict(zip(names, found, strict=True))}
+            for row_id, *found in session.execute(statement)
+        )
     return changed
 
 
-def _equal_values(rows: list[RowChange]) -> Iterator[list[RowChange]]:
-    """`rows` in runs that set and guard the same values (one statement each)."""
-    groups: dict[Any, list[RowChange]] = {}
-    for row in rows:
-        try:
-            key: Any = (tuple(sorted(row.values.items())), tuple(sorted(row.guard.items())))
-            hash(key)
-        except TypeError:  # a JSON value: a statement of its own
-            key = row.id
-        groups.setdefault(key, []).append(row)
-    yield from groups.values()
+def _holds(column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
+
+
+def _update_sqlite(
+    session: Session,
+    table: Table,
+    rows: list[RowChange],
+    keys: tuple[str, ...],
+    computed: dict[str, ColumnElement[Any]],
+) -> list[Mapping[str, Any]]:
+    """SQLite's `update_rows` for rows with the same columns: the rows whose guard holds are
+    read first (with the computed values), then written by one executemany. SQLite has no
+    executemany with RETURNING, and a statement per row cost more than the rest of a
+    worker's settle. Writers hold the database's write lock from their first statement
+    (`BEGIN IMMEDIATE`, db.py), so nothing changes the rows between the two."""
+    guard_keys = sorted({k for r in rows for k in r.guard})
+    found = {
+        row["id"]: row
+        for row in session.execute(
+            select(
+                table.c.id,
+                *(table.c[k] for k in guard_keys),
+                *(expression.label(key) for key, expression in computed.items()),
+            ).where(table.c.id.in_([r.id for r in rows]))
+        ).mappings()
+    }
+    hits = [
+        r
+        for r in rows
+        if (now := found.get(r.id)) is not None and all(now[k] == v for k, v in r.guard.items())
+    ]
+    if not hits:
+        return []
+    statement = update(table).where(table.c.id == bindparam(_ROW_ID))
+    if computed:
+        statement = statement.values(computed)
+    session.execute(statement, [{_ROW_ID: r.id, **r.values} for r in hits])
+    return [{"id": r.id, **r.values, **{k: found[r.id][k] for k in computed}} for r in hits]
 
 
 def add_to_rows(

@@ -81,19 +81,17 @@ class Events:
     `created` winning over a later `updated`."""
 
     def __init__(self) -> None:
-        self.orgs: dict[Key, uuid.UUID] = {}
-        self.what: dict[Key, What] = {}
+        self.found: dict[Key, tuple[uuid.UUID, What]] = {}
 
     def add(self, table: type[Base], org_id: uuid.UUID, row_id: uuid.UUID, what: What) -> None:
         if table not in KINDS:
             return
         key = (table, row_id)
-        self.orgs[key] = org_id
-        if self.what.get(key) != "created":
-            self.what[key] = what
+        if what == "created" or key not in self.found:
+            self.found[key] = (org_id, what)
 
     def __bool__(self) -> bool:
-        return bool(self.what)
+        return bool(self.found)
 
 
 def queue(session: Session, events: Events) -> int:
@@ -107,17 +105,21 @@ def queue(session: Session, events: Events) -> int:
             WebhookSubscription.organization_id,
             WebhookSubscription.event_types,
         ).where(
-            WebhookSubscription.organization_id.in_(set(events.orgs.values())),
+            WebhookSubscription.organization_id.in_({org for org, _ in events.found.values()}),
             WebhookSubscription.active.is_(True),
         )
     ):
         subscribers.setdefault(org_id, []).append((sub_id, list(types or ())))
+    if not subscribers:
+        return 0  # most organizations subscribe to nothing
     wanted: dict[Key, tuple[str, list[uuid.UUID]]] = {}
-    for key, what in events.what.items():
+    for key, (org_id, what) in events.found.items():
+        if org_id not in subscribers:
+            continue
         name = f"{KINDS[key[0]]}.{what}"
         subs = [
             sub_id
-            for sub_id, types in subscribers.get(events.orgs[key], [])
+            for sub_id, types in subscribers.get(org_id, [])
             if ALL_EVENTS in types or name in types
         ]
         if subs:
@@ -137,7 +139,7 @@ def queue(session: Session, events: Events) -> int:
             rows.append(
                 {
                     "id": delivery_id,
-                    "organization_id": events.orgs[key],
+                    "organization_id": events.found[key][0],
                     "subscription_id": sub_id,
                     "event": name,
                     "payload": json.dumps(body, separators=(",", ":"), ensure_ascii=False),

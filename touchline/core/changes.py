@@ -12,7 +12,6 @@ its guard cannot depend on who made it.
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,7 +29,9 @@ class IfResponded:
     otherwise: str
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs several times more, and a worker's settle
+# makes a few of these per step contact.
+@dataclass(slots=True)
 class Insert:
     """A new row; announced as `<kind>.created` unless `announce` is false."""
 
@@ -44,7 +45,7 @@ class Insert:
         return row_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Update:
     """Set `values` on one row, only while every `guard` column still holds its value.
 
@@ -78,8 +79,9 @@ class Saved:
 StepCounter = Literal[
     "sent_messages", "failed_deliveries", "responses", "link_clicks", "unsubscribes"
 ]
-# Amounts to add to steps' analytics counters, by (step id, counter).
-Counts = Counter[tuple[uuid.UUID, StepCounter]]
+# Amounts to add to steps' analytics counters, by (step id, counter). A plain dict: most
+# changesets have none, and a Counter costs more to make.
+Counts = dict[tuple[uuid.UUID, StepCounter], int]
 
 
 @dataclass(slots=True)
@@ -87,13 +89,28 @@ class Changeset:
     inserts: list[Insert] = field(default_factory=list)
     updates: list[Update] = field(default_factory=list)
     saved: list[Saved] = field(default_factory=list)
-    counts: Counts = field(default_factory=Counter)
+    counts: Counts = field(default_factory=dict)
 
     def __add__(self, other: Changeset) -> Changeset:
-        return combine((self, other))
+        counts = dict(self.counts)
+        _add_counts(counts, other.counts)
+        return Changeset(
+            self.inserts + other.inserts,
+            self.updates + other.updates,
+            self.saved + other.saved,
+            counts,
+        )
+
+    def __iadd__(self, other: Changeset) -> Changeset:
+        # In place: a settle adds a batch's changes one by one.
+        self.inserts.extend(other.inserts)
+        self.updates.extend(other.updates)
+        self.saved.extend(other.saved)
+        _add_counts(self.counts, other.counts)
+        return self
 
     def __bool__(self) -> bool:
-        return bool(self.inserts or self.updates or self.saved or +self.counts)
+        return bool(self.inserts or self.updates or self.saved or any(self.counts.values()))
 
 
 def combine(changesets: Iterable[Changeset]) -> Changeset:
@@ -102,12 +119,17 @@ def combine(changesets: Iterable[Changeset]) -> Changeset:
         out.inserts.extend(changes.inserts)
         out.updates.extend(changes.updates)
         out.saved.extend(changes.saved)
-        out.counts.update(changes.counts)
+        _add_counts(out.counts, changes.counts)
     return out
 
 
+def _add_counts(into: Counts, more: Counts) -> None:
+    for key, n in more.items():
+        into[key] = into.get(key, 0) + n
+
+
 def count(step_id: uuid.UUID, counter: StepCounter) -> Changeset:
-    return Changeset(counts=Counter({(step_id, counter): 1}))
+    return Changeset(counts={(step_id, counter): 1})
 
 
 def insert(table: type[Base], row: Mapping[str, Any], announce: bool = True) -> Changeset:

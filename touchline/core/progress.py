@@ -68,34 +68,6 @@ def _expiry(start: datetime, max_time: int | None) -> datetime | None:
         return None
 
 
-def _step_contact_row(
-    run: RunLike,
-    sequence: SequenceLike,
-    step: StepLike,
-    contact: ContactLike,
-    channel: Channel | None,
-    start: datetime,
-    now: datetime,
-) -> dict[str, Any]:
-    """The columns of the contact's step contact in `step`, sent through `channel`: pending
-    until its message is due, or inactive when it cannot be."""
-    scheduled = _due(start, step, sequence, channel, contact)
-    return {
-        "id": uuid.uuid4(),
-        "organization_id": run.organization_id,
-        "sequence_id": run.sequence_id,
-        "step_id": step.id,
-        "sequence_run_id": run.id,
-        "contact_id": contact.id,
-        "channel_id": channel.id if channel else None,
-        "status": "pending" if scheduled is not None else "inactive",
-        "held": sequence.status != "active",
-        "scheduled_at": scheduled or start,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
 class NewRun:
     """A run's row before it is written: enough of a run (RunLike) to enter a step."""
 
@@ -161,8 +133,10 @@ def begin(
             "updated_at": now,
         }
     )
-    sc = _step_contact_row(run, sequence, step, contact, channel, start, now)
-    run.row |= _entered(sc["id"], step.id, now)
+    sc, entered = enter_step(run, sequence, step, contact, channel, start, now)
+    # A new run is written standing in its first step, not inserted and then moved there.
+    [stands] = entered.updates
+    run.row |= stands.values
     changes = Changeset()
     for old in previous:
         changes += update(
@@ -185,11 +159,27 @@ def enter_step(
     start: datetime,
     now: datetime,
 ) -> tuple[dict[str, Any], Changeset]:
-    """Put the contact in `step` of its run, sent through `channel` (see `step_channel_id`),
-    waiting from `start`. Returns the new step contact's row and the changes."""
-    sc = _step_contact_row(run, sequence, step, contact, channel, start, now)
+    """Put the contact in `step` of its run, sent through `channel` (see `step_channel_id`):
+    pending until its message is due from `start`, or inactive when it cannot be. Returns
+    the new step contact's row and the changes."""
+    scheduled = _due(start, step, sequence, channel, contact)
+    sc_id = uuid.uuid4()
+    sc: dict[str, Any] = {
+        "id": sc_id,
+        "organization_id": run.organization_id,
+        "sequence_id": run.sequence_id,
+        "step_id": step.id,
+        "sequence_run_id": run.id,
+        "contact_id": contact.id,
+        "channel_id": channel.id if channel else None,
+        "status": "pending" if scheduled is not None else "inactive",
+        "held": sequence.status != "active",
+        "scheduled_at": scheduled or start,
+        "created_at": now,
+        "updated_at": now,
+    }
     changes = insert(StepContact, sc) + update(
-        SequenceRun, run.id, run.organization_id, _entered(sc["id"], step.id, now)
+        SequenceRun, run.id, run.organization_id, _entered(sc_id, step.id, now)
     )
     return sc, changes
 
