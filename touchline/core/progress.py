@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 from touchline.core.changes import Changeset, IfResponded, count, insert, update
 from touchline.core.schedule import NoSendWindowError, earliest_allowed
-from touchline.core.settings import SequenceSettings
+from touchline.core.settings import settings_of
 from touchline.core.states import FinishReason, check_transition
 from touchline.core.views import (
     ContactLike,
@@ -52,7 +52,7 @@ def _due(
     delays were bounded). Either way it is this step contact's problem alone."""
     try:
         return due_at(
-            start, step, SequenceSettings.model_validate(sequence.settings), channel, contact
+            start, step, settings_of(sequence), channel, contact
         )
     except (NoSendWindowError, ValueError, OverflowError):
         return None
@@ -118,7 +118,7 @@ def begin(
     """A new run of `sequence` for the contact, standing in `step` (sent through
     `channel`, waiting from `start`); it becomes the contact's latest run there, so the
     `previous` latest ones stop being so. Returns the run, its step contact, the changes."""
-    settings = SequenceSettings.model_validate(sequence.settings)
+    settings = settings_of(sequence)
     run = NewRun(
         {
             "id": uuid.uuid4(),
@@ -341,7 +341,7 @@ def reactivate(
 ) -> Changeset:
     """An inactive contact may receive the step again (it opted back in): its wait is over,
     so it is due at the first moment the send windows allow."""
-    rules = rules_for(SequenceSettings.model_validate(sequence.settings), channel, contact)
+    rules = rules_for(settings_of(sequence), channel, contact)
     try:
         scheduled = earliest_allowed(now, rules)
     except NoSendWindowError:

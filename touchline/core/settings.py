@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import uuid
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,5 +44,22 @@ class SequenceSettings(BaseModel):
     link_tracking: bool = False
 
 
+# The last settings read per sequence, with the dict they were read from: a worker's batch
+# and an enrollment job read one sequence's settings for every step contact they touch.
+_read: dict[uuid.UUID, tuple[dict[str, Any], SequenceSettings]] = {}
+_READ_MAX = 1024
+
+
 def settings_of(sequence: SequenceLike) -> SequenceSettings:
-    return SequenceSettings.model_validate(sequence.settings or {})
+    """The sequence's settings (shared: not to be changed by the caller)."""
+    stored = sequence.settings or {}
+    known = _read.get(sequence.id)
+    # The same dict object, not an equal one: a changed sequence is a new dict, and
+    # holding it here keeps its id from being reused.
+    if known is not None and known[0] is stored:
+        return known[1]
+    settings = SequenceSettings.model_validate(stored)
+    if len(_read) >= _READ_MAX:
+        _read.clear()
+    _read[sequence.id] = (stored, settings)
+    return settings
