@@ -40,22 +40,26 @@ def step_channel_id(step: StepLike, run: RunLike, sequence: SequenceLike) -> uui
     return step.channel_id or run.channel_id or sequence.default_channel_id
 
 
-def _due(
-    start: datetime,
-    step: StepLike,
-    sequence: SequenceLike,
-    channel: Channel | None,
-    contact: ContactLike,
-) -> datetime | None:
-    """When the step's message may go out, or None when it never can: the send windows
-    never open, or the stored delay lands past the calendar's end (a delay saved before
-    delays were bounded). Either way it is this step contact's problem alone."""
-    try:
-        return due_at(
-            start, step, settings_of(sequence), channel, contact
-        )
-    except (NoSendWindowError, ValueError, OverflowError):
-        return None
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a contact waits for a message: a step of a sequence, sent on `channel` (see
+    `step_channel_id`)."""
+
+    sequence: SequenceLike
+    step: StepLike
+    contact: ContactLike
+    channel: Channel | None
+
+    def due(self, start: datetime) -> datetime | None:
+        """When the step's message may go out, waiting from `start`, or None when it never
+        can: the send windows never open, or the stored delay lands past the calendar's end
+        (a delay saved before delays were bounded). Either way it is this step contact's
+        problem alone."""
+        settings = settings_of(self.sequence)
+        try:
+            return due_at(start, self.step, settings, self.channel, self.contact)
+        except (NoSendWindowError, ValueError, OverflowError):
+            return None
 
 
 def _expiry(start: datetime, max_time: int | None) -> datetime | None:
@@ -105,19 +109,17 @@ class NewRun:
 
 
 def begin(
-    sequence: SequenceLike,
+    place: Place,
     organization_id: uuid.UUID,
-    step: StepLike,
-    contact: ContactLike,
     run_channel_id: uuid.UUID | None,
-    channel: Channel | None,
     start: datetime,
     now: datetime,
     previous: Iterable[RunLike] = (),
 ) -> tuple[NewRun, dict[str, Any], Changeset]:
-    """A new run of `sequence` for the contact, standing in `step` (sent through
-    `channel`, waiting from `start`); it becomes the contact's latest run there, so the
-    `previous` latest ones stop being so. Returns the run, its step contact, the changes."""
+    """A new run of the place's sequence for its contact, standing in its step, waiting
+    from `start`; it becomes the contact's latest run there, so the `previous` latest ones
+    stop being so. Returns the run, its step contact, the changes."""
+    sequence, contact = place.sequence, place.contact
     settings = settings_of(sequence)
     run = NewRun(
         {
@@ -133,7 +135,7 @@ def begin(
             "updated_at": now,
         }
     )
-    sc, entered = enter_step(run, sequence, step, contact, channel, start, now)
+    sc, entered = enter_step(run, place, start, now)
     # A new run is written standing in its first step, not inserted and then moved there.
     [stands] = entered.updates
     run.row |= stands.values
@@ -151,18 +153,13 @@ def _entered(step_contact_id: uuid.UUID, step_id: uuid.UUID, now: datetime) -> d
 
 
 def enter_step(
-    run: RunLike,
-    sequence: SequenceLike,
-    step: StepLike,
-    contact: ContactLike,
-    channel: Channel | None,
-    start: datetime,
-    now: datetime,
+    run: RunLike, place: Place, start: datetime, now: datetime
 ) -> tuple[dict[str, Any], Changeset]:
-    """Put the contact in `step` of its run, sent through `channel` (see `step_channel_id`):
-    pending until its message is due from `start`, or inactive when it cannot be. Returns
-    the new step contact's row and the changes."""
-    scheduled = _due(start, step, sequence, channel, contact)
+    """Put the contact in the place's step of its run: pending until its message is due
+    from `start`, or inactive when it cannot be. Returns the new step contact's row and the
+    changes."""
+    sequence, step, channel = place.sequence, place.step, place.channel
+    scheduled = place.due(start)
     sc_id = uuid.uuid4()
     sc: dict[str, Any] = {
         "id": sc_id,
@@ -170,7 +167,7 @@ def enter_step(
         "sequence_id": run.sequence_id,
         "step_id": step.id,
         "sequence_run_id": run.id,
-        "contact_id": contact.id,
+        "contact_id": place.contact.id,
         "channel_id": channel.id if channel else None,
         "status": "pending" if scheduled is not None else "inactive",
         "held": sequence.status != "active",
@@ -213,17 +210,10 @@ def _set(
 
 
 def reschedule(
-    sc: StepContactLike,
-    run: RunLike,
-    sequence: SequenceLike,
-    step: StepLike,
-    contact: ContactLike,
-    channel: Channel | None,
-    start: datetime,
-    now: datetime,
+    sc: StepContactLike, run: RunLike, place: Place, start: datetime, now: datetime
 ) -> Changeset:
     """Start the contact's wait in its current step over from `start` (reprocessing)."""
-    scheduled = _due(start, step, sequence, channel, contact)
+    scheduled = place.due(start)
     if scheduled is None:
         values: dict[str, Any] = {} if sc.status == "inactive" else {"status": "inactive"}
     else:
@@ -277,30 +267,17 @@ def finish_run(run: RunLike, reason: str, now: datetime) -> Changeset:
 def move(
     sc: StepContactLike,
     run: RunLike,
-    target: StepLike,
-    target_sequence: SequenceLike,
-    contact: ContactLike,
-    channel: Channel | None,
+    target: Place,
     now: datetime,
     previous: Iterable[RunLike] = (),
 ) -> tuple[uuid.UUID, Changeset]:
     """Leave the current step for `target`, in this run or in a new run of another sequence
     (whose latest runs are `previous`); the contact waits in the target step as if it had
     just entered it. Returns the new step contact's id and the changes."""
-    if target_sequence.id == run.sequence_id:
-        row, entered = enter_step(run, target_sequence, target, contact, channel, now, now)
+    if target.sequence.id == run.sequence_id:
+        row, entered = enter_step(run, target, now, now)
     else:
-        _, row, began = begin(
-            target_sequence,
-            run.organization_id,
-            target,
-            contact,
-            run.channel_id,
-            channel,
-            now,
-            now,
-            previous,
-        )
+        _, row, began = begin(target, run.organization_id, run.channel_id, now, now, previous)
         entered = finish_run(run, "moved", now) + began
     # Entered only if the move applies: a writer that changed the step contact first wins.
     moved = _set(sc, run, {"status": "moved", "completed_at": now}, now, then=lambda _: entered)
@@ -440,7 +417,6 @@ def _advance(item: ClaimedLike, reason: str, now: datetime) -> Changeset:
         return changes
     if item.following is None:
         return changes + finish_run(item.run, "completed", now)
-    _, entered = enter_step(
-        item.run, item.sequence, item.following, item.contact, item.following_channel, now, now
-    )
+    place = Place(item.sequence, item.following, item.contact, item.following_channel)
+    _, entered = enter_step(item.run, place, now, now)
     return changes + entered

@@ -265,9 +265,8 @@ class _Enroller:
         if open_sc is not None:
             if open_sc.step_id == self.target.id and open_sc.status != "active":
                 run = known.run(open_sc.sequence_run_id)
-                self.changes += progress.reschedule(
-                    open_sc, run, self.sequence, self.target, contact, self.channel, self.start, now
-                )
+                place = progress.Place(self.sequence, self.target, contact, self.channel)
+                self.changes += progress.reschedule(open_sc, run, place, self.start, now)
                 return _result(index, contact, "reprocessed")
             return _result(index, contact, "ignored_active", "already in this sequence")
         runs = known.runs.get(contact.id, [])
@@ -283,12 +282,9 @@ class _Enroller:
             if sum(r.created_at > since for r in runs) >= settings.max_add_per_time:
                 return _result(index, contact, "capped", "max_add_per_time reached")
         run, sc, changes = progress.begin(
-            self.sequence,
+            progress.Place(self.sequence, self.target, contact, self.channel),
             self.sequence.organization_id,
-            self.target,
-            contact,
             self.run_channel_id,
-            self.channel,
             self.start,
             now,
             previous=[r for r in runs if r.is_latest],
@@ -412,9 +408,8 @@ def move_contact(
             SequenceRun.is_latest.is_(True),
         )
     ).all()
-    new_id, changes = progress.move(
-        sc, run, target_step, target_sequence, contact, channel, now, previous
-    )
+    target = progress.Place(target_sequence, target_step, contact, channel)
+    new_id, changes = progress.move(sc, run, target, now, previous)
     apply(session, changes)
     return session.get_one(StepContact, new_id)
 
