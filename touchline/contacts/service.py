@@ -18,6 +18,7 @@ from touchline.contacts.schemas import (
     ContactSearch,
 )
 from touchline.core.changes import Changeset, create
+from touchline.core.views import ContactLike
 from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
@@ -74,7 +75,7 @@ def _apply(session: Session, contact: Contact, data: ContactFields) -> Changeset
     return assign(contact, contact_changes(contact, data))
 
 
-def contact_changes(contact: Contact, data: ContactFields) -> dict[str, Any]:
+def contact_changes(contact: ContactLike, data: ContactFields) -> dict[str, Any]:
     """The columns the fields a client set change on the contact (no uniqueness check:
     see `_apply`)."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)

@@ -8,6 +8,7 @@ before follows `on_re_add` and the caps; new contacts are created.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,10 +22,11 @@ from touchline.channels.service import find_channel, sending_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
 from touchline.contacts.service import contact_changes, find_existing, get_contact
 from touchline.core import progress
-from touchline.core.changes import Changeset, combine, create
+from touchline.core.changes import Changeset, Insert, combine
 from touchline.core.recipients import recipient_address
 from touchline.core.settings import settings_of
-from touchline.core.views import StepContactLike, StepContactRow
+from touchline.core.views import ContactLike, StepContactLike, StepContactRow
+from touchline.db import utc_now
 from touchline.enrollment.schemas import (
     ContactRef,
     EnrollRequest,
@@ -89,13 +91,13 @@ def accept_enrollment(
     return job
 
 
-def _has_address(channel: Channel | None, contact: Contact) -> bool:
+def _has_address(channel: Channel | None, contact: ContactLike) -> bool:
     # No channel yet: the step's own is checked when its message is due.
     return channel is None or bool(recipient_address(channel.type, contact))
 
 
 def _result(
-    index: int, contact: Contact | None, outcome: Outcome, text: str | None = None
+    index: int, contact: ContactLike | None, outcome: Outcome, text: str | None = None
 ) -> dict[str, Any]:
     # JobResult's JSON, built directly: validating our own output cost more per input than
     # the rest of the rules.
@@ -107,6 +109,31 @@ def _result(
     }
 
 
+@dataclass(slots=True)
+class _NewContact:
+    """A contact the job creates, inserted with the job's runs and step contacts: one
+    statement for all of them, where ORM objects were flushed one by one."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    external_id: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    state: str = "open"
+    blocked: bool = False
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def insert(self, now: datetime) -> Insert:
+        row = {slot: getattr(self, slot) for slot in self.__slots__}
+        return Insert(Contact, row | {"created_at": now, "updated_at": now})
+
+
+_JobContact = Contact | _NewContact
+
+
 class _Known:
     """What one enrollment job knows of the organization's contacts and of the sequence,
     read with a few IN queries up front so that each input costs no round trip."""
@@ -114,7 +141,11 @@ class _Known:
     def __init__(self, session: Session, org_id: uuid.UUID, inputs: list[ContactInput]) -> None:
         self.session = session
         self.org_id = org_id
-        self.by: dict[str, dict[str, Contact]] = {"phone": {}, "external_id": {}, "email": {}}
+        self.by: dict[str, dict[str, _JobContact]] = {
+            "phone": {},
+            "external_id": {},
+            "email": {},
+        }
         for key, column in (
             ("phone", Contact.phone),
             ("external_id", Contact.external_id),
@@ -132,8 +163,9 @@ class _Known:
         self.open: dict[uuid.UUID, StepContactLike] = {}
         self.runs: dict[uuid.UUID, list[SequenceRun | progress.NewRun]] = {}
         self.changes = Changeset()
+        self.new: list[_NewContact] = []
 
-    def contact_for(self, data: ContactInput) -> tuple[Contact | None, str | None]:
+    def contact_for(self, data: ContactInput) -> tuple[_JobContact | None, str | None]:
         """The contact an input refers to (dedupe rules of POST /v1/contacts), created if
         none matches; or None and why it cannot be used."""
         contact = next(
@@ -145,11 +177,16 @@ class _Known:
             None,
         )
         if contact is None:
-            contact = Contact(id=uuid.uuid4(), organization_id=self.org_id, properties={})
-            self.changes += create(contact)
+            contact = _NewContact(uuid.uuid4(), self.org_id)
+            self.new.append(contact)
         elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
             return None, "another contact has this phone"
-        self.changes += assign(contact, contact_changes(contact, data))
+        changes = contact_changes(contact, data)
+        if isinstance(contact, Contact):
+            self.changes += assign(contact, changes)
+        else:
+            for key, value in changes.items():
+                setattr(contact, key, value)
         for key in ("phone", "external_id", "email"):
             value = getattr(contact, key)
             if value:
@@ -160,7 +197,7 @@ class _Known:
         # Runs this job started are not written yet, so they are looked up here, not read.
         return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
 
-    def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[Contact]) -> None:
+    def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[_JobContact]) -> None:
         ids = list({c.id for c in contacts})
         for chunk in chunks(ids, _IN_LIST):
             for sc in self.session.scalars(
@@ -216,7 +253,7 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
     # Everything each input needs is loaded up front; the inserts go out in one flush.
     with session.no_autoflush:
         known = _Known(session, job.organization_id, [p for p in parsed if not isinstance(p, str)])
-        resolved: list[tuple[int, Contact | None, str | None]] = []
+        resolved: list[tuple[int, _JobContact | None, str | None]] = []
         for index, item in enumerate(parsed):
             if isinstance(item, str):
                 resolved.append((index, None, item))
@@ -234,7 +271,8 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
                 results.append(_result(index, contact, "skipped_no_address", f"no {kind} address"))
             else:
                 results.append(enroll.one(index, contact))
-    apply(session, known.changes + enroll.changes)
+    created = Changeset(inserts=[contact.insert(utc_now()) for contact in known.new])
+    apply(session, known.changes + created + enroll.changes)
     job.results = results
     job.processed = len(results)
 
@@ -259,7 +297,7 @@ class _Enroller:
         self.settings = settings_of(sequence)
         self.changes = Changeset()
 
-    def one(self, index: int, contact: Contact) -> dict[str, Any]:
+    def one(self, index: int, contact: _JobContact) -> dict[str, Any]:
         known, settings, now = self.known, self.settings, self.now
         open_sc = known.open.get(contact.id)
         if open_sc is not None:
