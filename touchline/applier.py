@@ -34,6 +34,7 @@ from touchline.core.changes import (
     Saved,
     StepCounter,
     Update,
+    add_counts,
 )
 from touchline.models import Base, Step
 from touchline.outbox import QUIET, Events, queue
@@ -72,8 +73,7 @@ def apply(session: Session, changes: Changeset) -> Applied:
         if follow.saved:
             raise ValueError("a transition's follow-up cannot save ORM objects")
         inserts.extend(follow.inserts)
-        for key, n in follow.counts.items():
-            counts[key] = counts.get(key, 0) + n
+        add_counts(counts, follow.counts)
         updates = follow.updates
     else:
         raise RuntimeError(f"changes still follow after {_MAX_ROUNDS} rounds")

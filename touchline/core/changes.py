@@ -92,21 +92,14 @@ class Changeset:
     counts: Counts = field(default_factory=dict)
 
     def __add__(self, other: Changeset) -> Changeset:
-        counts = dict(self.counts)
-        _add_counts(counts, other.counts)
-        return Changeset(
-            self.inserts + other.inserts,
-            self.updates + other.updates,
-            self.saved + other.saved,
-            counts,
-        )
+        return combine((self, other))
 
     def __iadd__(self, other: Changeset) -> Changeset:
         # In place: a settle adds a batch's changes one by one.
         self.inserts.extend(other.inserts)
         self.updates.extend(other.updates)
         self.saved.extend(other.saved)
-        _add_counts(self.counts, other.counts)
+        add_counts(self.counts, other.counts)
         return self
 
     def __bool__(self) -> bool:
@@ -116,14 +109,11 @@ class Changeset:
 def combine(changesets: Iterable[Changeset]) -> Changeset:
     out = Changeset()
     for changes in changesets:
-        out.inserts.extend(changes.inserts)
-        out.updates.extend(changes.updates)
-        out.saved.extend(changes.saved)
-        _add_counts(out.counts, changes.counts)
+        out += changes
     return out
 
 
-def _add_counts(into: Counts, more: Counts) -> None:
+def add_counts(into: Counts, more: Counts) -> None:
     for key, n in more.items():
         into[key] = into.get(key, 0) + n
 

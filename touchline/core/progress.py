@@ -18,13 +18,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from touchline.core.changes import Changeset, IfResponded, count, insert, update
 from touchline.core.schedule import NoSendWindowError, earliest_allowed
 from touchline.core.settings import settings_of
 from touchline.core.states import FinishReason, check_transition
 from touchline.core.views import (
+    ClaimedLike,
     ContactLike,
     RunLike,
     SequenceLike,
@@ -354,27 +355,6 @@ INACTIVE = Outcome("inactive")
 
 def retry_at(until: datetime) -> Outcome:
     return Outcome("retry", until=until)
-
-
-class ClaimedLike(Protocol):
-    """A step contact a worker holds under its claim token, with the rows its settle needs."""
-
-    @property
-    def token(self) -> uuid.UUID: ...
-    @property
-    def step_contact(self) -> StepContactLike: ...
-    @property
-    def run(self) -> RunLike: ...
-    @property
-    def sequence(self) -> SequenceLike: ...
-    @property
-    def contact(self) -> ContactLike: ...
-    @property
-    def following(self) -> StepLike | None: ...
-    @property
-    def following_channel(self) -> Channel | None: ...
-    @property
-    def ends_on_reply(self) -> bool: ...
 
 
 def settle(item: ClaimedLike, outcome: Outcome, now: datetime) -> Changeset:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from touchline.models import Channel
+
 
 class StepLike(Protocol):
     @property
@@ -144,3 +146,24 @@ class StepContactRow:
         return cls(
             row["id"], row["organization_id"], row["step_id"], row["sequence_run_id"], row["status"]
         )
+
+
+class ClaimedLike(Protocol):
+    """A step contact a worker holds under its claim token, with the rows its settle needs."""
+
+    @property
+    def token(self) -> uuid.UUID: ...
+    @property
+    def step_contact(self) -> StepContactLike: ...
+    @property
+    def run(self) -> RunLike: ...
+    @property
+    def sequence(self) -> SequenceLike: ...
+    @property
+    def contact(self) -> ContactLike: ...
+    @property
+    def following(self) -> StepLike | None: ...
+    @property
+    def following_channel(self) -> Channel | None: ...
+    @property
+    def ends_on_reply(self) -> bool: ...

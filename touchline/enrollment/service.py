@@ -22,7 +22,7 @@ from touchline.channels.service import find_channel, sending_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
 from touchline.contacts.service import contact_changes, find_existing, get_contact
 from touchline.core import progress
-from touchline.core.changes import Changeset, Insert, combine
+from touchline.core.changes import Changeset, Insert
 from touchline.core.recipients import recipient_address
 from touchline.core.settings import settings_of
 from touchline.core.views import ContactLike, StepContactLike, StepContactRow
@@ -384,6 +384,8 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
     # contacts' runs must not find this job holding some and waiting for the others.
     lock_contact_runs(session, [c.id for _, c, _ in found if c is not None], sequence_id)
     results: list[dict[str, Any]] = []
+    changes = Changeset()
+    removed: set[uuid.UUID] = set()
     for index, contact, problem in found:
         if problem is not None:
             results.append(_result(index, None, "invalid", problem))
@@ -397,15 +399,19 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
         ]
         if sequence_id:
             conditions.append(StepContact.sequence_id == sequence_id)
-        open_scs = session.execute(
+        found_scs = session.execute(
             select(StepContact, SequenceRun)
             .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
             .where(*conditions)
         ).all()
-        # One contact at a time: a later input may name the same contact again.
-        apply(session, combine(progress.finish(sc, run, "removed", now) for sc, run in open_scs))
+        # A later input may name the same contact again: it is no longer in the sequence.
+        open_scs = [(sc, run) for sc, run in found_scs if sc.id not in removed]
+        for sc, run in open_scs:
+            removed.add(sc.id)
+            changes += progress.finish(sc, run, "removed", now)
         outcome: Outcome = "removed" if open_scs else "not_in_sequence"
         results.append(_result(index, contact, outcome))
+    apply(session, changes)
     job.results = results
     job.processed = len(results)
 
