@@ -68,6 +68,19 @@ def test_removal_from_every_sequence(api: Api, worker: Worker) -> None:
     assert runs == ["finished", "finished"]
 
 
+def test_a_contact_named_twice_in_one_removal_is_removed_once(api: Api, worker: Worker) -> None:
+    sequence = make_sequence(api)
+    ann = enroll(api, worker, sequence["id"], [ANN], T0)["results"][0]["contact_id"]
+    response = api.delete(
+        f"/v1/sequences/{sequence['id']}/contacts",
+        json={"contacts": [{"id": ann}, {"phone": ANN["phone"]}]},
+    )
+    job = _run_job(api, worker, response, T0)
+    assert [r["outcome"] for r in job["results"]] == ["removed", "not_in_sequence"]
+    listed = api.get(f"/v1/sequences/{sequence['id']}/contacts", params={"status": "removed"})
+    assert [sc["finish_reason"] for sc in listed.json()["data"]] == ["removed"]
+
+
 def test_removal_validates_its_body(api: Api, other_api: Api) -> None:
     sequence = make_sequence(api)
     assert api.delete("/v1/sequences/contacts", json={"contacts": []}).status_code == 422
