@@ -47,6 +47,20 @@ def validation_error(exc: RequestValidationError) -> TouchlineError:
     return ValidationFailed(details=details)
 
 
+# The errors any endpoint may answer with, as the OpenAPI schema documents them.
+ERROR_RESPONSES = {
+    400: "Malformed request",
+    401: "Missing or invalid API key",
+    404: "Unknown id",
+    409: "Conflict; with Retry-After, another request holds the same rows",
+    413: "Body too large",
+    422: "Validation failed",
+    429: "Rate limited (see Retry-After)",
+    500: "Internal error (see its id)",
+    503: "The database is unavailable, busy or full (see Retry-After)",
+}
+
+
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url, settings)
@@ -75,21 +89,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         "Authenticate with `X-WHIPPY-KEY: <key>` or `Authorization: Bearer <key>`.",
         lifespan=lifespan,
         responses={
-            400: {"model": _error_model(), "description": "Malformed request"},
-            401: {"model": _error_model(), "description": "Missing or invalid API key"},
-            404: {"model": _error_model(), "description": "Unknown id"},
-            409: {
-                "model": _error_model(),
-                "description": "Conflict; with Retry-After, another request holds the same rows",
-            },
-            413: {"model": _error_model(), "description": "Body too large"},
-            422: {"model": _error_model(), "description": "Validation failed"},
-            429: {"model": _error_model(), "description": "Rate limited (see Retry-After)"},
-            500: {"model": _error_model(), "description": "Internal error (see its id)"},
-            503: {
-                "model": _error_model(),
-                "description": "The database is unavailable, busy or full (see Retry-After)",
-            },
+            status: {"model": _error_model(), "description": description}
+            for status, description in ERROR_RESPONSES.items()
         },
     )
     app.state.settings = settings

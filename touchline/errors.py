@@ -22,6 +22,18 @@ class TouchlineError(Exception):
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "Internal error"
 
+    retry_after: ClassVar[int | None] = None
+
+    def __init_subclass__(
+        cls, status: int = 0, message: str = "", retry_after: int | None = None, **kwargs: Any
+    ) -> None:
+        # Each error is one line: its HTTP status, the message it has when none is given and,
+        # for the ones a client should retry, the Retry-After seconds.
+        super().__init_subclass__(**kwargs)
+        cls.status = status or cls.status
+        cls.default_message = message or cls.default_message
+        cls.retry_after = retry_after or cls.retry_after
+
     def __init__(
         self,
         description: str | None = None,
@@ -33,65 +45,47 @@ class TouchlineError(Exception):
         message = description or self.default_message
         super().__init__(message)
         self.details = details or [ErrorDetail(message, field)]
-        self.headers = headers or {}
+        retry = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        self.headers = headers or retry
 
     def body(self) -> dict[str, Any]:
         return {"errors": [d.as_dict() for d in self.details], "status": self.status}
 
 
-class BadRequest(TouchlineError):
-    status = 400
-    default_message = "Malformed request"
+class BadRequest(TouchlineError, status=400, message="Malformed request"): ...
 
 
-class Unauthorized(TouchlineError):
-    status = 401
-    default_message = "Missing or invalid API key"
+class Unauthorized(TouchlineError, status=401, message="Missing or invalid API key"): ...
 
 
-class NotFound(TouchlineError):
-    status = 404
-    default_message = "Not found"
+class NotFound(TouchlineError, status=404, message="Not found"): ...
 
 
-class MethodNotAllowed(TouchlineError):
-    status = 405
-    default_message = "Method not allowed"
+class MethodNotAllowed(TouchlineError, status=405, message="Method not allowed"): ...
 
 
-class Conflict(TouchlineError):
-    status = 409
-    default_message = "Conflict"
+class Conflict(TouchlineError, status=409, message="Conflict"): ...
 
 
-class PayloadTooLarge(TouchlineError):
-    status = 413
-    default_message = "Request body too large"
+class PayloadTooLarge(TouchlineError, status=413, message="Request body too large"): ...
 
 
-class UnsupportedMediaType(TouchlineError):
-    status = 415
-    default_message = "Unsupported media type"
+class UnsupportedMediaType(TouchlineError, status=415, message="Unsupported media type"): ...
 
 
-class ValidationFailed(TouchlineError):
-    status = 422
-    default_message = "Validation failed"
+class ValidationFailed(TouchlineError, status=422, message="Validation failed"): ...
 
 
-class RateLimited(TouchlineError):
-    status = 429
-    default_message = "Rate limit exceeded"
+class RateLimited(TouchlineError, status=429, message="Rate limit exceeded"): ...
 
 
-class Busy(TouchlineError):
+class Busy(
+    TouchlineError,
+    status=409,
+    message="Another request is changing the same data; retry shortly",
+    retry_after=1,
+):
     """Another request holds the rows this one must change."""
-
-    status = 409
-    default_message = "Another request is changing the same data; retry shortly"
-
-    def __init__(self, description: str | None = None) -> None:
-        super().__init__(description, headers={"Retry-After": "1"})
 
 
 class InternalError(TouchlineError):
@@ -108,14 +102,13 @@ class InternalError(TouchlineError):
         return {"errors": [error], "status": self.status}
 
 
-class Unavailable(TouchlineError):
+class Unavailable(
+    TouchlineError,
+    status=503,
+    message="The database is unavailable; retry shortly",
+    retry_after=5,
+):
     """The database cannot serve requests now: unreachable, full, or over its limits."""
-
-    status = 503
-    default_message = "The database is unavailable; retry shortly"
-
-    def __init__(self, description: str | None = None) -> None:
-        super().__init__(description, headers={"Retry-After": "5"})
 
 
 def from_pydantic(exc: Any, prefix: str = "") -> ValidationFailed:

@@ -17,6 +17,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from touchline.asgi import HttpMiddleware
 from touchline.backlog import DatabaseCollector
 from touchline.config import Settings
 from touchline.counters import METRICS_TOKEN_REFUSED, bearer_token_matches
@@ -47,7 +48,7 @@ Needs no API key. When `TOUCHLINE_METRICS_TOKEN` is set, send
 `Authorization: Bearer <token>`; without it, or with another, the answer is 401."""
 
 
-class HttpMetrics:
+class HttpMetrics(HttpMiddleware):
     """Pure ASGI middleware counting requests and timing them, by route template.
 
     Starlette's router leaves the matched route in `scope["route"]`, which is read once the
@@ -62,17 +63,14 @@ class HttpMetrics:
         latency: Histogram,
         fixed_paths: frozenset[str],
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self._requests = requests
         self._latency = latency
         # Paths served outside the router's routes (the docs pages), labelled as they are.
         self._fixed_paths = fixed_paths
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
         # Stays 500 when an exception escapes before any response: the server answers 500.
         status = 500

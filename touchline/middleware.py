@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from touchline.asgi import HttpMiddleware
 from touchline.errors import BadRequest, InternalError, PayloadTooLarge, TouchlineError
 from touchline.faults import for_caller
 from touchline.requestctx import current_request_id
@@ -60,18 +61,15 @@ def _has_json_body(scope: Scope) -> bool:
     return sized and (not content_type or b"json" in content_type)
 
 
-class BodyLimits:
+class BodyLimits(HttpMiddleware):
     """Refuse bodies over the size limit (413), whether or not Content-Length is sent, and
     JSON nested deeper than MAX_JSON_DEPTH (400) before anything parses it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await error_response(PayloadTooLarge())(scope, receive, send)
@@ -129,18 +127,12 @@ class BodyLimits:
         await self.app(scope, replay, send)
 
 
-class ErrorEnvelope:
+class ErrorEnvelope(HttpMiddleware):
     """Every exception no handler took becomes the error envelope: 409 or 503 for the
     database's contention and outages (with Retry-After), else 500 with the request id,
     its details only in the log."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def watched_send(message: Message) -> None:

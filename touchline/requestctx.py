@@ -8,7 +8,9 @@ import os
 import re
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from touchline.asgi import HttpMiddleware
 
 HEADER = "X-Request-Id"
 _HEADER_KEY = b"x-request-id"
@@ -40,7 +42,7 @@ def _incoming_id(scope: Scope) -> str | None:
     return None
 
 
-class RequestContext:
+class RequestContext(HttpMiddleware):
     """Pure ASGI middleware: sets the request id for the request and adds `X-Request-Id` to
     its response.
 
@@ -49,13 +51,7 @@ class RequestContext:
     server's 500 handler, uvicorn's log line about it).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _incoming_id(scope) or new_request_id()
         _request_id.set(request_id)
         header = (_HEADER_KEY, request_id.encode("ascii"))

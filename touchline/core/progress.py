@@ -27,6 +27,7 @@ from touchline.core.states import FinishReason, check_transition
 from touchline.core.views import (
     ClaimedLike,
     ContactLike,
+    NewRun,
     RunLike,
     SequenceLike,
     StepContactLike,
@@ -71,42 +72,6 @@ def _expiry(start: datetime, max_time: int | None) -> datetime | None:
     except OverflowError:
         # A max_time saved before it was bounded, past the calendar's end: never.
         return None
-
-
-class NewRun:
-    """A run's row before it is written: enough of a run (RunLike) to enter a step."""
-
-    def __init__(self, row: Mapping[str, Any]) -> None:
-        self.row = dict(row)
-
-    @property
-    def id(self) -> uuid.UUID:
-        run_id: uuid.UUID = self.row["id"]
-        return run_id
-
-    @property
-    def organization_id(self) -> uuid.UUID:
-        org_id: uuid.UUID = self.row["organization_id"]
-        return org_id
-
-    @property
-    def sequence_id(self) -> uuid.UUID:
-        sequence_id: uuid.UUID = self.row["sequence_id"]
-        return sequence_id
-
-    @property
-    def channel_id(self) -> uuid.UUID | None:
-        channel_id: uuid.UUID | None = self.row["channel_id"]
-        return channel_id
-
-    @property
-    def created_at(self) -> datetime:
-        created: datetime = self.row["created_at"]
-        return created
-
-    @property
-    def is_latest(self) -> bool:
-        return True
 
 
 def begin(

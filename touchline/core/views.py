@@ -4,68 +4,19 @@ Scheduling, rendering and entering steps only read these rows. The API hands the
 ORM objects; the worker loads a batch's steps, sequences and contacts as plain rows
 (`worker/rows.py`) instead: building and tracking hundreds of ORM objects per batch was a large
 share of a worker's time, for rows it never changes. The protocols below are what both
-kinds satisfy.
+kinds are accepted
+(the `*Like` unions).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
-from touchline.models import Channel
-
-
-class StepLike(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def sequence_id(self) -> uuid.UUID: ...
-    @property
-    def position(self) -> int | None: ...
-    @property
-    def body(self) -> str: ...
-    @property
-    def subject(self) -> str | None: ...
-    @property
-    def channel_id(self) -> uuid.UUID | None: ...
-    @property
-    def schedule_options(self) -> dict[str, Any]: ...
-
-
-class SequenceLike(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def default_channel_id(self) -> uuid.UUID | None: ...
-    @property
-    def settings(self) -> dict[str, Any]: ...
-
-
-class ContactLike(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def phone(self) -> str | None: ...
-    @property
-    def email(self) -> str | None: ...
-    @property
-    def external_id(self) -> str | None: ...
-    @property
-    def language(self) -> str | None: ...
-    @property
-    def timezone(self) -> str | None: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def blocked(self) -> bool: ...
-    @property
-    def properties(self) -> dict[str, Any]: ...
+from touchline.models import Channel, Contact, Sequence, SequenceRun, Step, StepContact
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,46 +38,22 @@ class SequenceRow:
     settings: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContactRow:
+    """Not frozen: an enrollment job fills in the fields of a contact it creates before the
+    contact is inserted with the job's runs."""
+
     id: uuid.UUID
-    name: str | None
-    phone: str | None
-    email: str | None
-    external_id: str | None
-    language: str | None
-    timezone: str | None
-    state: str
-    blocked: bool
-    properties: dict[str, Any]
-
-
-class RunLike(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def organization_id(self) -> uuid.UUID: ...
-    @property
-    def sequence_id(self) -> uuid.UUID: ...
-    @property
-    def channel_id(self) -> uuid.UUID | None: ...
-
-
-class StepContactLike(Protocol):
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def organization_id(self) -> uuid.UUID: ...
-    @property
-    def step_id(self) -> uuid.UUID: ...
-    @property
-    def sequence_run_id(self) -> uuid.UUID: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def responded(self) -> bool: ...
-    @property
-    def unsubscribed(self) -> bool: ...
+    organization_id: uuid.UUID
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    external_id: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    state: str = "open"
+    blocked: bool = False
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +73,51 @@ class StepContactRow:
         return cls(
             row["id"], row["organization_id"], row["step_id"], row["sequence_run_id"], row["status"]
         )
+
+
+class NewRun:
+    """A run's row before it is written: enough of a run to enter a step."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.row = dict(row)
+
+    @property
+    def id(self) -> uuid.UUID:
+        run_id: uuid.UUID = self.row["id"]
+        return run_id
+
+    @property
+    def organization_id(self) -> uuid.UUID:
+        org_id: uuid.UUID = self.row["organization_id"]
+        return org_id
+
+    @property
+    def sequence_id(self) -> uuid.UUID:
+        sequence_id: uuid.UUID = self.row["sequence_id"]
+        return sequence_id
+
+    @property
+    def channel_id(self) -> uuid.UUID | None:
+        channel_id: uuid.UUID | None = self.row["channel_id"]
+        return channel_id
+
+    @property
+    def created_at(self) -> datetime:
+        created: datetime = self.row["created_at"]
+        return created
+
+    @property
+    def is_latest(self) -> bool:
+        return True
+
+
+# What the engine accepts: the ORM object (the API's requests) or the plain row (the
+# worker's batches, bulk enrollment).
+StepLike = Step | StepRow
+SequenceLike = Sequence | SequenceRow
+ContactLike = Contact | ContactRow
+RunLike = SequenceRun | NewRun
+StepContactLike = StepContact | StepContactRow
 
 
 class ClaimedLike(Protocol):

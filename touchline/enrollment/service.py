@@ -8,7 +8,6 @@ before follows `on_re_add` and the caps; new contacts are created.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +24,7 @@ from touchline.core import progress
 from touchline.core.changes import Changeset, Insert
 from touchline.core.recipients import recipient_address
 from touchline.core.settings import settings_of
-from touchline.core.views import ContactLike, StepContactLike, StepContactRow
+from touchline.core.views import ContactLike, ContactRow, RunLike, StepContactLike, StepContactRow
 from touchline.db import utc_now
 from touchline.enrollment.schemas import (
     ContactRef,
@@ -109,29 +108,12 @@ def _result(
     }
 
 
-@dataclass(slots=True)
-class _NewContact:
-    """A contact the job creates, inserted with the job's runs and step contacts: one
-    statement for all of them, where ORM objects were flushed one by one."""
-
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    external_id: str | None = None
-    language: str | None = None
-    timezone: str | None = None
-    state: str = "open"
-    blocked: bool = False
-    properties: dict[str, Any] = field(default_factory=dict)
-
-    def insert(self, now: datetime) -> Insert:
-        row = {slot: getattr(self, slot) for slot in self.__slots__}
-        return Insert(Contact, row | {"created_at": now, "updated_at": now})
+_JobContact = Contact | ContactRow
 
 
-_JobContact = Contact | _NewContact
+def _columns(contact: ContactRow) -> dict[str, Any]:
+    # Not dataclasses.asdict, which deep-copies the properties of every contact.
+    return {name: getattr(contact, name) for name in ContactRow.__slots__}
 
 
 class _Known:
@@ -161,9 +143,11 @@ class _Known:
                     # Newest first, so the oldest match is the one left in the map.
                     self.by[key][getattr(contact, key)] = contact
         self.open: dict[uuid.UUID, StepContactLike] = {}
-        self.runs: dict[uuid.UUID, list[SequenceRun | progress.NewRun]] = {}
+        self.runs: dict[uuid.UUID, list[RunLike]] = {}
         self.changes = Changeset()
-        self.new: list[_NewContact] = []
+        # The contacts this job creates, inserted with its runs and step contacts: one
+        # statement for all of them, where ORM objects were flushed one by one.
+        self.new: list[ContactRow] = []
 
     def contact_for(self, data: ContactInput) -> tuple[_JobContact | None, str | None]:
         """The contact an input refers to (dedupe rules of POST /v1/contacts), created if
@@ -177,7 +161,7 @@ class _Known:
             None,
         )
         if contact is None:
-            contact = _NewContact(uuid.uuid4(), self.org_id)
+            contact = ContactRow(uuid.uuid4(), self.org_id)
             self.new.append(contact)
         elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
             return None, "another contact has this phone"
@@ -193,7 +177,7 @@ class _Known:
                 self.by[key].setdefault(value, contact)
         return contact, None
 
-    def run(self, run_id: uuid.UUID) -> SequenceRun | progress.NewRun:
+    def run(self, run_id: uuid.UUID) -> RunLike:
         # Runs this job started are not written yet, so they are looked up here, not read.
         return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
 
@@ -271,7 +255,12 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
                 results.append(_result(index, contact, "skipped_no_address", f"no {kind} address"))
             else:
                 results.append(enroll.one(index, contact))
-    created = Changeset(inserts=[contact.insert(utc_now()) for contact in known.new])
+    now = utc_now()
+    created = Changeset(
+        inserts=[
+            Insert(Contact, _columns(c) | {"created_at": now, "updated_at": now}) for c in known.new
+        ]
+    )
     apply(session, known.changes + created + enroll.changes)
     job.results = results
     job.processed = len(results)

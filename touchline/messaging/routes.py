@@ -22,9 +22,7 @@ from touchline.schemas import Data, Page
 router = api_router(tags=["messages"])
 
 
-class Forbidden(TouchlineError):
-    status = 403
-    default_message = "Signature check failed"
+class Forbidden(TouchlineError, status=403, message="Signature check failed"): ...
 
 
 @router.get("/v1/messages", response_model=Page[MessageOut], summary="List messages")
