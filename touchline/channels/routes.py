@@ -15,7 +15,7 @@ from touchline.schemas import Data, Page
 router = api_router(prefix="/v1/channels", tags=["channels"])
 
 
-@router.post("", response_model=Data[ChannelOut], status_code=201, summary="Create a channel")
+@router.post("", status_code=201, summary="Create a channel")
 def create_channel(
     body: ChannelCreate, session: DbSession, org: OrgId, settings: AppSettings
 ) -> Data[ChannelOut]:
@@ -25,7 +25,7 @@ def create_channel(
     return Data(data=service.channel_out(channel))
 
 
-@router.get("", response_model=Page[ChannelOut], summary="List channels")
+@router.get("", summary="List channels")
 def list_channels(
     query: Annotated[ChannelListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[ChannelOut]:
@@ -33,12 +33,12 @@ def list_channels(
     return Page(data=[service.channel_out(c) for c in rows], total=total)
 
 
-@router.get("/{channel_id}", response_model=Data[ChannelOut], summary="Get a channel")
+@router.get("/{channel_id}", summary="Get a channel")
 def get_channel(channel_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[ChannelOut]:
     return Data(data=service.channel_out(service.get_channel(session, org, channel_id)))
 
 
-@router.put("/{channel_id}", response_model=Data[ChannelOut], summary="Update a channel")
+@router.put("/{channel_id}", summary="Update a channel")
 def update_channel(
     channel_id: uuid.UUID,
     body: ChannelUpdate,

@@ -24,7 +24,6 @@ router = api_router(prefix="/v1/contacts", tags=["contacts"])
 
 @router.post(
     "",
-    response_model=Data[ContactOut],
     status_code=201,
     summary="Create a contact (or update its duplicate)",
     description="A contact with the same phone, else external_id, else email is updated and "
@@ -39,7 +38,7 @@ def create_contact(
     return Data(data=service.contact_out(session, contact))
 
 
-@router.get("", response_model=Page[ContactOut], summary="List contacts")
+@router.get("", summary="List contacts")
 def list_contacts(
     query: Annotated[ContactListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[ContactOut]:
@@ -47,7 +46,7 @@ def list_contacts(
     return Page(data=service.contacts_out(session, rows), total=total)
 
 
-@router.post("/search", response_model=Page[ContactOut], summary="Search contacts")
+@router.post("/search", summary="Search contacts")
 def search_contacts(
     session: ReadSession, org: OrgId, body: Annotated[ContactSearch | None, Body()] = None
 ) -> Page[ContactOut]:
@@ -55,12 +54,12 @@ def search_contacts(
     return Page(data=service.contacts_out(session, rows), total=total)
 
 
-@router.get("/{contact_id}", response_model=Data[ContactOut], summary="Get a contact")
+@router.get("/{contact_id}", summary="Get a contact")
 def get_contact(contact_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[ContactOut]:
     return Data(data=service.contact_out(session, service.get_contact(session, org, contact_id)))
 
 
-@router.put("/{contact_id}", response_model=Data[ContactOut], summary="Update a contact")
+@router.put("/{contact_id}", summary="Update a contact")
 def update_contact(
     contact_id: uuid.UUID, body: ContactFields, session: DbSession, org: OrgId
 ) -> Data[ContactOut]:
@@ -68,7 +67,7 @@ def update_contact(
     return Data(data=service.contact_out(session, contact))
 
 
-@router.delete("/{contact_id}", response_model=Data[ContactOut], summary="Delete a contact")
+@router.delete("/{contact_id}", summary="Delete a contact")
 def delete_contact(contact_id: uuid.UUID, session: DbSession, org: OrgId) -> Data[ContactOut]:
     contact = service.get_contact(session, org, contact_id)
     out = service.contact_out(session, contact)
@@ -78,7 +77,6 @@ def delete_contact(contact_id: uuid.UUID, session: DbSession, org: OrgId) -> Dat
 
 @router.post(
     "/{contact_id}/opt_out",
-    response_model=Data[ContactOut],
     summary="Opt a contact out of one channel, or of all channels",
 )
 def opt_out(
@@ -92,7 +90,6 @@ def opt_out(
 
 @router.post(
     "/{contact_id}/opt_in",
-    response_model=Data[ContactOut],
     summary="Opt a contact back in to one channel, or to all channels",
 )
 def opt_in(

@@ -17,7 +17,6 @@ router = api_router(tags=["sequence contacts"])
 
 @router.post(
     "/v1/sequences/{sequence_id}/contacts",
-    response_model=Data[AcceptedJob],
     status_code=202,
     summary="Add contacts to a sequence",
     description="Accepted at once and done in the background; follow `GET /v1/jobs/{job_id}` "
@@ -34,7 +33,6 @@ def enroll(
 
 @router.delete(
     "/v1/sequences/contacts",
-    response_model=Data[AcceptedJob],
     status_code=202,
     summary="Remove contacts from every sequence",
     description="Each contact's open step contacts, in any sequence, finish with "
@@ -46,7 +44,6 @@ def remove_everywhere(body: RemoveRequest, session: DbSession, org: OrgId) -> Da
 
 @router.delete(
     "/v1/sequences/{sequence_id}/contacts",
-    response_model=Data[AcceptedJob],
     status_code=202,
     summary="Remove contacts from a sequence",
     description="Each contact's open step contact in this sequence finishes with "
@@ -66,7 +63,6 @@ def _accepted(job: Job, message: str) -> Data[AcceptedJob]:
 
 @router.post(
     "/v1/sequences/{sequence_id}/contacts/move",
-    response_model=Data[StepContactOut],
     summary="Move a contact to another step",
     description="The contact's open step contact becomes `moved`; the target step (of this "
     "sequence, or of `target_sequence_id` in a new run) gets a new `pending` step contact.",
@@ -82,6 +78,6 @@ def move(
 jobs_router = api_router(prefix="/v1/jobs", tags=["jobs"])
 
 
-@jobs_router.get("/{job_id}", response_model=Data[JobOut], summary="Progress of a background job")
+@jobs_router.get("/{job_id}", summary="Progress of a background job")
 def get_job(job_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[JobOut]:
     return Data(data=service.job_out(service.get_job(session, org, job_id)))

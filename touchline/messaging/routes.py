@@ -25,7 +25,7 @@ router = api_router(tags=["messages"])
 class Forbidden(TouchlineError, status=403, message="Signature check failed"): ...
 
 
-@router.get("/v1/messages", response_model=Page[MessageOut], summary="List messages")
+@router.get("/v1/messages", summary="List messages")
 def list_messages(
     query: Annotated[MessageListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[MessageOut]:
@@ -35,7 +35,6 @@ def list_messages(
 
 @router.post(
     "/v1/messages/inbound",
-    response_model=Data[MessageOut],
     status_code=201,
     summary="Record a message a contact sent",
     description="A reply marks the contact's open step contacts on that channel `responded` "

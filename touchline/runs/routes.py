@@ -81,7 +81,6 @@ async def list_contact_sequences_get(
 
 @router.get(
     "/v1/sequences/{sequence_id}/contacts",
-    response_model=Page[StepContactOut],
     summary="List a sequence's step contacts",
 )
 def list_sequence_contacts(
@@ -96,7 +95,6 @@ def list_sequence_contacts(
 
 @router.get(
     "/v1/sequences/{sequence_id}/sequence_runs",
-    response_model=Page[RunOut],
     summary="List a sequence's runs",
 )
 def list_runs(
@@ -111,7 +109,6 @@ def list_runs(
 
 @router.get(
     "/v1/sequences/{sequence_id}/sequence_runs/{run_id}",
-    response_model=Data[RunOut],
     summary="Get a sequence run",
 )
 def get_run(

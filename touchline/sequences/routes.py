@@ -22,13 +22,13 @@ from touchline.sequences.schemas import (
 router = api_router(prefix="/v1/sequences", tags=["sequences"])
 
 
-@router.post("", response_model=Data[SequenceOut], status_code=201, summary="Create a sequence")
+@router.post("", status_code=201, summary="Create a sequence")
 def create_sequence(body: SequenceCreate, session: DbSession, org: OrgId) -> Data[SequenceOut]:
     sequence = service.create_sequence(session, org, body)
     return Data(data=service.sequence_out(session, sequence))
 
 
-@router.get("", response_model=Page[SequenceOut], summary="List sequences")
+@router.get("", summary="List sequences")
 def list_sequences(
     query: Annotated[SequenceListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[SequenceOut]:
@@ -36,7 +36,7 @@ def list_sequences(
     return Page(data=service.sequences_out(session, rows), total=total)
 
 
-@router.get("/{sequence_id}", response_model=Data[SequenceOut], summary="Get a sequence")
+@router.get("/{sequence_id}", summary="Get a sequence")
 def get_sequence(sequence_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[SequenceOut]:
     sequence = service.get_sequence(session, org, sequence_id)
     return Data(data=service.sequence_out(session, sequence))
@@ -44,7 +44,6 @@ def get_sequence(sequence_id: uuid.UUID, session: ReadSession, org: OrgId) -> Da
 
 @router.put(
     "/{sequence_id}",
-    response_model=Data[SequenceOut],
     summary="Update a sequence",
     description="Title, description, default channel, status (draft <-> active, -> archived) "
     "and settings; a partial `settings` object changes only the keys it names.",
@@ -56,15 +55,13 @@ def update_sequence(
     return Data(data=service.sequence_out(session, sequence))
 
 
-@router.delete("/{sequence_id}", response_model=Data[SequenceOut], summary="Archive a sequence")
+@router.delete("/{sequence_id}", summary="Archive a sequence")
 def archive_sequence(sequence_id: uuid.UUID, session: DbSession, org: OrgId) -> Data[SequenceOut]:
     sequence = service.archive_sequence(session, org, sequence_id)
     return Data(data=service.sequence_out(session, sequence))
 
 
-@router.post(
-    "/{sequence_id}/steps", response_model=Data[StepOut], status_code=201, summary="Add a step"
-)
+@router.post("/{sequence_id}/steps", status_code=201, summary="Add a step")
 def create_step(
     sequence_id: uuid.UUID, body: StepCreate, session: DbSession, org: OrgId
 ) -> Data[StepOut]:
@@ -72,7 +69,7 @@ def create_step(
     return Data(data=service.step_out(session, step))
 
 
-@router.get("/{sequence_id}/steps", response_model=Page[StepOut], summary="List steps")
+@router.get("/{sequence_id}/steps", summary="List steps")
 def list_steps(
     sequence_id: uuid.UUID,
     query: Annotated[Pagination, Query()],
@@ -85,7 +82,7 @@ def list_steps(
     return Page(data=service.steps_out(session, page), total=len(steps))
 
 
-@router.get("/{sequence_id}/steps/{step_id}", response_model=Data[StepOut], summary="Get a step")
+@router.get("/{sequence_id}/steps/{step_id}", summary="Get a step")
 def get_step(
     sequence_id: uuid.UUID, step_id: uuid.UUID, session: ReadSession, org: OrgId
 ) -> Data[StepOut]:
@@ -93,7 +90,7 @@ def get_step(
     return Data(data=service.step_out(session, step))
 
 
-@router.put("/{sequence_id}/steps/{step_id}", response_model=Data[StepOut], summary="Update a step")
+@router.put("/{sequence_id}/steps/{step_id}", summary="Update a step")
 def update_step(
     sequence_id: uuid.UUID, step_id: uuid.UUID, body: StepUpdate, session: DbSession, org: OrgId
 ) -> Data[StepOut]:
@@ -103,7 +100,6 @@ def update_step(
 
 @router.delete(
     "/{sequence_id}/steps/{step_id}",
-    response_model=Data[StepOut],
     summary="Delete a step",
     description="Refused with 409 while contacts are pending, active or inactive in the step.",
     responses={409: {"description": "Contacts are still in the step"}},

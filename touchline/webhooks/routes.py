@@ -24,7 +24,6 @@ router = api_router(prefix="/v1/webhooks", tags=["webhooks"])
 
 @router.post(
     "",
-    response_model=Data[WebhookCreated],
     status_code=201,
     summary="Create a webhook subscription",
     description="Events are POSTed as `{data, event, request_id}` with an "
@@ -39,7 +38,7 @@ def create_webhook(
     )
 
 
-@router.get("", response_model=Page[WebhookOut], summary="List webhook subscriptions")
+@router.get("", summary="List webhook subscriptions")
 def list_webhooks(
     query: Annotated[Pagination, Query()], session: ReadSession, org: OrgId
 ) -> Page[WebhookOut]:
@@ -47,14 +46,13 @@ def list_webhooks(
     return Page(data=[service.subscription_out(s) for s in rows], total=total)
 
 
-@router.get("/{webhook_id}", response_model=Data[WebhookOut], summary="Get a webhook subscription")
+@router.get("/{webhook_id}", summary="Get a webhook subscription")
 def get_webhook(webhook_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data[WebhookOut]:
     return Data(data=service.subscription_out(service.get_subscription(session, org, webhook_id)))
 
 
 @router.put(
     "/{webhook_id}",
-    response_model=Data[WebhookOut],
     summary="Update a webhook subscription",
     description="Fields left out are kept. A new `secret` replaces the old one at once.",
 )
@@ -72,7 +70,6 @@ def update_webhook(
 
 @router.delete(
     "/{webhook_id}",
-    response_model=Data[WebhookOut],
     summary="Delete a webhook subscription",
     description="Its pending deliveries are dropped and its delivery log is deleted.",
 )
@@ -83,7 +80,6 @@ def delete_webhook(webhook_id: uuid.UUID, session: DbSession, org: OrgId) -> Dat
 
 @router.get(
     "/{webhook_id}/deliveries",
-    response_model=Page[DeliveryOut],
     summary="List a webhook's deliveries",
     description="The delivery log, newest first: each event sent (or still to send) to this "
     "subscription, with every attempt.",
