@@ -1,14 +1,28 @@
-"""One page of a list endpoint's rows, and the count of all its matches."""
+"""A list endpoint's filters, one page of its rows, and the count of all its matches."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import Row, Select, func
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Row, Select, func
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+
+def equal_to(query: object, **columns: InstrumentedAttribute[Any]) -> list[ColumnElement[bool]]:
+    """`column == value` for each named field of the query that the client set."""
+    return [
+        column == value
+        for name, column in columns.items()
+        if (value := getattr(query, name)) is not None
+    ]
+
+
+def contains(column: InstrumentedAttribute[str | None], text: str) -> ColumnElement[bool]:
+    """Case-insensitive substring match; `%` and `_` in the text match themselves."""
+    return func.lower(column).contains(text.lower(), autoescape=True)
 
 
 def paginate(

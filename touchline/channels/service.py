@@ -14,7 +14,7 @@ from touchline.channels.schemas import ChannelCreate, ChannelListQuery, ChannelO
 from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import Channel
 from touchline.netpolicy import OutboundPolicy
-from touchline.pagination import paginate
+from touchline.pagination import equal_to, paginate
 from touchline.schemas import from_orm
 from touchline.validation import normalize_email, normalize_phone
 
@@ -136,9 +136,7 @@ def update_channel(
 def list_channels(
     session: Session, org_id: uuid.UUID, query: ChannelListQuery
 ) -> tuple[list[Channel], int]:
-    conditions = [Channel.organization_id == org_id]
-    if query.type:
-        conditions.append(Channel.type == query.type)
+    conditions = [Channel.organization_id == org_id, *equal_to(query, type=Channel.type)]
     statement = select(Channel).where(*conditions).order_by(Channel.created_at, Channel.id)
     return paginate(session, statement, limit=query.limit, offset=query.offset)
 

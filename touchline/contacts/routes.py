@@ -76,8 +76,7 @@ def delete_contact(contact_id: uuid.UUID, session: DbSession, org: OrgId) -> Dat
 
 
 @router.post(
-    "/{contact_id}/opt_out",
-    summary="Opt a contact out of one channel, or of all channels",
+    "/{contact_id}/opt_out", summary="Opt a contact out of one channel, or of all channels"
 )
 def opt_out(
     contact_id: uuid.UUID,
@@ -89,8 +88,7 @@ def opt_out(
 
 
 @router.post(
-    "/{contact_id}/opt_in",
-    summary="Opt a contact back in to one channel, or to all channels",
+    "/{contact_id}/opt_in", summary="Opt a contact back in to one channel, or to all channels"
 )
 def opt_in(
     contact_id: uuid.UUID,

@@ -22,7 +22,7 @@ from touchline.core.views import ContactLike
 from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound
 from touchline.models import Channel, Contact, ContactPreference
-from touchline.pagination import paginate
+from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
 
@@ -143,15 +143,16 @@ def delete_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -
 def search_contacts(
     session: Session, org_id: uuid.UUID, query: ContactSearch
 ) -> tuple[list[Contact], int]:
-    conditions = [Contact.organization_id == org_id]
+    conditions = [
+        Contact.organization_id == org_id,
+        *equal_to(query, external_id=Contact.external_id),
+    ]
     if query.name:
-        conditions.append(func.lower(Contact.name).contains(query.name.lower(), autoescape=True))
+        conditions.append(contains(Contact.name, query.name))
     if query.email:
         conditions.append(Contact.email == email_for_lookup(query.email))
     if query.phone:
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
-    if query.external_id:
-        conditions.append(Contact.external_id == query.external_id)
     statement = select(Contact).where(*conditions).order_by(Contact.created_at.desc(), Contact.id)
     return paginate(session, statement, limit=query.limit, offset=query.offset)
 

@@ -28,7 +28,7 @@ from touchline.models import (
     StepContact,
     TrackedLink,
 )
-from touchline.pagination import paginate
+from touchline.pagination import equal_to, paginate
 from touchline.validation import normalize_email, normalize_phone
 
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -42,15 +42,16 @@ def message_out(m: Message) -> MessageOut:
 def list_messages(
     session: Session, org_id: uuid.UUID, query: MessageListQuery
 ) -> tuple[list[Message], int]:
-    conditions = [Message.organization_id == org_id]
-    for column, value in (
-        (Message.contact_id, query.contact_id),
-        (Message.sequence_id, query.sequence_id),
-        (Message.step_id, query.step_id),
-        (Message.direction, query.direction),
-    ):
-        if value is not None:
-            conditions.append(column == value)
+    conditions = [
+        Message.organization_id == org_id,
+        *equal_to(
+            query,
+            contact_id=Message.contact_id,
+            sequence_id=Message.sequence_id,
+            step_id=Message.step_id,
+            direction=Message.direction,
+        ),
+    ]
     statement = select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id)
     return paginate(session, statement, limit=query.limit, offset=query.offset)
 

@@ -56,26 +56,20 @@ class RunItem(TypedDict):
     updated_at: TimeText
 
 
-class CompletedStepItem(TypedDict):
-    id: UuidText
-    title: str
-    position: int | None
-    completed_at: TimeText | None
-
-
-class CurrentStepItem(TypedDict):
-    id: UuidText
-    title: str
-    position: int | None
-    status: ContactStatus
-    scheduled_at: TimeText | None
-    updated_at: TimeText
-
-
 class NextStepItem(TypedDict):
     id: UuidText
     title: str
     position: int | None
+
+
+class CompletedStepItem(NextStepItem):
+    completed_at: TimeText | None
+
+
+class CurrentStepItem(NextStepItem):
+    status: ContactStatus
+    scheduled_at: TimeText | None
+    updated_at: TimeText
 
 
 class ContactSequenceItem(TypedDict):

@@ -79,10 +79,7 @@ async def list_contact_sequences_get(
     return Response(content, media_type="application/json")
 
 
-@router.get(
-    "/v1/sequences/{sequence_id}/contacts",
-    summary="List a sequence's step contacts",
-)
+@router.get("/v1/sequences/{sequence_id}/contacts", summary="List a sequence's step contacts")
 def list_sequence_contacts(
     sequence_id: uuid.UUID,
     query: Annotated[SequenceContactsQuery, Query()],
@@ -93,24 +90,15 @@ def list_sequence_contacts(
     return Page(data=rows, total=total)
 
 
-@router.get(
-    "/v1/sequences/{sequence_id}/sequence_runs",
-    summary="List a sequence's runs",
-)
+@router.get("/v1/sequences/{sequence_id}/sequence_runs", summary="List a sequence's runs")
 def list_runs(
-    sequence_id: uuid.UUID,
-    query: Annotated[RunsQuery, Query()],
-    session: ReadSession,
-    org: OrgId,
+    sequence_id: uuid.UUID, query: Annotated[RunsQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[RunOut]:
     rows, total = service.list_runs(session, org, sequence_id, query)
     return Page(data=rows, total=total)
 
 
-@router.get(
-    "/v1/sequences/{sequence_id}/sequence_runs/{run_id}",
-    summary="Get a sequence run",
-)
+@router.get("/v1/sequences/{sequence_id}/sequence_runs/{run_id}", summary="Get a sequence run")
 def get_run(
     sequence_id: uuid.UUID, run_id: uuid.UUID, session: ReadSession, org: OrgId
 ) -> Data[RunOut]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from touchline.errors import NotFound
 from touchline.models import Contact, SequenceRun, Step, StepContact
-from touchline.pagination import paginate_rows
+from touchline.pagination import equal_to, paginate_rows
 from touchline.runs.schemas import (
     RunOut,
     RunsQuery,
@@ -71,13 +71,12 @@ def list_runs(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: RunsQuery
 ) -> tuple[list[RunOut], int]:
     get_sequence(session, org_id, sequence_id)
-    conditions: list[ColumnElement[bool]] = [SequenceRun.sequence_id == sequence_id]
+    conditions = [
+        SequenceRun.sequence_id == sequence_id,
+        *equal_to(query, status=SequenceRun.status, channel_id=SequenceRun.channel_id),
+    ]
     if query.phone:
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
-    if query.status:
-        conditions.append(SequenceRun.status == query.status)
-    if query.channel_id:
-        conditions.append(SequenceRun.channel_id == query.channel_id)
     if query.before:
         conditions.append(SequenceRun.created_at < query.before)
     if query.after:

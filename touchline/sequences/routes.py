@@ -71,10 +71,7 @@ def create_step(
 
 @router.get("/{sequence_id}/steps", summary="List steps")
 def list_steps(
-    sequence_id: uuid.UUID,
-    query: Annotated[Pagination, Query()],
-    session: ReadSession,
-    org: OrgId,
+    sequence_id: uuid.UUID, query: Annotated[Pagination, Query()], session: ReadSession, org: OrgId
 ) -> Page[StepOut]:
     sequence = service.get_sequence(session, org, sequence_id)
     steps = service.live_steps(session, sequence.id)

@@ -17,7 +17,7 @@ from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
-from touchline.pagination import paginate
+from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import from_orm
 from touchline.sequences.schemas import (
     ScheduleOptions,
@@ -185,11 +185,9 @@ def archive_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID
 def list_sequences(
     session: Session, org_id: uuid.UUID, query: SequenceListQuery
 ) -> tuple[list[Sequence], int]:
-    conditions = [Sequence.organization_id == org_id]
+    conditions = [Sequence.organization_id == org_id, *equal_to(query, status=Sequence.status)]
     if query.title:
-        conditions.append(func.lower(Sequence.title).contains(query.title.lower(), autoescape=True))
-    if query.status:
-        conditions.append(Sequence.status == query.status)
+        conditions.append(contains(Sequence.title, query.title))
     statement = (
         select(Sequence).where(*conditions).order_by(Sequence.created_at.desc(), Sequence.id)
     )

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from touchline.errors import NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.netpolicy import OutboundPolicy
-from touchline.pagination import paginate
+from touchline.pagination import equal_to, paginate
 from touchline.schemas import from_orm
 from touchline.webhooks.schemas import (
     AttemptOut,
@@ -119,11 +119,10 @@ def list_deliveries(
     session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, query: DeliveryListQuery
 ) -> tuple[list[DeliveryOut], int]:
     get_subscription(session, org_id, subscription_id)
-    conditions = [WebhookDelivery.subscription_id == subscription_id]
-    if query.status:
-        conditions.append(WebhookDelivery.status == query.status)
-    if query.event:
-        conditions.append(WebhookDelivery.event == query.event)
+    conditions = [
+        WebhookDelivery.subscription_id == subscription_id,
+        *equal_to(query, status=WebhookDelivery.status, event=WebhookDelivery.event),
+    ]
     statement = (
         select(WebhookDelivery)
         .where(*conditions)
