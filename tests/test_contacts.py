@@ -70,6 +70,7 @@ def test_create_returns_201_with_every_field(api: Api) -> None:
         "state": "open",
         "blocked": False,
         "properties": {"shift_date": "2026-03-04", "crew": 7},
+        "tags": [],
         "communication_preferences": [],
     }
     assert recent(contact["created_at"])

@@ -69,6 +69,21 @@ def test_sixty_concurrent_updates_of_one_contact(served: Served) -> None:
     assert final in succeeded
 
 
+def test_thirty_concurrent_tag_adds_to_one_contact_keep_each_tag_once(served: Served) -> None:
+    with served.client() as http:
+        contact = http.post("/v1/contacts", json={"phone": "+14155550203"}).json()["data"]
+    path = f"/v1/contacts/{contact['id']}/tags"
+    shared = [f"shared-{n}" for n in range(10)]
+    result = burst(served, [_post(path, {"tags": [*shared, f"own-{n}"]}) for n in range(30)])
+    print(result.describe())
+    assert_contained(result)
+    added = {f"own-{n}" for n, a in enumerate(result.answers) if a.status == 200}
+    assert added
+    with served.client() as http:
+        tags = http.get(f"/v1/contacts/{contact['id']}").json()["data"]["tags"]
+    assert tags == sorted([*shared, *added])
+
+
 def test_two_hundred_concurrent_creates_of_one_phone_make_one_contact(served: Served) -> None:
     body = {"phone": "+14155550202", "name": "Once"}
     result = burst(served, [_post("/v1/contacts", body) for _ in range(200)])

@@ -8,12 +8,13 @@ from sqlalchemy.orm import Session
 
 from touchline.contacts import service
 from touchline.contacts.schemas import (
-    ContactFields,
-    ContactInput,
+    ContactCreate,
     ContactListQuery,
     ContactOut,
     ContactSearch,
+    ContactUpdate,
     OptChange,
+    TagChange,
 )
 from touchline.deps import DbSession, OrgId, ReadSession
 from touchline.routing import api_router
@@ -31,9 +32,9 @@ router = api_router(prefix="/v1/contacts", tags=["contacts"])
     responses={200: {"model": Data[ContactOut], "description": "An existing contact updated"}},
 )
 def create_contact(
-    body: ContactInput, session: DbSession, org: OrgId, response: Response
+    body: ContactCreate, session: DbSession, org: OrgId, response: Response
 ) -> Data[ContactOut]:
-    contact, created = service.upsert_contact(session, org, body)
+    contact, created = service.upsert_contact(session, org, body, body.tags)
     response.status_code = 201 if created else 200
     return Data(data=service.contact_out(session, contact))
 
@@ -61,9 +62,9 @@ def get_contact(contact_id: uuid.UUID, session: ReadSession, org: OrgId) -> Data
 
 @router.put("/{contact_id}", summary="Update a contact")
 def update_contact(
-    contact_id: uuid.UUID, body: ContactFields, session: DbSession, org: OrgId
+    contact_id: uuid.UUID, body: ContactUpdate, session: DbSession, org: OrgId
 ) -> Data[ContactOut]:
-    contact = service.update_contact(session, org, contact_id, body)
+    contact = service.update_contact(session, org, contact_id, body, body.tags)
     return Data(data=service.contact_out(session, contact))
 
 
@@ -105,4 +106,28 @@ def _set_opt_in(
     # No body, or no channel in it: every channel.
     channel_id = body.channel_id if body else None
     contact = service.set_opt_in(session, org, contact_id, channel_id, opt_in=opt_in)
+    return Data(data=service.contact_out(session, contact))
+
+
+@router.post(
+    "/{contact_id}/tags",
+    summary="Tag a contact",
+    description="Adds the tags the contact does not have yet; a contact has at most 50.",
+)
+def add_tags(
+    contact_id: uuid.UUID, body: TagChange, session: DbSession, org: OrgId
+) -> Data[ContactOut]:
+    contact = service.change_tags(session, org, contact_id, body.tags, add=True)
+    return Data(data=service.contact_out(session, contact))
+
+
+@router.delete(
+    "/{contact_id}/tags",
+    summary="Untag a contact",
+    description="Removes the named tags; ones the contact does not have are ignored.",
+)
+def remove_tags(
+    contact_id: uuid.UUID, body: TagChange, session: DbSession, org: OrgId
+) -> Data[ContactOut]:
+    contact = service.change_tags(session, org, contact_id, body.tags, add=False)
     return Data(data=service.contact_out(session, contact))

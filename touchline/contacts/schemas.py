@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from touchline.schemas import Pagination, RequestModel, Timestamps
 from touchline.validation import Email, Phone, TimeZoneName
 
 ContactState = Literal["open", "archived", "blocked"]
+
+MAX_TAGS = 50
+# Labels are kept as written (trimmed) and compared exactly: "VIP" and "vip" are two tags.
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+TagList = Annotated[
+    list[Tag],
+    Field(max_length=MAX_TAGS, description=f"Labels, each 1-64 characters; at most {MAX_TAGS}."),
+]
 
 
 class ContactFields(RequestModel):
@@ -57,10 +65,29 @@ class ContactInput(ContactFields):
         return self
 
 
+class Tagged(RequestModel):
+    tags: TagList | None = Field(
+        default=None, description="The contact's tags, all of them: given, they replace the set."
+    )
+
+
+class ContactCreate(ContactInput, Tagged):
+    """POST /v1/contacts: a contact, with its tags."""
+
+
+class ContactUpdate(ContactFields, Tagged):
+    """PUT /v1/contacts/{id}: the fields to change, and the tags when given."""
+
+
+class TagChange(RequestModel):
+    tags: TagList = Field(min_length=1)
+
+
 class ContactListQuery(Pagination):
     name: str | None = Field(default=None, description="Case-insensitive substring of the name.")
     email: str | None = None
     phone: str | None = None
+    tag: str | None = Field(default=None, description="Only contacts with this tag (exact).")
 
 
 class ContactSearch(ContactListQuery):
@@ -93,6 +120,7 @@ class ContactOut(Timestamps):
     state: ContactState
     blocked: bool
     properties: dict[str, Any]
+    tags: list[str] = Field(description="Sorted.")
     communication_preferences: list[CommunicationPreference]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from touchline.applier import apply, assign
 from touchline.contacts.schemas import (
+    MAX_TAGS,
     CommunicationPreference,
     ContactFields,
     ContactInput,
@@ -20,8 +21,8 @@ from touchline.contacts.schemas import (
 from touchline.core.changes import Changeset, create
 from touchline.core.views import ContactLike
 from touchline.db import is_sqlite, utc_now
-from touchline.errors import Conflict, NotFound
-from touchline.models import Channel, Contact, ContactPreference
+from touchline.errors import Conflict, NotFound, ValidationFailed
+from touchline.models import Channel, Contact, ContactPreference, ContactTag
 from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
@@ -78,7 +79,8 @@ def _apply(session: Session, contact: Contact, data: ContactFields) -> Changeset
 def contact_changes(contact: ContactLike, data: ContactFields) -> dict[str, Any]:
     """The columns the fields a client set change on the contact (no uniqueness check:
     see `_apply`)."""
-    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    # Tags are rows of their own (`_retag`), not a column.
+    changes = data.model_dump(exclude_unset=True, exclude_none=True, exclude={"tags"})
     if "state" in changes:
         changes.setdefault("blocked", changes["state"] == "blocked")
     elif changes.get("blocked") is True:
@@ -112,7 +114,9 @@ def _lock_identities(session: Session, org_id: uuid.UUID, data: ContactFields) -
         session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
 
-def upsert_contact(session: Session, org_id: uuid.UUID, data: ContactInput) -> tuple[Contact, bool]:
+def upsert_contact(
+    session: Session, org_id: uuid.UUID, data: ContactInput, tags: list[str] | None = None
+) -> tuple[Contact, bool]:
     """Create a contact, or update the one it duplicates; returns (contact, created)."""
     _lock_identities(session, org_id, data)
     contact = find_existing(session, org_id, data)
@@ -121,15 +125,19 @@ def upsert_contact(session: Session, org_id: uuid.UUID, data: ContactInput) -> t
     if contact is None:
         contact = Contact(id=uuid.uuid4(), organization_id=org_id, properties={})
         changes = create(contact)
-    apply(session, changes + _apply(session, contact, data))
+    apply(session, changes + _apply(session, contact, data) + _replace_tags(session, contact, tags))
     return contact, created
 
 
 def update_contact(
-    session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, data: ContactFields
+    session: Session,
+    org_id: uuid.UUID,
+    contact_id: uuid.UUID,
+    data: ContactFields,
+    tags: list[str] | None = None,
 ) -> Contact:
     contact = get_contact(session, org_id, contact_id)
-    apply(session, _apply(session, contact, data))
+    apply(session, _apply(session, contact, data) + _replace_tags(session, contact, tags))
     return contact
 
 
@@ -153,6 +161,11 @@ def search_contacts(
         conditions.append(Contact.email == email_for_lookup(query.email))
     if query.phone:
         conditions.append(Contact.phone == phone_for_lookup(query.phone))
+    if query.tag:
+        tagged = select(ContactTag.contact_id).where(
+            ContactTag.organization_id == org_id, ContactTag.tag == query.tag
+        )
+        conditions.append(Contact.id.in_(tagged))
     statement = select(Contact).where(*conditions).order_by(Contact.created_at.desc(), Contact.id)
     return paginate(session, statement, limit=query.limit, offset=query.offset)
 
@@ -190,6 +203,56 @@ def set_opt_in(
     return contact
 
 
+def _retag(session: Session, contact: Contact, new: Callable[[set[str]], set[str]]) -> Changeset:
+    """Give the contact the tags `new` makes of its current ones (added to the session,
+    written with the changeset). The contact is updated, and its webhook event sent, only
+    when its set of tags changes."""
+    if not is_sqlite(session.get_bind()):
+        # Tag writes to one contact run one at a time (SQLite's writers already do), so
+        # that two requests adding the same tag cannot both insert it.
+        session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
+    rows = {
+        t.tag: t
+        for t in session.scalars(select(ContactTag).where(ContactTag.contact_id == contact.id))
+    }
+    wanted = new(set(rows))
+    if len(wanted) > MAX_TAGS:
+        raise ValidationFailed(f"A contact has at most {MAX_TAGS} tags", field="tags")
+    now = utc_now()
+    for tag in set(rows) - wanted:
+        session.delete(rows[tag])
+    for tag in wanted - set(rows):
+        session.add(
+            ContactTag(
+                contact_id=contact.id,
+                tag=tag,
+                organization_id=contact.organization_id,
+                created_at=now,
+            )
+        )
+    return assign(contact, {"updated_at": now}) if wanted != set(rows) else Changeset()
+
+
+def _replace_tags(session: Session, contact: Contact, tags: list[str] | None) -> Changeset:
+    """Make the contact's tags exactly these (None: leave them)."""
+    if tags is None:
+        return Changeset()
+    return _retag(session, contact, lambda _current: set(tags))
+
+
+def change_tags(
+    session: Session, org_id: uuid.UUID, contact_id: uuid.UUID, tags: list[str], *, add: bool
+) -> Contact:
+    """POST (add=True) and DELETE /v1/contacts/{id}/tags."""
+    contact = get_contact(session, org_id, contact_id)
+    named = set(tags)
+    apply(
+        session,
+        _retag(session, contact, (lambda cur: cur | named) if add else (lambda cur: cur - named)),
+    )
+    return contact
+
+
 def is_opted_out(session: Session, contact_id: uuid.UUID, channel_id: uuid.UUID) -> bool:
     pref = session.get(ContactPreference, (contact_id, channel_id))
     return pref is not None and not pref.opt_in
@@ -200,8 +263,10 @@ def contact_out(session: Session, contact: Contact) -> ContactOut:
 
 
 def contacts_out(session: Session, contacts: Sequence[Contact]) -> list[ContactOut]:
-    """Serialize contacts with their preferences, read in one query for the whole page."""
+    """Serialize contacts with their preferences and tags, each read in one query for the
+    whole page."""
     prefs: dict[uuid.UUID, list[CommunicationPreference]] = {c.id: [] for c in contacts}
+    tags: dict[uuid.UUID, list[str]] = {c.id: [] for c in contacts}
     if contacts:
         rows = session.scalars(
             select(ContactPreference)
@@ -210,4 +275,13 @@ def contacts_out(session: Session, contacts: Sequence[Contact]) -> list[ContactO
         ).all()
         for p in rows:
             prefs[p.contact_id].append(CommunicationPreference.model_validate(p))
-    return [from_orm(ContactOut, c, communication_preferences=prefs[c.id]) for c in contacts]
+        for contact_id, tag in session.execute(
+            select(ContactTag.contact_id, ContactTag.tag)
+            .where(ContactTag.contact_id.in_(list(tags)))
+            .order_by(ContactTag.tag)
+        ):
+            tags[contact_id].append(tag)
+    return [
+        from_orm(ContactOut, c, communication_preferences=prefs[c.id], tags=tags[c.id])
+        for c in contacts
+    ]

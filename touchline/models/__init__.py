@@ -2,7 +2,7 @@
 
 from touchline.models.base import Base
 from touchline.models.channel import Channel, ChannelThrottle
-from touchline.models.contact import Contact, ContactPreference
+from touchline.models.contact import Contact, ContactPreference, ContactTag
 from touchline.models.health import ReadinessProbe
 from touchline.models.job import Job
 from touchline.models.message import Message, TrackedLink
@@ -20,6 +20,7 @@ __all__ = [
     "ChannelThrottle",
     "Contact",
     "ContactPreference",
+    "ContactTag",
     "Job",
     "Message",
     "Organization",

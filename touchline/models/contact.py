@@ -55,3 +55,20 @@ class ContactPreference(Base):
     opt_in: Mapped[bool]
     opt_in_date: Mapped[datetime | None]
     opt_out_date: Mapped[datetime | None]
+
+
+class ContactTag(Base):
+    """A label on a contact (`tags` in the API); trigger actions add and remove them."""
+
+    __tablename__ = "contact_tags"
+    # `GET /v1/contacts?tag=` looks contacts up by the organization's tag.
+    __table_args__ = (Index("ix_contact_tags_org_tag", "organization_id", "tag", "contact_id"),)
+
+    contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime]
