@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, Uuid
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, MetaData, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -48,6 +48,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
+# The owning organization of a row (`organization_id: Mapped[OrgKey]`); deleting the
+# organization deletes its rows.
+OrgKey = Annotated[uuid.UUID, mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))]
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -57,6 +61,20 @@ class Base(DeclarativeBase):
         dict[str, Any]: JsonType,
         list[Any]: JsonType,
     }
+
+
+def partial_index(
+    name: str, *columns: str, where: str, sqlite_where: str | None = None, unique: bool = False
+) -> Index:
+    """An index of the rows `where` holds for, on both engines (`sqlite_where` when SQLite
+    spells the condition differently)."""
+    return Index(
+        name,
+        *columns,
+        unique=unique,
+        sqlite_where=text(sqlite_where or where),
+        postgresql_where=text(where),
+    )
 
 
 class IdMixin:

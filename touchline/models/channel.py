@@ -7,15 +7,13 @@ from typing import Any
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from touchline.models.base import Base, IdMixin, TimestampMixin
+from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin
 
 
 class Channel(IdMixin, TimestampMixin, Base):
     __tablename__ = "channels"
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
+    organization_id: Mapped[OrgKey] = mapped_column(index=True)
     name: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(8))
     address: Mapped[str] = mapped_column(String(320))

@@ -4,32 +4,29 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from touchline.models.base import Base, IdMixin, TimestampMixin
+from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin, partial_index
 
 
 class Contact(IdMixin, TimestampMixin, Base):
     __tablename__ = "contacts"
     __table_args__ = (
         # Dedupe looks contacts up by phone, then external_id, then email.
-        Index(
+        partial_index(
             "uq_contacts_org_phone",
             "organization_id",
             "phone",
+            where="phone IS NOT NULL",
             unique=True,
-            sqlite_where=text("phone IS NOT NULL"),
-            postgresql_where=text("phone IS NOT NULL"),
         ),
         Index("ix_contacts_org_external_id", "organization_id", "external_id"),
         Index("ix_contacts_org_email", "organization_id", "email"),
         Index("ix_contacts_org_created", "organization_id", "created_at"),
     )
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     name: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(20))
     email: Mapped[str | None] = mapped_column(String(320))
@@ -68,7 +65,5 @@ class ContactTag(Base):
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
     )
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     created_at: Mapped[datetime]

@@ -3,11 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from touchline.db import utc_now
-from touchline.models.base import Base, IdMixin, TimestampMixin
+from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin, partial_index
 
 
 class Message(IdMixin, TimestampMixin, Base):
@@ -18,17 +18,12 @@ class Message(IdMixin, TimestampMixin, Base):
         Index("ix_messages_org_created", "organization_id", "created_at"),
         Index("ix_messages_contact_created", "contact_id", "created_at"),
         Index("ix_messages_provider_id", "provider_message_id"),
-        Index(
-            "ix_messages_retry_due",
-            "next_attempt_at",
-            sqlite_where=text("delivery_status = 'queued'"),
-            postgresql_where=text("delivery_status = 'queued'"),
+        partial_index(
+            "ix_messages_retry_due", "next_attempt_at", where="delivery_status = 'queued'"
         ),
     )
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     direction: Mapped[str] = mapped_column(String(8))
     channel_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("channels.id", ondelete="SET NULL")
@@ -58,9 +53,7 @@ class Message(IdMixin, TimestampMixin, Base):
 class TrackedLink(IdMixin, Base):
     __tablename__ = "tracked_links"
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     token: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(Text)
     step_contact_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from touchline.db import utc_now
-from touchline.models.base import Base, IdMixin
+from touchline.models.base import Base, IdMixin, OrgKey
 
 
 class Organization(IdMixin, Base):
@@ -20,9 +19,7 @@ class Organization(IdMixin, Base):
 class ApiKey(IdMixin, Base):
     __tablename__ = "api_keys"
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
+    organization_id: Mapped[OrgKey] = mapped_column(index=True)
     # The first characters of the key, shown to operators so they can tell keys apart.
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     # SHA-256 of the whole key: keys are long random strings, so a slow hash adds nothing.

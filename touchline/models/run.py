@@ -3,10 +3,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, false, text
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from touchline.models.base import Base, IdMixin, TimestampMixin
+from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin, partial_index
 
 OPEN_STEP_CONTACT_STATUSES = ("pending", "active", "inactive")
 
@@ -21,9 +21,7 @@ class SequenceRun(IdMixin, TimestampMixin, Base):
         Index("ix_sequence_runs_sequence_created", "sequence_id", "created_at"),
     )
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     sequence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     channel_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -53,29 +51,22 @@ class StepContact(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         # The queue: due pending rows not held by their sequence, and claimed rows whose
         # lease ran out.
-        Index(
+        partial_index(
             "ix_step_contacts_due",
             "scheduled_at",
             # Each engine's spelling of the claim's `~StepContact.held`: SQLite uses a
             # partial index only when the query repeats its condition word for word.
-            sqlite_where=text("status = 'pending' AND held = 0"),
-            postgresql_where=text("status = 'pending' AND NOT held"),
+            where="status = 'pending' AND NOT held",
+            sqlite_where="status = 'pending' AND held = 0",
         ),
-        Index(
-            "ix_step_contacts_lease",
-            "locked_until",
-            sqlite_where=text("status = 'active'"),
-            postgresql_where=text("status = 'active'"),
-        ),
+        partial_index("ix_step_contacts_lease", "locked_until", where="status = 'active'"),
         Index("ix_step_contacts_sequence_created", "sequence_id", "created_at"),
         Index("ix_step_contacts_step_status", "step_id", "status"),
         Index("ix_step_contacts_run", "sequence_run_id", "created_at"),
         Index("ix_step_contacts_contact_status", "contact_id", "status"),
     )
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     sequence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
     step_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("steps.id", ondelete="CASCADE"))
     sequence_run_id: Mapped[uuid.UUID] = mapped_column(

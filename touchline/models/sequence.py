@@ -7,16 +7,14 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from touchline.models.base import Base, IdMixin, TimestampMixin
+from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin
 
 
 class Sequence(IdMixin, TimestampMixin, Base):
     __tablename__ = "sequences"
     __table_args__ = (Index("ix_sequences_org_created", "organization_id", "created_at"),)
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     title: Mapped[str] = mapped_column(String(300))
     description: Mapped[str | None] = mapped_column(Text)
     type: Mapped[str] = mapped_column(String(16), default="sequential")
@@ -32,9 +30,7 @@ class Step(IdMixin, TimestampMixin, Base):
     __tablename__ = "steps"
     __table_args__ = (Index("ix_steps_sequence_position", "sequence_id", "position"),)
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     sequence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")

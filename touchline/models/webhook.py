@@ -4,19 +4,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from touchline.db import utc_now
-from touchline.models.base import Base, IdMixin, TimestampMixin
+from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin, partial_index
 
 
 class WebhookSubscription(IdMixin, TimestampMixin, Base):
     __tablename__ = "webhook_subscriptions"
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
+    organization_id: Mapped[OrgKey] = mapped_column(index=True)
     url: Mapped[str] = mapped_column(Text)
     event_types: Mapped[list[Any]] = mapped_column(default=list)
     active: Mapped[bool] = mapped_column(default=True)
@@ -28,18 +26,11 @@ class WebhookDelivery(IdMixin, TimestampMixin, Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        Index(
-            "ix_webhook_deliveries_due",
-            "next_attempt_at",
-            sqlite_where=text("status = 'pending'"),
-            postgresql_where=text("status = 'pending'"),
-        ),
+        partial_index("ix_webhook_deliveries_due", "next_attempt_at", where="status = 'pending'"),
         Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
     )
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[OrgKey]
     subscription_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("webhook_subscriptions.id", ondelete="CASCADE")
     )

@@ -245,6 +245,10 @@ def contact_sequences(
     return [_item(r) for r in rows if r.run_id is not None], total
 
 
+def _step(step_id: uuid.UUID, title: str, position: int | None) -> NextStepItem:
+    return {"id": uuid_text(step_id), "title": title, "position": position}
+
+
 def _item(r: Any) -> ContactSequenceItem:
     return {
         "sequence": {
@@ -262,24 +266,16 @@ def _item(r: Any) -> ContactSequenceItem:
         "last_completed_step": None
         if r.last_step_id is None
         else {
-            "id": uuid_text(r.last_step_id),
-            "title": r.last_step_title,
-            "position": r.last_step_position,
+            **_step(r.last_step_id, r.last_step_title, r.last_step_position),
             "completed_at": time_text(r.last_completed_at),
         },
         "current_step": {
-            "id": uuid_text(r.cur_step_id),
-            "title": r.cur_step_title,
-            "position": r.cur_step_position,
+            **_step(r.cur_step_id, r.cur_step_title, r.cur_step_position),
             "status": r.cur_status,
             "scheduled_at": time_text(r.cur_scheduled_at),
             "updated_at": time_text(r.cur_updated_at),
         },
         "next_step": None
         if r.next_step_id is None
-        else {
-            "id": uuid_text(r.next_step_id),
-            "title": r.next_step_title,
-            "position": r.next_step_position,
-        },
+        else _step(r.next_step_id, r.next_step_title, r.next_step_position),
     }
