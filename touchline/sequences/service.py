@@ -38,6 +38,9 @@ ALLOWED_TRANSITIONS = {
     ("draft", "archived"),
     ("active", "archived"),
 }
+# The request fields stored as they come.
+_SEQUENCE_COLUMNS = {"title", "description", "type", "status", "access_level", "default_channel_id"}
+_STEP_COLUMNS = {"title", "body", "subject", "channel_id"}
 
 
 def get_sequence(
@@ -100,12 +103,7 @@ def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -
         raise ValidationFailed("Add steps before activating a sequence", field="status")
     sequence = Sequence(
         organization_id=org_id,
-        title=data.title,
-        description=data.description,
-        type=data.type,
-        status=data.status,
-        access_level=data.access_level,
-        default_channel_id=data.default_channel_id,
+        **data.model_dump(include=_SEQUENCE_COLUMNS),
         settings=_merged_settings({}, data.settings),
     )
     apply(session, create(sequence))
@@ -217,10 +215,7 @@ def create_step(
         id=uuid.uuid4(),
         organization_id=org_id,
         sequence_id=sequence.id,
-        title=data.title,
-        body=data.body,
-        subject=data.subject,
-        channel_id=data.channel_id,
+        **data.model_dump(include=_STEP_COLUMNS),
         schedule_options=data.schedule_options or {"days": 0, "hours": 0, "minutes": 0},
         attachments=data.attachments or [],
     )
