@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Body, Query, Response
+from fastapi import Body, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from touchline.contacts import service
@@ -114,20 +114,15 @@ def _set_opt_in(
     summary="Tag a contact",
     description="Adds the tags the contact does not have yet; a contact has at most 50.",
 )
-def add_tags(
-    contact_id: uuid.UUID, body: TagChange, session: DbSession, org: OrgId
-) -> Data[ContactOut]:
-    contact = service.change_tags(session, org, contact_id, body.tags, add=True)
-    return Data(data=service.contact_out(session, contact))
-
-
 @router.delete(
     "/{contact_id}/tags",
     summary="Untag a contact",
     description="Removes the named tags; ones the contact does not have are ignored.",
 )
-def remove_tags(
-    contact_id: uuid.UUID, body: TagChange, session: DbSession, org: OrgId
+def change_tags(
+    contact_id: uuid.UUID, body: TagChange, request: Request, session: DbSession, org: OrgId
 ) -> Data[ContactOut]:
-    contact = service.change_tags(session, org, contact_id, body.tags, add=False)
+    # One resource, the contact's set of tags: POST adds to it, DELETE takes from it.
+    add = request.method == "POST"
+    contact = service.change_tags(session, org, contact_id, body.tags, add=add)
     return Data(data=service.contact_out(session, contact))
