@@ -29,8 +29,7 @@ def create_channel(
 def list_channels(
     query: Annotated[ChannelListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[ChannelOut]:
-    rows, total = service.list_channels(session, org, query)
-    return Page(data=[service.channel_out(c) for c in rows], total=total)
+    return service.list_channels(session, org, query)
 
 
 @router.get("/{channel_id}", summary="Get a channel")

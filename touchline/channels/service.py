@@ -15,7 +15,7 @@ from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import Channel
 from touchline.netpolicy import OutboundPolicy
 from touchline.pagination import equal_to, paginate
-from touchline.schemas import from_orm
+from touchline.schemas import Page, from_orm
 from touchline.validation import normalize_email, normalize_phone
 
 
@@ -133,12 +133,11 @@ def update_channel(
     return channel
 
 
-def list_channels(
-    session: Session, org_id: uuid.UUID, query: ChannelListQuery
-) -> tuple[list[Channel], int]:
+def list_channels(session: Session, org_id: uuid.UUID, query: ChannelListQuery) -> Page[ChannelOut]:
     conditions = [Channel.organization_id == org_id, *equal_to(query, type=Channel.type)]
     statement = select(Channel).where(*conditions).order_by(Channel.created_at, Channel.id)
-    return paginate(session, statement, limit=query.limit, offset=query.offset)
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return Page(data=[channel_out(c) for c in rows], total=total)
 
 
 def channel_out(channel: Channel) -> ChannelOut:

@@ -43,16 +43,14 @@ def create_contact(
 def list_contacts(
     query: Annotated[ContactListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[ContactOut]:
-    rows, total = service.search_contacts(session, org, ContactSearch(**query.model_dump()))
-    return Page(data=service.contacts_out(session, rows), total=total)
+    return service.search_contacts(session, org, ContactSearch(**query.model_dump()))
 
 
 @router.post("/search", summary="Search contacts")
 def search_contacts(
     session: ReadSession, org: OrgId, body: Annotated[ContactSearch | None, Body()] = None
 ) -> Page[ContactOut]:
-    rows, total = service.search_contacts(session, org, body or ContactSearch())
-    return Page(data=service.contacts_out(session, rows), total=total)
+    return service.search_contacts(session, org, body or ContactSearch())
 
 
 @router.get("/{contact_id}", summary="Get a contact")

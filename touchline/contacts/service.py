@@ -24,7 +24,7 @@ from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed
 from touchline.models import Channel, Contact, ContactPreference, ContactTag
 from touchline.pagination import contains, equal_to, paginate
-from touchline.schemas import from_orm
+from touchline.schemas import Page, from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 
@@ -148,9 +148,7 @@ def delete_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -
     return contact
 
 
-def search_contacts(
-    session: Session, org_id: uuid.UUID, query: ContactSearch
-) -> tuple[list[Contact], int]:
+def search_contacts(session: Session, org_id: uuid.UUID, query: ContactSearch) -> Page[ContactOut]:
     conditions = [
         Contact.organization_id == org_id,
         *equal_to(query, external_id=Contact.external_id),
@@ -167,7 +165,8 @@ def search_contacts(
         )
         conditions.append(Contact.id.in_(tagged))
     statement = select(Contact).where(*conditions).order_by(Contact.created_at.desc(), Contact.id)
-    return paginate(session, statement, limit=query.limit, offset=query.offset)
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return Page(data=contacts_out(session, rows), total=total)
 
 
 def set_opt_in(

@@ -29,8 +29,7 @@ class Forbidden(TouchlineError, status=403, message="Signature check failed"): .
 def list_messages(
     query: Annotated[MessageListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[MessageOut]:
-    rows, total = service.list_messages(session, org, query)
-    return Page(data=[service.message_out(m) for m in rows], total=total)
+    return service.list_messages(session, org, query)
 
 
 @router.post(

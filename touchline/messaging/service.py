@@ -29,6 +29,7 @@ from touchline.models import (
     TrackedLink,
 )
 from touchline.pagination import equal_to, paginate
+from touchline.schemas import Page
 from touchline.validation import normalize_email, normalize_phone
 
 STOP_WORDS = frozenset({"STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -39,9 +40,7 @@ def message_out(m: Message) -> MessageOut:
     return MessageOut.model_validate(m)
 
 
-def list_messages(
-    session: Session, org_id: uuid.UUID, query: MessageListQuery
-) -> tuple[list[Message], int]:
+def list_messages(session: Session, org_id: uuid.UUID, query: MessageListQuery) -> Page[MessageOut]:
     conditions = [
         Message.organization_id == org_id,
         *equal_to(
@@ -53,7 +52,8 @@ def list_messages(
         ),
     ]
     statement = select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id)
-    return paginate(session, statement, limit=query.limit, offset=query.offset)
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return Page(data=[message_out(m) for m in rows], total=total)
 
 
 def _sender(session: Session, org_id: uuid.UUID, channel: Channel, address: str) -> Contact | None:

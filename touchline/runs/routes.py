@@ -86,16 +86,14 @@ def list_sequence_contacts(
     session: ReadSession,
     org: OrgId,
 ) -> Page[StepContactOut]:
-    rows, total = service.list_step_contacts(session, org, sequence_id, query)
-    return Page(data=rows, total=total)
+    return service.list_step_contacts(session, org, sequence_id, query)
 
 
 @router.get("/v1/sequences/{sequence_id}/sequence_runs", summary="List a sequence's runs")
 def list_runs(
     sequence_id: uuid.UUID, query: Annotated[RunsQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[RunOut]:
-    rows, total = service.list_runs(session, org, sequence_id, query)
-    return Page(data=rows, total=total)
+    return service.list_runs(session, org, sequence_id, query)
 
 
 @router.get("/v1/sequences/{sequence_id}/sequence_runs/{run_id}", summary="Get a sequence run")

@@ -18,7 +18,7 @@ from touchline.runs.schemas import (
     SequenceContactsQuery,
     StepContactOut,
 )
-from touchline.schemas import from_orm
+from touchline.schemas import Page, from_orm
 from touchline.sequences.service import get_sequence
 from touchline.validation import phone_for_lookup
 
@@ -35,7 +35,7 @@ def _status_condition(status: str) -> ColumnElement[bool]:
 
 def list_step_contacts(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: SequenceContactsQuery
-) -> tuple[list[StepContactOut], int]:
+) -> Page[StepContactOut]:
     get_sequence(session, org_id, sequence_id)
     conditions: list[ColumnElement[bool]] = [StepContact.sequence_id == sequence_id]
     if query.status:
@@ -59,7 +59,7 @@ def list_step_contacts(
         offset=query.offset,
         counted=select(StepContact).where(*conditions),
     )
-    return [step_contact_out(sc, contact) for sc, contact in rows], total
+    return Page(data=[step_contact_out(sc, contact) for sc, contact in rows], total=total)
 
 
 def step_contact_out(sc: StepContact, contact: Contact) -> StepContactOut:
@@ -69,7 +69,7 @@ def step_contact_out(sc: StepContact, contact: Contact) -> StepContactOut:
 
 def list_runs(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: RunsQuery
-) -> tuple[list[RunOut], int]:
+) -> Page[RunOut]:
     get_sequence(session, org_id, sequence_id)
     conditions = [
         SequenceRun.sequence_id == sequence_id,
@@ -89,7 +89,7 @@ def list_runs(
         .order_by(SequenceRun.created_at.desc(), SequenceRun.id)
     )
     rows, total = paginate_rows(session, statement, limit=query.limit, offset=query.offset)
-    return runs_out(session, rows), total
+    return Page(data=runs_out(session, rows), total=total)
 
 
 def get_run(

@@ -32,8 +32,7 @@ def create_sequence(body: SequenceCreate, session: DbSession, org: OrgId) -> Dat
 def list_sequences(
     query: Annotated[SequenceListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[SequenceOut]:
-    rows, total = service.list_sequences(session, org, query)
-    return Page(data=service.sequences_out(session, rows), total=total)
+    return service.list_sequences(session, org, query)
 
 
 @router.get("/{sequence_id}", summary="Get a sequence")
@@ -73,10 +72,7 @@ def create_step(
 def list_steps(
     sequence_id: uuid.UUID, query: Annotated[Pagination, Query()], session: ReadSession, org: OrgId
 ) -> Page[StepOut]:
-    sequence = service.get_sequence(session, org, sequence_id)
-    steps = service.live_steps(session, sequence.id)
-    page = steps[query.offset : query.offset + query.limit]
-    return Page(data=service.steps_out(session, page), total=len(steps))
+    return service.list_steps(session, org, sequence_id, query)
 
 
 @router.get("/{sequence_id}/steps/{step_id}", summary="Get a step")

@@ -18,7 +18,7 @@ from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
 from touchline.pagination import contains, equal_to, paginate
-from touchline.schemas import from_orm
+from touchline.schemas import Page, Pagination, from_orm
 from touchline.sequences.schemas import (
     ScheduleOptions,
     SequenceCreate,
@@ -182,14 +182,24 @@ def archive_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID
 
 def list_sequences(
     session: Session, org_id: uuid.UUID, query: SequenceListQuery
-) -> tuple[list[Sequence], int]:
+) -> Page[SequenceOut]:
     conditions = [Sequence.organization_id == org_id, *equal_to(query, status=Sequence.status)]
     if query.title:
         conditions.append(contains(Sequence.title, query.title))
     statement = (
         select(Sequence).where(*conditions).order_by(Sequence.created_at.desc(), Sequence.id)
     )
-    return paginate(session, statement, limit=query.limit, offset=query.offset)
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return Page(data=sequences_out(session, rows), total=total)
+
+
+def list_steps(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, query: Pagination
+) -> Page[StepOut]:
+    # A sequence's live steps are few and kept in order: the page is a slice of them.
+    steps = live_steps(session, get_sequence(session, org_id, sequence_id).id)
+    page = steps[query.offset : query.offset + query.limit]
+    return Page(data=steps_out(session, page), total=len(steps))
 
 
 def _renumber(steps: Seq[Step]) -> Changeset:

@@ -42,8 +42,7 @@ def create_webhook(
 def list_webhooks(
     query: Annotated[Pagination, Query()], session: ReadSession, org: OrgId
 ) -> Page[WebhookOut]:
-    rows, total = service.list_subscriptions(session, org, query.limit, query.offset)
-    return Page(data=[service.subscription_out(s) for s in rows], total=total)
+    return service.list_subscriptions(session, org, query)
 
 
 @router.get("/{webhook_id}", summary="Get a webhook subscription")
@@ -90,5 +89,4 @@ def list_deliveries(
     session: ReadSession,
     org: OrgId,
 ) -> Page[DeliveryOut]:
-    rows, total = service.list_deliveries(session, org, webhook_id, query)
-    return Page(data=rows, total=total)
+    return service.list_deliveries(session, org, webhook_id, query)

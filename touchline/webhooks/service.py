@@ -15,7 +15,7 @@ from touchline.errors import NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.netpolicy import OutboundPolicy
 from touchline.pagination import equal_to, paginate
-from touchline.schemas import from_orm
+from touchline.schemas import Page, Pagination, from_orm
 from touchline.webhooks.schemas import (
     AttemptOut,
     DeliveryListQuery,
@@ -96,15 +96,14 @@ def delete_subscription(
     return sub
 
 
-def list_subscriptions(
-    session: Session, org_id: uuid.UUID, limit: int, offset: int
-) -> tuple[list[WebhookSubscription], int]:
+def list_subscriptions(session: Session, org_id: uuid.UUID, query: Pagination) -> Page[WebhookOut]:
     statement = (
         select(WebhookSubscription)
         .where(WebhookSubscription.organization_id == org_id)
         .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
     )
-    return paginate(session, statement, limit=limit, offset=offset)
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return Page(data=[subscription_out(s) for s in rows], total=total)
 
 
 def subscription_out(sub: WebhookSubscription) -> WebhookOut:
@@ -117,7 +116,7 @@ def created_out(sub: WebhookSubscription) -> WebhookCreated:
 
 def list_deliveries(
     session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, query: DeliveryListQuery
-) -> tuple[list[DeliveryOut], int]:
+) -> Page[DeliveryOut]:
     get_subscription(session, org_id, subscription_id)
     conditions = [
         WebhookDelivery.subscription_id == subscription_id,
@@ -129,7 +128,7 @@ def list_deliveries(
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
     )
     rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
-    return deliveries_out(session, rows), total
+    return Page(data=deliveries_out(session, rows), total=total)
 
 
 def deliveries_out(session: Session, rows: Seq[WebhookDelivery]) -> list[DeliveryOut]:
