@@ -30,6 +30,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "only_send_during_business_hours": {"enabled": False},
     "timezone": "UTC",
     "link_tracking": False,
+    "max_trigger_moves_per_day": 10,
 }
 
 

@@ -37,6 +37,7 @@ from touchline.models import (
     SequenceRun,
     Step,
     StepContact,
+    TriggerFiring,
     WebhookDelivery,
     WebhookSubscription,
 )
@@ -50,7 +51,10 @@ KINDS: dict[type[Base], str] = {
     SequenceRun: "sequence_run",
     Contact: "contact",
     Message: "message",
+    TriggerFiring: "trigger",
 }
+# A firing is only ever created, and subscribers know it by what happened.
+_RENAMED = {"trigger.created": "trigger.fired"}
 
 # Columns the API does not show: the engine's leases, attempt counters and retry timers, and
 # a run's "latest" flag. A change to those alone is not news to a subscriber.
@@ -117,6 +121,7 @@ def queue(session: Session, events: Events) -> int:
         if org_id not in subscribers:
             continue
         name = f"{KINDS[key[0]]}.{what}"
+        name = _RENAMED.get(name, name)
         subs = [
             sub_id
             for sub_id, types in subscribers.get(org_id, [])

@@ -79,7 +79,7 @@ def _apply(session: Session, contact: Contact, data: ContactFields) -> Changeset
 def contact_changes(contact: ContactLike, data: ContactFields) -> dict[str, Any]:
     """The columns the fields a client set change on the contact (no uniqueness check:
     see `_apply`)."""
-    # Tags are rows of their own (`_retag`), not a column.
+    # Tags are rows of their own (`retag`), not a column.
     changes = data.model_dump(exclude_unset=True, exclude_none=True, exclude={"tags"})
     if "state" in changes:
         changes.setdefault("blocked", changes["state"] == "blocked")
@@ -202,7 +202,7 @@ def set_opt_in(
     return contact
 
 
-def _retag(session: Session, contact: Contact, new: Callable[[set[str]], set[str]]) -> Changeset:
+def retag(session: Session, contact: Contact, new: Callable[[set[str]], set[str]]) -> Changeset:
     """Give the contact the tags `new` makes of its current ones (added to the session,
     written with the changeset). The contact is updated, and its webhook event sent, only
     when its set of tags changes."""
@@ -236,7 +236,7 @@ def _replace_tags(session: Session, contact: Contact, tags: list[str] | None) ->
     """Make the contact's tags exactly these (None: leave them)."""
     if tags is None:
         return Changeset()
-    return _retag(session, contact, lambda _current: set(tags))
+    return retag(session, contact, lambda _current: set(tags))
 
 
 def change_tags(
@@ -247,7 +247,7 @@ def change_tags(
     named = set(tags)
     apply(
         session,
-        _retag(session, contact, (lambda cur: cur | named) if add else (lambda cur: cur - named)),
+        retag(session, contact, (lambda cur: cur | named) if add else (lambda cur: cur - named)),
     )
     return contact
 

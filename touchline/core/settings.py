@@ -42,6 +42,13 @@ class SequenceSettings(BaseModel):
     only_send_during_business_hours: WindowSetting = WindowSetting()
     timezone: TimeZoneName = "UTC"
     link_tracking: bool = False
+    max_trigger_moves_per_day: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Moves a contact's triggers may make in this sequence in 24 hours; the "
+        "next one finishes the run with finish_reason loop_limit.",
+    )
 
 
 # The last settings read per sequence, with the dict they were read from: a worker's batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 StepContactStatus = Literal["pending", "active", "inactive", "moved", "finished"]
-FinishReason = Literal["completed", "removed", "responded", "expired", "failed"]
+FinishReason = Literal["completed", "removed", "responded", "expired", "failed", "loop_limit"]
 
 OPEN: Final = frozenset({"pending", "active", "inactive"})
 

@@ -11,19 +11,27 @@ from sqlalchemy.orm import Session
 
 from touchline.applier import apply, assign
 from touchline.channels.service import find_channel
-from touchline.contacts.service import oldest_contact, set_opt_in
+from touchline.contacts.service import oldest_contact
 from touchline.core import progress
-from touchline.core.changes import Changeset, combine, count, create
+from touchline.core.changes import Changeset, count, create
 from touchline.core.settings import settings_of
+from touchline.core.triggers import fired_by_click, fired_by_reply
 from touchline.errors import NotFound, ValidationFailed
 from touchline.locks import lock_contact_runs
+from touchline.messaging.actions import (
+    armed,
+    fire,
+    last_sent,
+    on_step,
+    open_on_channel,
+    opt_in,
+    opt_out,
+)
 from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
 from touchline.models import (
-    OPEN_STEP_CONTACT_STATUSES,
     Channel,
     Contact,
     Message,
-    Sequence,
     SequenceRun,
     StepContact,
     TrackedLink,
@@ -104,60 +112,31 @@ def receive(
     if contact is not None:
         keyword = data.body.strip().upper()
         if keyword in STOP_WORDS:
-            changes += _opt_out(session, org_id, contact, channel, now)
+            changes += opt_out(session, contact, channel, now)
         elif keyword in START_WORDS:
-            changes += _opt_in(session, org_id, contact, channel, now)
+            changes += opt_in(session, contact, channel, now)
         else:
-            changes += _reply(session, contact, channel, now)
+            changes += _reply(session, contact, channel, message, now)
     apply(session, changes)
     return message
 
 
-def _open_on_channel(
-    session: Session, contact: Contact, channel: Channel
-) -> list[tuple[StepContact, SequenceRun, Sequence]]:
-    lock_contact_runs(session, [contact.id])
-    rows = session.execute(
-        select(StepContact, SequenceRun, Sequence)
-        .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
-        .join(Sequence, Sequence.id == StepContact.sequence_id)
-        .where(
-            StepContact.contact_id == contact.id,
-            StepContact.channel_id == channel.id,
-            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
-        )
-    ).all()
-    return [(sc, run, sequence) for sc, run, sequence in rows]
-
-
-def _reply(session: Session, contact: Contact, channel: Channel, now: datetime) -> Changeset:
-    return combine(
-        progress.respond(sc, run, settings_of(sequence).on_response, now)
-        for sc, run, sequence in _open_on_channel(session, contact, channel)
-    )
-
-
-def _opt_out(
-    session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
+def _reply(
+    session: Session, contact: Contact, channel: Channel, message: Message, now: datetime
 ) -> Changeset:
-    set_opt_in(session, org_id, contact.id, channel.id, opt_in=False)
-    return combine(
-        progress.unsubscribe(sc, run, now)
-        for sc, run, _sequence in _open_on_channel(session, contact, channel)
-    )
-
-
-def _opt_in(
-    session: Session, org_id: uuid.UUID, contact: Contact, channel: Channel, now: datetime
-) -> Changeset:
-    set_opt_in(session, org_id, contact.id, channel.id, opt_in=True)
-    if contact.blocked:
-        return Changeset()
-    return combine(
-        progress.reactivate(sc, run, sequence, contact, channel, now)
-        for sc, run, sequence in _open_on_channel(session, contact, channel)
-        if sc.status == "inactive"
-    )
+    """A reply answers the last message each open run sent: a trigger of that step which
+    the reply fires runs instead of the sequence's `on_response` (the reply still counts in
+    the step's responses)."""
+    changes = Changeset()
+    for at in open_on_channel(session, contact, channel):
+        sent = last_sent(session, at.run)
+        trigger = fired_by_reply(armed(session, sent), message.body) if sent else None
+        if sent is None or trigger is None:
+            changes += progress.respond(at.sc, at.run, settings_of(at.sequence).on_response, now)
+        else:
+            changes += count(sent.step_id, "responses")
+            changes += fire(session, trigger, sent, at, now, message.id)
+    return changes
 
 
 def update_delivery(
@@ -189,5 +168,21 @@ def follow_link(session: Session, token: str, now: datetime) -> str:
         raise NotFound("Unknown link")
     link.clicks += 1
     sc = session.get(StepContact, link.step_contact_id) if link.step_contact_id else None
-    apply(session, progress.click(sc, now) if sc is not None else Changeset())
+    apply(session, _click(session, sc, now) if sc is not None else Changeset())
     return link.url
+
+
+def _click(session: Session, sent: StepContact, now: datetime) -> Changeset:
+    """A click counts, and fires the link_click trigger of the step that sent the link
+    while that is the last step the contact's open run sent."""
+    changes = progress.click(sent, now)
+    trigger = fired_by_click(armed(session, sent))
+    if trigger is None:
+        return changes
+    lock_contact_runs(session, [sent.contact_id])
+    run = session.get_one(SequenceRun, sent.sequence_run_id)
+    session.refresh(run)
+    at = on_step(session, run)
+    if at is None or run.last_completed_step_contact_id != sent.id:
+        return changes
+    return changes + fire(session, trigger, sent, at, now)

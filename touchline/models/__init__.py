@@ -9,6 +9,7 @@ from touchline.models.message import Message, TrackedLink
 from touchline.models.organization import ApiKey, Organization
 from touchline.models.run import OPEN_STEP_CONTACT_STATUSES, SequenceRun, StepContact
 from touchline.models.sequence import Sequence, Step
+from touchline.models.trigger import TriggerFiring
 from touchline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.models.worker import WorkerHeartbeat
 
@@ -30,6 +31,7 @@ __all__ = [
     "Step",
     "StepContact",
     "TrackedLink",
+    "TriggerFiring",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",

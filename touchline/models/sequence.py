@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin
@@ -44,6 +44,8 @@ class Step(IdMixin, TimestampMixin, Base):
     deleted_at: Mapped[datetime | None]
     schedule_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attachments: Mapped[list[Any]] = mapped_column(default=list)
+    # What a contact's replies and clicks set off while on the step (sequences/triggers.py).
+    triggers: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
     # Counters kept in the transaction that changes them, so analytics cost one row read.
     sent_messages: Mapped[int] = mapped_column(default=0)
     failed_deliveries: Mapped[int] = mapped_column(default=0)

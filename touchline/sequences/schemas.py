@@ -9,6 +9,7 @@ from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
 from touchline.core.settings import HHMM, SequenceSettings
 from touchline.messaging.templates import check_template
 from touchline.schemas import Pagination, RequestModel, Timestamps
+from touchline.sequences.triggers import TriggerOut, Triggers
 from touchline.validation import TimeZoneName
 
 SequenceStatus = Literal["draft", "active", "archived"]
@@ -47,6 +48,9 @@ class SettingsPatch(RequestModel):
     only_send_during_business_hours: WindowPatch | None = None
     timezone: TimeZoneName | None = None
     link_tracking: bool | None = None
+    max_trigger_moves_per_day: int | None = Field(
+        default=None, ge=1, le=1000, description="Trigger moves a contact may make a day."
+    )
 
 
 class SequenceUpdate(RequestModel):
@@ -91,6 +95,11 @@ class StepUpdate(RequestModel):
         "strings of digits.",
     )
     attachments: list[Any] | None = None
+    triggers: Triggers | None = Field(
+        default=None,
+        description="What the contact's replies and clicks on this step set off; given, the "
+        "list replaces the step's triggers.",
+    )
 
     @field_validator("body", "subject")
     @classmethod
@@ -134,6 +143,7 @@ class StepOut(Timestamps):
     position: int | None = Field(description="0..n-1 for live steps; null once deleted.")
     schedule_options: ScheduleOptions
     attachments: list[Any]
+    triggers: list[TriggerOut]
     analytics: StepAnalytics
 
 

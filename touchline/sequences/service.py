@@ -31,6 +31,7 @@ from touchline.sequences.schemas import (
     StepOut,
     StepUpdate,
 )
+from touchline.sequences.triggers import TriggerIn, TriggerOut, check_targets, stored
 
 ALLOWED_TRANSITIONS = {
     ("draft", "active"),
@@ -228,6 +229,7 @@ def create_step(
         **data.model_dump(include=_STEP_COLUMNS),
         schedule_options=data.schedule_options or {"days": 0, "hours": 0, "minutes": 0},
         attachments=data.attachments or [],
+        triggers=_triggers(session, sequence, data.triggers or []),
     )
     changes = create(step) + _place(steps, step, data.position)
     apply(session, changes + assign(sequence, {"updated_at": utc_now()}))
@@ -255,6 +257,8 @@ def update_step(
     if "channel_id" in given:
         check_channel(session, org_id, data.channel_id, field="channel_id")
         values["channel_id"] = data.channel_id
+    if data.triggers is not None:
+        values["triggers"] = _triggers(session, sequence, data.triggers)
     changes = assign(step, values)
     if data.position is not None and data.position != step.position:
         changes += _place(live_steps(session, sequence.id), step, data.position)
@@ -282,6 +286,13 @@ def delete_step(
     changes += _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
     apply(session, changes + assign(sequence, {"updated_at": now}))
     return step
+
+
+def _triggers(
+    session: Session, sequence: Sequence, triggers: list[TriggerIn]
+) -> list[dict[str, Any]]:
+    check_targets(session, sequence, triggers)
+    return stored(triggers)
 
 
 def _refuse_archived(sequence: Sequence) -> None:
@@ -312,6 +323,7 @@ def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
             s,
             schedule_options=ScheduleOptions.model_validate(s.schedule_options or {}),
             attachments=list(s.attachments or []),
+            triggers=[TriggerOut.model_validate(t) for t in s.triggers or []],
             # The step's own counters, and the pending step contacts counted above.
             analytics=from_orm(StepAnalytics, s, slated_messages=slated.get(s.id, 0)),
         )

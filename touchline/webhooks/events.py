@@ -20,9 +20,18 @@ from touchline import outbox
 from touchline.bulk import chunks
 from touchline.contacts.service import contacts_out
 from touchline.messaging.service import message_out
-from touchline.models import Contact, Message, Sequence, SequenceRun, Step, StepContact
+from touchline.models import (
+    Contact,
+    Message,
+    Sequence,
+    SequenceRun,
+    Step,
+    StepContact,
+    TriggerFiring,
+)
 from touchline.runs.service import runs_out, step_contact_out
 from touchline.sequences.service import sequences_out, steps_out
+from touchline.sequences.triggers import FiringOut
 
 log = logging.getLogger("touchline.webhooks")
 
@@ -70,6 +79,7 @@ def serialize(session: Session, objects: list[Any]) -> dict[outbox.Key, dict[str
     for chunk in chunks(by_kind.get(Step, []), _CHUNK):
         put(chunk, lambda objs: steps_out(session, objs))
     put(by_kind.get(Message, []), lambda objs: [message_out(m) for m in objs])
+    put(by_kind.get(TriggerFiring, []), lambda objs: [FiringOut.model_validate(f) for f in objs])
 
     step_contacts: list[StepContact] = by_kind.get(StepContact, [])
     runs: list[SequenceRun] = by_kind.get(SequenceRun, [])

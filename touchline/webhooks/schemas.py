@@ -23,6 +23,7 @@ EventType = Literal[
     "contact.updated",
     "message.created",
     "message.updated",
+    "trigger.fired",
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 EventTypeFilter = Literal[EventType, "*"]

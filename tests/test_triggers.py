@@ -1,0 +1,347 @@
+"""Step triggers: a reply, a keyword or a click on a step's message runs the trigger's
+actions instead of the sequence's on_response, and each firing is a `trigger.fired` event."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    Api,
+    assert_error,
+    contact_sequences,
+    enroll,
+    make_channel,
+    make_sequence,
+    step_contacts,
+)
+from touchline.worker.loop import Worker
+
+PHONE = "+14155550111"
+SMS_FROM = "+14155550100"
+LINK = re.compile(r"http://touchline\.test/l/([A-Za-z0-9_-]+)")
+
+
+@pytest.fixture
+def t0() -> datetime:
+    # Replies and clicks carry the server's clock: the first message goes out a minute
+    # before, and the next steps fall due days later.
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+
+def inbound(api: Api, body: str) -> None:
+    response = api.post("/v1/messages/inbound", json={"from": PHONE, "to": SMS_FROM, "body": body})
+    assert response.status_code == 201, response.text
+
+
+def set_triggers(api: Api, sequence: dict[str, Any], index: int, triggers: list[Any]) -> Any:
+    step = sequence["steps"][index]
+    return api.put(
+        f"/v1/sequences/{sequence['id']}/steps/{step['id']}", json={"triggers": triggers}
+    )
+
+
+def with_triggers(api: Api, sequence: dict[str, Any], index: int, triggers: list[Any]) -> None:
+    response = set_triggers(api, sequence, index, triggers)
+    assert response.status_code == 200, response.text
+
+
+def fresh(api: Api, sequence: dict[str, Any]) -> dict[str, Any]:
+    return dict(api.get(f"/v1/sequences/{sequence['id']}").json()["data"])
+
+
+def where(api: Api, contact_id: str) -> dict[str, tuple[str, str]]:
+    """Each sequence the contact is in: (run status, current step title)."""
+    items = contact_sequences(api, contact_id)["data"]
+    return {
+        i["sequence"]["title"]: (i["sequence_run"]["status"], i["current_step"]["title"])
+        for i in items
+    }
+
+
+def firings(api: Api) -> list[dict[str, Any]]:
+    hook = api.get("/v1/webhooks").json()["data"][0]
+    page = api.get(f"/v1/webhooks/{hook['id']}/deliveries", params={"limit": 100}).json()
+    return [d["payload"]["data"] for d in reversed(page["data"]) if d["event"] == "trigger.fired"]
+
+
+@pytest.fixture
+def subscribed(api: Api) -> None:
+    response = api.post(
+        "/v1/webhooks",
+        json={"url": "https://hooks.example.com/t", "event_types": ["trigger.fired"]},
+    )
+    assert response.status_code == 201, response.text
+
+
+def two_sequences(api: Api, **main_fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    channel = make_channel(api)["id"]
+    main = make_sequence(
+        api,
+        [
+            {"title": "Ask", "body": "Reply YES to confirm"},
+            {"title": "Remind", "body": "Still there?", "schedule_options": {"days": 2}},
+        ],
+        channel_id=channel,
+        title="Main",
+        **main_fields,
+    )
+    confirmed = make_sequence(
+        api,
+        [
+            {"title": "Thanks", "body": "Thanks!", "schedule_options": {"days": 1}},
+            {"title": "Later", "body": "See you", "schedule_options": {"days": 2}},
+        ],
+        channel_id=channel,
+        title="Confirmed",
+    )
+    return main, confirmed
+
+
+def test_a_keyword_reply_moves_the_contact_to_another_sequences_step(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    main, confirmed = two_sequences(api, settings={"on_response": "continue"})
+    target = confirmed["steps"][1]
+    with_triggers(
+        api,
+        main,
+        0,
+        [
+            {
+                "type": "keyword",
+                "keywords": ["YES", "confirm"],
+                "actions": [
+                    {"type": "move_to_step", "step_id": target["id"]},
+                    {"type": "add_tag", "tag": "confirmed"},
+                    {"type": "send_webhook"},
+                ],
+            }
+        ],
+    )
+    job = enroll(api, worker, main["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+    assert where(api, contact_id) == {"Main": ("active", "Remind")}
+
+    inbound(api, "maybe later")  # no keyword: nothing fires, on_response (continue) applies
+    assert where(api, contact_id) == {"Main": ("active", "Remind")}
+    assert firings(api) == []
+
+    inbound(api, "Yes!")
+    assert where(api, contact_id) == {
+        "Main": ("finished", "Remind"),
+        "Confirmed": ("active", "Later"),
+    }
+    contact = api.get(f"/v1/contacts/{contact_id}").json()["data"]
+    assert contact["tags"] == ["confirmed"]
+    [fired] = firings(api)
+    assert fired["trigger_type"] == "keyword"
+    assert fired["step_id"] == main["steps"][0]["id"]
+    assert [a["outcome"] for a in fired["actions"]] == ["moved", "done", "sent"]
+    # Both replies answered "Ask". The contact waits in "Later" from now on.
+    assert fresh(api, main)["steps"][0]["analytics"]["responses"] == 1
+    [waiting] = step_contacts(api, confirmed["id"], status="pending")
+    assert waiting["step_id"] == target["id"]
+
+
+def test_a_reply_trigger_fires_on_any_reply_and_on_response_applies_without_one(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    main, _ = two_sequences(api)
+    with_triggers(
+        api, main, 0, [{"type": "reply", "actions": [{"type": "add_tag", "tag": "replied"}]}]
+    )
+    job = enroll(api, worker, main["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+    inbound(api, "who is this?")
+    # The trigger ran (a tag) and on_response=remove did not: still in the sequence.
+    assert where(api, contact_id) == {"Main": ("active", "Remind")}
+    assert api.get(f"/v1/contacts/{contact_id}").json()["data"]["tags"] == ["replied"]
+    assert len(firings(api)) == 1
+
+    # Without triggers on the step, a reply ends the run as before (on_response remove).
+    with_triggers(api, main, 0, [])
+    inbound(api, "hello?")
+    assert where(api, contact_id) == {"Main": ("finished", "Remind")}
+    assert len(firings(api)) == 1
+
+
+def test_a_click_on_the_steps_link_fires_its_trigger(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    sequence = make_sequence(
+        api,
+        [
+            {"title": "Book", "body": "Book here: https://example.com/book"},
+            {"title": "Nudge", "body": "Did you book?", "schedule_options": {"days": 2}},
+            {"title": "Booked", "body": "See you soon", "schedule_options": {"days": 1}},
+        ],
+        settings={"link_tracking": True},
+    )
+    booked = sequence["steps"][2]
+    with_triggers(
+        api,
+        sequence,
+        0,
+        [{"type": "link_click", "actions": [{"type": "move_to_step", "step_id": booked["id"]}]}],
+    )
+    job = enroll(api, worker, sequence["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+    [message] = api.get("/v1/messages", params={"contact_id": contact_id}).json()["data"]
+    token = LINK.search(message["body"])
+    assert token is not None, message["body"]
+
+    response = api.client.get(f"/l/{token.group(1)}", follow_redirects=False)
+    assert response.status_code == 302
+    assert where(api, contact_id) == {"Onboarding": ("active", "Booked")}
+    [fired] = firings(api)
+    assert (fired["trigger_type"], fired["actions"][0]["outcome"]) == ("link_click", "moved")
+    # Clicking again: the contact left "Book" behind, so its trigger no longer fires.
+    api.client.get(f"/l/{token.group(1)}", follow_redirects=False)
+    assert len(firings(api)) == 1
+
+
+def test_remove_opt_out_and_add_to_sequence_actions(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    main, other = two_sequences(api)
+    with_triggers(
+        api,
+        main,
+        0,
+        [
+            {
+                "type": "keyword",
+                "keywords": ["no"],
+                "actions": [
+                    {"type": "remove_from_sequence"},
+                    {"type": "add_to_sequence", "sequence_id": other["id"]},
+                    {"type": "opt_out"},
+                ],
+            }
+        ],
+    )
+    job = enroll(api, worker, main["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+    inbound(api, "NO thanks")
+    assert where(api, contact_id) == {
+        "Main": ("finished", "Remind"),
+        "Confirmed": ("active", "Thanks"),
+    }
+    [removed] = step_contacts(api, main["id"], status="removed")
+    assert removed["finish_reason"] == "removed"
+    [preference] = api.get(f"/v1/contacts/{contact_id}").json()["data"]["communication_preferences"]
+    assert preference["opt_in"] is False
+    [fired] = firings(api)
+    assert [a["outcome"] for a in fired["actions"]] == ["removed", "added", "done"]
+
+
+def test_a_loop_of_moves_stops_at_the_daily_limit(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    sequence = make_sequence(
+        api,
+        [
+            {"title": "Ping", "body": "ping"},
+            {"title": "Wait", "body": "wait", "schedule_options": {"days": 1}},
+        ],
+        settings={"max_trigger_moves_per_day": 3},
+    )
+    ping = sequence["steps"][0]
+    # Each reply to "Ping" sends the contact back to "Ping", which goes out again at once.
+    with_triggers(
+        api,
+        sequence,
+        0,
+        [{"type": "reply", "actions": [{"type": "move_to_step", "step_id": ping["id"]}]}],
+    )
+    job = enroll(api, worker, sequence["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+    for _ in range(3):
+        inbound(api, "again")
+        assert where(api, contact_id) == {"Onboarding": ("active", "Ping")}
+        worker.run_once(datetime.now(UTC) + timedelta(seconds=1))
+        assert where(api, contact_id) == {"Onboarding": ("active", "Wait")}
+    inbound(api, "again")
+    [item] = contact_sequences(api, contact_id)["data"]
+    assert item["sequence_run"]["status"] == "finished"
+    outcomes = [f["actions"][0]["outcome"] for f in firings(api)]
+    assert outcomes == ["moved", "moved", "moved", "stopped: loop_limit"]
+    reasons = sorted(
+        sc["finish_reason"] or sc["status"] for sc in step_contacts(api, sequence["id"])
+    )
+    # Four sends of "Ping", three moves back to it, and the wait the limit ended.
+    assert reasons == ["completed"] * 4 + ["loop_limit"] + ["moved"] * 3
+    sent = api.get("/v1/messages", params={"contact_id": contact_id, "direction": "OUTBOUND"})
+    assert sent.json()["total"] == 4
+
+
+def test_bad_triggers_are_422_naming_the_field(api: Api, other_api: Api) -> None:
+    main, confirmed = two_sequences(api)
+    draft = make_sequence(api, [{"title": "D", "body": "d"}], status="draft", title="Draft")
+    foreign = make_sequence(other_api, [{"title": "F", "body": "f"}])
+    cases: list[tuple[list[Any], str]] = [
+        ([{"type": "keyword", "actions": [{"type": "send_webhook"}]}], "triggers[0]"),
+        ([{"type": "reply", "actions": []}], "triggers[0].actions"),
+        ([{"type": "reply", "actions": [{"type": "explode"}]}], "triggers[0].actions[0]"),
+        (
+            [
+                {
+                    "type": "reply",
+                    "actions": [{"type": "move_to_step", "step_id": foreign["steps"][0]["id"]}],
+                }
+            ],
+            "triggers[0].actions[0].step_id",
+        ),
+        (
+            [
+                {
+                    "type": "reply",
+                    "actions": [{"type": "move_to_step", "step_id": draft["steps"][0]["id"]}],
+                }
+            ],
+            "triggers[0].actions[0].step_id",
+        ),
+        (
+            [
+                {
+                    "type": "reply",
+                    "actions": [{"type": "add_to_sequence", "sequence_id": foreign["id"]}],
+                }
+            ],
+            "triggers[0].actions[0].sequence_id",
+        ),
+        (
+            [
+                {
+                    "type": "reply",
+                    "actions": [
+                        {"type": "add_tag", "tag": "ok"},
+                        {
+                            "type": "add_to_sequence",
+                            "sequence_id": confirmed["id"],
+                            "step_id": main["steps"][0]["id"],
+                        },
+                    ],
+                }
+            ],
+            "triggers[0].actions[1].step_id",
+        ),
+    ]
+    for triggers, field in cases:
+        response = set_triggers(api, main, 0, triggers)
+        errors = assert_error(response, 422)
+        assert any(str(e.get("field", "")).startswith(field) for e in errors), (field, errors)
+    assert fresh(api, main)["steps"][0]["triggers"] == []
+    # A draft sequence may point at its own steps while it is being built.
+    own = draft["steps"][0]["id"]
+    saved = set_triggers(
+        api, draft, 0, [{"type": "reply", "actions": [{"type": "move_to_step", "step_id": own}]}]
+    )
+    assert saved.status_code == 200, saved.text
+    [trigger] = saved.json()["data"]["triggers"]
+    assert trigger["actions"] == [{"type": "move_to_step", "step_id": own}]
+    assert trigger["id"]
