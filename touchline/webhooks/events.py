@@ -20,15 +20,8 @@ from touchline import outbox
 from touchline.bulk import chunks
 from touchline.contacts.service import contacts_out
 from touchline.messaging.service import message_out
-from touchline.models import (
-    Contact,
-    Message,
-    Sequence,
-    SequenceRun,
-    Step,
-    StepContact,
-    TriggerFiring,
-)
+from touchline.models import Contact, Message, Sequence, SequenceRun, Step, StepContact
+from touchline.models.trigger import TriggerFiring
 from touchline.runs.service import runs_out, step_contact_out
 from touchline.sequences.service import sequences_out, steps_out
 from touchline.sequences.triggers import FiringOut
