@@ -146,6 +146,32 @@ def test_a_keyword_reply_moves_the_contact_to_another_sequences_step(
     [waiting] = step_contacts(api, confirmed["id"], status="pending")
     assert waiting["step_id"] == target["id"]
 
+    # The run's own account of it, in order.
+    [run] = api.get(f"/v1/sequences/{main['id']}/sequence_runs").json()["data"]
+    events = api.get(f"/v1/sequences/{main['id']}/sequence_runs/{run['id']}/events").json()
+    assert [
+        (e["type"], e["detail"].get("title") or e["detail"].get("body")) for e in events["data"]
+    ] == [
+        ("step_entered", "Ask"),
+        ("message_sent", None),
+        ("step_left", None),
+        ("step_entered", "Remind"),
+        ("reply_received", "maybe later"),
+        ("reply_received", "Yes!"),
+        ("trigger_fired", None),
+        ("step_left", None),
+    ]
+    assert events["total"] == 8
+    assert events["data"][-1]["detail"] == {"status": "moved", "finish_reason": None}
+    assert events["data"][-2]["detail"]["actions"] == fired["actions"]
+    page = api.get(
+        f"/v1/sequences/{main['id']}/sequence_runs/{run['id']}/events",
+        params={"limit": 2, "offset": 6},
+    ).json()
+    assert [e["type"] for e in page["data"]] == ["trigger_fired", "step_left"]
+    unknown = api.get(f"/v1/sequences/{confirmed['id']}/sequence_runs/{run['id']}/events")
+    assert_error(unknown, 404)
+
 
 def test_a_reply_trigger_fires_on_any_reply_and_on_response_applies_without_one(
     api: Api, worker: Worker, t0: datetime, subscribed: None

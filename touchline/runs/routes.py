@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from touchline.deps import OrgId, ReadSession
 from touchline.errors import NotFound
 from touchline.routing import api_router
-from touchline.runs import queries, service
+from touchline.runs import queries, service, timeline
 from touchline.runs.schemas import (
     ContactSequencesPage,
     ContactSequencesQuery,
@@ -19,7 +19,8 @@ from touchline.runs.schemas import (
     SequenceContactsQuery,
     StepContactOut,
 )
-from touchline.schemas import Data, Page
+from touchline.runs.timeline import RunEventOut
+from touchline.schemas import Data, Page, Pagination
 
 router = api_router(tags=["sequence contacts"])
 
@@ -101,3 +102,19 @@ def get_run(
     sequence_id: uuid.UUID, run_id: uuid.UUID, session: ReadSession, org: OrgId
 ) -> Data[RunOut]:
     return Data(data=service.get_run(session, org, sequence_id, run_id))
+
+
+@router.get(
+    "/v1/sequences/{sequence_id}/sequence_runs/{run_id}/events",
+    summary="What happened to a sequence run",
+    description="In order: steps entered and left, messages sent, the contact's replies "
+    "while the run was open, and trigger firings with each action's outcome.",
+)
+def list_run_events(
+    sequence_id: uuid.UUID,
+    run_id: uuid.UUID,
+    query: Annotated[Pagination, Query()],
+    session: ReadSession,
+    org: OrgId,
+) -> Page[RunEventOut]:
+    return timeline.run_events(session, org, sequence_id, run_id, query)
