@@ -371,3 +371,114 @@ def test_bad_triggers_are_422_naming_the_field(api: Api, other_api: Api) -> None
     [trigger] = saved.json()["data"]["triggers"]
     assert trigger["actions"] == [{"type": "move_to_step", "step_id": own}]
     assert trigger["id"]
+
+
+def silent_sequence(api: Api, **fields: Any) -> dict[str, Any]:
+    sequence = make_sequence(
+        api,
+        [
+            {"title": "Ask", "body": "Can you come?"},
+            {"title": "Remind", "body": "Still there?", "schedule_options": {"days": 3}},
+            {"title": "Call", "body": "We will call", "schedule_options": {"days": 1}},
+        ],
+        **fields,
+    )
+    call = sequence["steps"][2]
+    with_triggers(
+        api,
+        sequence,
+        0,
+        [
+            {
+                "type": "no_response",
+                "within": {"days": 1, "hours": 0, "minutes": 0},
+                "actions": [
+                    {"type": "add_tag", "tag": "silent"},
+                    {"type": "move_to_step", "step_id": call["id"]},
+                ],
+            }
+        ],
+    )
+    return sequence
+
+
+def test_no_response_fires_after_its_window_and_not_before(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    sequence = silent_sequence(api)
+    job = enroll(api, worker, sequence["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+
+    worker.run_once(t0 + timedelta(hours=23, minutes=59))
+    assert firings(api) == []
+    assert where(api, contact_id) == {"Onboarding": ("active", "Remind")}
+
+    summary = worker.run_once(t0 + timedelta(days=1, minutes=1))
+    assert summary.timers == 1
+    [fired] = firings(api)
+    assert (fired["trigger_type"], [a["outcome"] for a in fired["actions"]]) == (
+        "no_response",
+        ["done", "moved"],
+    )
+    assert api.get(f"/v1/contacts/{contact_id}").json()["data"]["tags"] == ["silent"]
+    assert where(api, contact_id) == {"Onboarding": ("active", "Call")}
+    # The timer is spent: nothing fires again.
+    assert worker.run_once(t0 + timedelta(days=2)).timers == 0
+    assert len(firings(api)) == 1
+
+
+def test_no_response_does_not_fire_after_a_reply_or_once_the_contact_moved_on(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    replied = silent_sequence(api, settings={"on_response": "continue"}, title="Replied")
+    enroll(api, worker, replied["id"], [{"phone": PHONE}], t0)
+    inbound(api, "I'll think about it")
+    assert worker.run_once(t0 + timedelta(days=1, minutes=1)).timers == 1
+    assert firings(api) == []
+
+    # "Remind" goes out before the wait is over: "Ask" is no longer what the contact
+    # is answering, so its no_response trigger does not fire.
+    quick = make_sequence(
+        api,
+        [
+            {"title": "Ask", "body": "Can you come?"},
+            {"title": "Remind", "body": "Still there?", "schedule_options": {"hours": 1}},
+            {"title": "Call", "body": "We will call", "schedule_options": {"days": 5}},
+        ],
+        channel_id=replied["default_channel_id"],
+        title="Quick",
+    )
+    with_triggers(
+        api,
+        quick,
+        0,
+        [
+            {
+                "type": "no_response",
+                "within": {"hours": 2},
+                "actions": [{"type": "add_tag", "tag": "silent"}],
+            }
+        ],
+    )
+    job = enroll(api, worker, quick["id"], [{"phone": "+14155550122"}], t0)
+    worker.run_once(t0 + timedelta(hours=1, minutes=1))
+    worker.run_once(t0 + timedelta(hours=3))
+    assert firings(api) == []
+    contact = api.get(f"/v1/contacts/{job['results'][0]['contact_id']}").json()["data"]
+    assert contact["tags"] == []
+
+
+def test_no_response_needs_a_window_of_a_minute_or_more(api: Api) -> None:
+    sequence = make_sequence(api, [{"title": "Ask", "body": "?"}])
+    for within in (None, {"minutes": 0}, {"days": 3651}):
+        trigger: dict[str, Any] = {"type": "no_response", "actions": [{"type": "send_webhook"}]}
+        if within is not None:
+            trigger["within"] = within
+        assert_error(set_triggers(api, sequence, 0, [trigger]), 422)
+    keyword_with_window = {
+        "type": "keyword",
+        "keywords": ["yes"],
+        "within": {"hours": 1},
+        "actions": [{"type": "send_webhook"}],
+    }
+    assert_error(set_triggers(api, sequence, 0, [keyword_with_window]), 422)

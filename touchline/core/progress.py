@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from touchline.core.changes import Changeset, IfResponded, count, insert, update
-from touchline.core.schedule import NoSendWindowError, earliest_allowed
+from touchline.core.changes import Changeset, IfResponded, combine, count, insert, update
+from touchline.core.schedule import Delay, NoSendWindowError, earliest_allowed
 from touchline.core.settings import settings_of
 from touchline.core.states import FinishReason, check_transition
 from touchline.core.views import (
@@ -34,7 +34,7 @@ from touchline.core.views import (
     StepLike,
 )
 from touchline.core.windows import due_at, rules_for
-from touchline.models import Channel, SequenceRun, StepContact
+from touchline.models import Channel, SequenceRun, StepContact, TriggerTimer
 
 
 def step_channel_id(step: StepLike, run: RunLike, sequence: SequenceLike) -> uuid.UUID | None:
@@ -364,4 +364,22 @@ def _advance(item: ClaimedLike, reason: str, now: datetime) -> Changeset:
         return changes + finish_run(item.run, "completed", now)
     place = Place(item.sequence, item.following, item.contact, item.following_channel)
     _, entered = enter_step(item.run, place, now, now)
-    return changes + entered
+    return changes + entered + _await_replies(item, now)
+
+
+def _await_replies(item: ClaimedLike, now: datetime) -> Changeset:
+    """The step's no_response triggers start waiting now that its message went out."""
+    return combine(
+        insert(
+            TriggerTimer,
+            {
+                "id": uuid.uuid4(),
+                "organization_id": item.step_contact.organization_id,
+                "step_contact_id": item.step_contact.id,
+                "trigger_id": uuid.UUID(trigger["id"]),
+                "due_at": now + Delay.parse(trigger["within"]).as_timedelta(),
+            },
+        )
+        for trigger in item.step.triggers or []
+        if trigger["type"] == "no_response"
+    )

@@ -28,6 +28,7 @@ class StepRow:
     subject: str | None
     channel_id: uuid.UUID | None
     schedule_options: dict[str, Any]
+    triggers: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,8 @@ class ClaimedLike(Protocol):
     def step_contact(self) -> StepContactLike: ...
     @property
     def run(self) -> RunLike: ...
+    @property
+    def step(self) -> StepLike: ...
     @property
     def sequence(self) -> SequenceLike: ...
     @property

@@ -25,11 +25,13 @@ from touchline.models import (
     OPEN_STEP_CONTACT_STATUSES,
     Channel,
     Contact,
+    Message,
     Sequence,
     SequenceRun,
     Step,
     StepContact,
     TriggerFiring,
+    TriggerTimer,
 )
 
 
@@ -252,6 +254,31 @@ def fire(
         created_at=now,
     )
     return firing.changes + create(record)
+
+
+def no_response(session: Session, timer: TriggerTimer, now: datetime) -> Changeset:
+    """A no_response trigger's wait is over: it fires unless the contact replied since the
+    message, its run moved on past the step or ended, or the trigger is gone."""
+    sent = session.get_one(StepContact, timer.step_contact_id)
+    lock_contact_runs(session, [sent.contact_id])
+    run = session.get_one(SequenceRun, sent.sequence_run_id)
+    session.refresh(run)
+    at = on_step(session, run)
+    if at is None or run.last_completed_step_contact_id != sent.id:
+        return Changeset()
+    replied = session.scalar(
+        select(Message.id)
+        .where(
+            Message.contact_id == sent.contact_id,
+            Message.direction == "INBOUND",
+            Message.created_at >= (sent.completed_at or sent.created_at),
+        )
+        .limit(1)
+    )
+    trigger = next((t for t in armed(session, sent) if t["id"] == str(timer.trigger_id)), None)
+    if replied is not None or trigger is None:
+        return Changeset()
+    return fire(session, trigger, sent, at, now)
 
 
 def _open_in(session: Session, sequence_id: uuid.UUID, contact_id: uuid.UUID) -> bool:

@@ -9,7 +9,7 @@ from touchline.models.message import Message, TrackedLink
 from touchline.models.organization import ApiKey, Organization
 from touchline.models.run import OPEN_STEP_CONTACT_STATUSES, SequenceRun, StepContact
 from touchline.models.sequence import Sequence, Step
-from touchline.models.trigger import TriggerFiring
+from touchline.models.trigger import TriggerFiring, TriggerTimer
 from touchline.models.webhook import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.models.worker import WorkerHeartbeat
 
@@ -32,6 +32,7 @@ __all__ = [
     "StepContact",
     "TrackedLink",
     "TriggerFiring",
+    "TriggerTimer",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookSubscription",

@@ -47,3 +47,19 @@ class TriggerFiring(IdMixin, Base):
     # Whether one of the actions moved the contact (counted by the daily move limit).
     moved: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
+
+
+class TriggerTimer(IdMixin, Base):
+    """A no_response trigger waiting: due `within` after its step's message went out. The
+    worker fires it then unless the contact replied, moved on, or the run ended."""
+
+    __tablename__ = "trigger_timers"
+    __table_args__ = (Index("ix_trigger_timers_due", "due_at"),)
+
+    organization_id: Mapped[OrgKey]
+    # The step contact that sent the message a reply is waited for.
+    step_contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("step_contacts.id", ondelete="CASCADE")
+    )
+    trigger_id: Mapped[uuid.UUID]
+    due_at: Mapped[datetime]

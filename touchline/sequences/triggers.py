@@ -8,7 +8,7 @@ an id of its own so that a firing can say which one fired.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.contacts.schemas import Tag
+from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
 from touchline.core.triggers import keyword_form
 from touchline.errors import ErrorDetail, ValidationFailed
 from touchline.models import Channel, Sequence, Step
@@ -72,16 +73,34 @@ Action = Annotated[
 ]
 
 
+class Within(RequestModel):
+    days: int = Field(default=0, ge=0)
+    hours: int = Field(default=0, ge=0)
+    minutes: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Within:
+        wait = Delay(self.days, self.hours, self.minutes).as_timedelta()
+        if not timedelta(minutes=1) <= wait <= LONGEST_WAIT:
+            raise ValueError(f"within must be from 1 minute to {LONGEST_WAIT_TEXT}")
+        return self
+
+
 class TriggerIn(RequestModel):
     id: uuid.UUID | None = Field(
         default=None, description="Kept when given (an update of the trigger); else new."
     )
-    type: Literal["reply", "keyword", "link_click"]
+    type: Literal["reply", "keyword", "link_click", "no_response"]
     keywords: list[Keyword] | None = Field(
         default=None,
         max_length=MAX_KEYWORDS,
         description="keyword triggers: fire when the reply, or its first word, is one of "
         "these (case, surrounding spaces and punctuation ignored).",
+    )
+    within: Within | None = Field(
+        default=None,
+        description="no_response triggers: fire when the contact has not replied this long "
+        "after the step's message went out (send windows do not apply).",
     )
     actions: list[Action] = Field(min_length=1, max_length=MAX_ACTIONS)
 
@@ -94,6 +113,8 @@ class TriggerIn(RequestModel):
     def _keywords_match_type(self) -> TriggerIn:
         if (self.type == "keyword") != bool(self.keywords):
             raise ValueError("keywords are required by keyword triggers and only by them")
+        if (self.type == "no_response") != (self.within is not None):
+            raise ValueError("within is required by no_response triggers and only by them")
         return self
 
 
@@ -101,6 +122,7 @@ class TriggerOut(BaseModel):
     id: uuid.UUID
     type: str
     keywords: list[str] | None = None
+    within: dict[str, int] | None = None
     actions: list[dict[str, Any]]
 
 

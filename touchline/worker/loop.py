@@ -48,8 +48,17 @@ from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
+from touchline.messaging.actions import no_response
 from touchline.messaging.templates import RenderError
-from touchline.models import Channel, ContactPreference, Job, Message, SequenceRun, StepContact
+from touchline.models import (
+    Channel,
+    ContactPreference,
+    Job,
+    Message,
+    SequenceRun,
+    StepContact,
+    TriggerTimer,
+)
 from touchline.netpolicy import OutboundPolicy
 from touchline.webhooks.delivery import deliver_due
 from touchline.webhooks.transport import GuardedTransport
@@ -132,6 +141,7 @@ class Worker:
             while self.run_job():
                 summary.jobs += 1
             summary.expired += self.expire_runs()
+            summary.timers += self.fire_timers()
             while True:
                 turn = self.run_batch()
                 summary.add(turn)
@@ -202,6 +212,35 @@ class Worker:
             expired += len(rows)
             if len(rows) < self.settings.worker_batch_size:
                 return expired
+
+    def fire_timers(self) -> int:
+        """Fire the no_response triggers whose wait is over; returns how many timers were
+        handled (fired, or dropped because the contact replied or moved on)."""
+        now = utc_now()
+        handled = 0
+        while True:
+            with unit_of_work(self.sessions) as session:
+                timers = session.scalars(
+                    select(TriggerTimer)
+                    .where(TriggerTimer.due_at <= now)
+                    .order_by(TriggerTimer.due_at)
+                    .limit(self.settings.worker_batch_size)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                for timer in timers:
+                    self._fire_timer(session, timer, now)
+            handled += len(timers)
+            if len(timers) < self.settings.worker_batch_size:
+                return handled
+
+    def _fire_timer(self, session: Session, timer: TriggerTimer, now: datetime) -> None:
+        # One timer's failure is its own: it is dropped and logged, the batch goes on.
+        try:
+            with session.begin_nested():
+                apply(session, no_response(session, timer, now))
+        except Exception:
+            log.exception("no_response trigger %s failed; dropped", timer.trigger_id)
+        session.delete(timer)
 
     def run_batch(self) -> PassSummary:
         """One turn: claim as many due step contacts as there are free send slots, then

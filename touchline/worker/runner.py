@@ -44,6 +44,7 @@ def run_until_stopped(
             if time.monotonic() >= chores_due:
                 busy = worker.run_job()
                 busy = worker.expire_runs() > 0 or busy
+                busy = worker.fire_timers() > 0 or busy
                 # Chores with work left run again next turn, the others after a while.
                 chores_due = 0.0 if busy else time.monotonic() + CHORES_SECONDS
             # A turn with sends in flight waits on them itself: no pause after it, unless it

@@ -23,6 +23,8 @@ class PassSummary:
     # out; the change that came first stands).
     lost: int = 0
     webhooks: int = 0
+    # no_response triggers whose wait ended: fired, or dropped (the contact replied).
+    timers: int = 0
     # Turns that failed (the database was away...); their step contacts come back later.
     errors: int = 0
     # Settled step contacts by (channel type, outcome as describe() names it), for the

@@ -1,4 +1,4 @@
-"""step triggers and their firings
+"""step triggers, their firings and no_response timers
 
 Revision ID: 2b7e4c9f1d35
 Revises: 8d2f6b1e4a90
@@ -97,9 +97,33 @@ def upgrade() -> None:
     )
     op.create_index("ix_trigger_firings_run", "trigger_firings", ["sequence_run_id", "created_at"])
     op.create_index("ix_trigger_firings_step_contact", "trigger_firings", ["step_contact_id"])
+    op.create_table(
+        "trigger_timers",
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
+        sa.Column("step_contact_id", sa.Uuid(), nullable=False),
+        sa.Column("trigger_id", sa.Uuid(), nullable=False),
+        sa.Column("due_at", touchline.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_trigger_timers_organization_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["step_contact_id"],
+            ["step_contacts.id"],
+            name=op.f("fk_trigger_timers_step_contact_id_step_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_trigger_timers")),
+    )
+    op.create_index("ix_trigger_timers_due", "trigger_timers", ["due_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_trigger_timers_due", table_name="trigger_timers")
+    op.drop_table("trigger_timers")
     op.drop_index("ix_trigger_firings_step_contact", table_name="trigger_firings")
     op.drop_index("ix_trigger_firings_run", table_name="trigger_firings")
     op.drop_index("ix_trigger_firings_contact_sequence", table_name="trigger_firings")
