@@ -14,7 +14,6 @@ from touchline.bulk import (
     RowChange,
     add_to_rows,
     among,
-    among_pairs,
     chunks,
     insert_rows,
     update_rows,
@@ -108,11 +107,6 @@ def test_rows_looked_up_by_lists_are_exactly_the_listed_ones(app: FastAPI) -> No
     assert prefixes(lambda s: among(s, ApiKey.id, iter(wanted[:1]))) == {"tl_0001"}
     assert prefixes(lambda s: among(s, ApiKey.id, [])) == set()
     assert prefixes(lambda s: among(s, ApiKey.prefix, ["tl_0004", "tl_9999"])) == {"tl_0004"}
-
-    pairs = [(org_id, "tl_0000"), (org_id, "tl_0002"), (uuid.uuid4(), "tl_0004")]
-    columns = (ApiKey.organization_id, ApiKey.prefix)
-    assert prefixes(lambda s: among_pairs(s, columns, pairs)) == {"tl_0000", "tl_0002"}
-    assert prefixes(lambda s: among_pairs(s, columns, [])) == set()
 
 
 def test_amounts_add_up_on_the_listed_rows_only(app: FastAPI) -> None:

@@ -482,3 +482,113 @@ def test_no_response_needs_a_window_of_a_minute_or_more(api: Api) -> None:
         "actions": [{"type": "send_webhook"}],
     }
     assert_error(set_triggers(api, sequence, 0, [keyword_with_window]), 422)
+
+
+# --------------------------------------------------------------------- branched sequences
+
+
+def branched(api: Api) -> dict[str, Any]:
+    sequence = make_sequence(
+        api,
+        [
+            {"title": "Confirmed", "body": "Great!", "entry": "trigger_only"},
+            {
+                "title": "Directions",
+                "body": "Park at the back",
+                "entry": "trigger_only",
+                "schedule_options": {"hours": 1},
+            },
+            {"title": "Ask", "body": "Reply YES"},
+            {"title": "Remind", "body": "Still there?", "schedule_options": {"days": 2}},
+        ],
+        status="draft",
+        type="branched",
+        settings={"on_response": "continue"},
+    )
+    confirmed = sequence["steps"][0]
+    entries = [s["entry"] for s in sequence["steps"]]
+    assert entries == ["trigger_only", "trigger_only", "sequential", "sequential"]
+    move = {"type": "move_to_step", "step_id": confirmed["id"]}
+    with_triggers(api, sequence, 2, [{"type": "keyword", "keywords": ["yes"], "actions": [move]}])
+    activated = api.put(f"/v1/sequences/{sequence['id']}", json={"status": "active"})
+    assert activated.status_code == 200, activated.text
+    return sequence
+
+
+def current_and_next(api: Api, contact_id: str) -> tuple[str, str | None]:
+    [item] = contact_sequences(api, contact_id)["data"]
+    following = item["next_step"]
+    return item["current_step"]["title"], following and following["title"]
+
+
+def test_a_branched_sequence_skips_trigger_only_steps_unless_a_trigger_moves_there(
+    api: Api, worker: Worker, t0: datetime
+) -> None:
+    sequence = branched(api)
+    job = enroll(api, worker, sequence["id"], [{"phone": PHONE}, {"phone": "+14155550122"}], t0)
+    yes_id, silent_id = (r["contact_id"] for r in job["results"])
+    # Added without a step: the first sequential step, not the trigger_only one before it.
+    assert current_and_next(api, yes_id) == ("Remind", None)
+
+    inbound(api, "YES")
+    # In the branch: its steps follow each other, and the run ends after its last one.
+    assert current_and_next(api, yes_id) == ("Confirmed", "Directions")
+
+    worker.run_once(t0 + timedelta(days=3))
+    worker.run_once(t0 + timedelta(days=3, hours=2))
+    bodies = {
+        contact_id: [
+            m["body"]
+            for m in reversed(
+                api.get(
+                    "/v1/messages", params={"contact_id": contact_id, "direction": "OUTBOUND"}
+                ).json()["data"]
+            )
+        ]
+        for contact_id in (yes_id, silent_id)
+    }
+    assert bodies == {
+        yes_id: ["Reply YES", "Great!", "Park at the back"],
+        silent_id: ["Reply YES", "Still there?"],
+    }
+    for contact_id in (yes_id, silent_id):
+        [item] = contact_sequences(api, contact_id)["data"]
+        assert item["sequence_run"]["status"] == "finished"
+
+
+def test_trigger_only_steps_belong_to_branched_sequences(api: Api) -> None:
+    sequence = make_sequence(api, [{"title": "Ask", "body": "?"}])
+    path = f"/v1/sequences/{sequence['id']}/steps"
+    only = {"title": "Branch", "body": "b", "entry": "trigger_only"}
+    assert_error(api.post(path, json=only), 422, "entry")
+    step = sequence["steps"][0]
+    assert_error(api.put(f"{path}/{step['id']}", json={"entry": "trigger_only"}), 422, "entry")
+    assert_error(api.post("/v1/sequences", json={"title": "x", "type": "tree"}), 422, "type")
+
+
+def test_next_follows_reorders_and_entry_changes_at_once(
+    api: Api, worker: Worker, t0: datetime
+) -> None:
+    sequence = make_sequence(
+        api,
+        [
+            {"title": "A", "body": "a"},
+            {"title": "B", "body": "b", "schedule_options": {"days": 1}},
+            {"title": "C", "body": "c", "schedule_options": {"days": 1}},
+            {"title": "D", "body": "d", "schedule_options": {"days": 1}},
+        ],
+        type="branched",
+    )
+    job = enroll(api, worker, sequence["id"], [{"phone": PHONE}], t0)
+    contact_id = job["results"][0]["contact_id"]
+    assert current_and_next(api, contact_id) == ("B", "C")
+    steps_path = f"/v1/sequences/{sequence['id']}/steps"
+    d_id = sequence["steps"][3]["id"]
+    # D moves before C: the contact stays in B, whose next step is now D.
+    assert api.put(f"{steps_path}/{d_id}", json={"position": 2}).status_code == 200
+    assert current_and_next(api, contact_id) == ("B", "D")
+    # D becomes trigger_only: the advance skips it.
+    assert api.put(f"{steps_path}/{d_id}", json={"entry": "trigger_only"}).status_code == 200
+    assert current_and_next(api, contact_id) == ("B", "C")
+    worker.run_once(t0 + timedelta(days=1, minutes=1))
+    assert current_and_next(api, contact_id) == ("C", None)

@@ -27,7 +27,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -211,23 +210,6 @@ def among(
     if not _is_postgresql(session):
         return column.in_(values)
     return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-
-
-def among_pairs(
-    session: Session,
-    columns: tuple[QueryableAttribute[Any], QueryableAttribute[Any]],
-    pairs: Iterable[tuple[Any, Any]],
-) -> ColumnElement[bool]:
-    """`(column, column) IN pairs`."""
-    pairs = list(pairs)
-    if not _is_postgresql(session):
-        return tuple_(*columns).in_(pairs)
-    arrays = (
-        bindparam(None, [pair[i] for pair in pairs], type_=ARRAY(column.type))
-        for i, column in enumerate(columns)
-    )
-    pairs_table = func.unnest(*arrays).table_valued("a", "b", name="p").render_derived()
-    return tuple_(*columns).in_(select(pairs_table.c.a, pairs_table.c.b))
 
 
 def chunks(values: list[T], size: int) -> Iterator[list[T]]:

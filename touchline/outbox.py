@@ -62,6 +62,8 @@ QUIET: dict[type[Base], frozenset[str]] = {
     StepContact: frozenset({"locked_until", "attempts", "claim"}),
     Message: frozenset({"attempts", "next_attempt_at"}),
     SequenceRun: frozenset({"is_latest"}),
+    # Kept by the sequences service from the steps' order, which the API shows.
+    Step: frozenset({"next_step_id"}),
 }
 
 What = Literal["created", "updated"]

@@ -29,6 +29,7 @@ class StepRow:
     channel_id: uuid.UUID | None
     schedule_options: dict[str, Any]
     triggers: list[Any]
+    next_step_id: uuid.UUID | None
 
 
 @dataclass(frozen=True, slots=True)

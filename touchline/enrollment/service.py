@@ -46,7 +46,7 @@ from touchline.models import (
     Step,
     StepContact,
 )
-from touchline.sequences.service import get_sequence, get_step, live_steps
+from touchline.sequences.service import first_step, get_sequence, get_step, live_steps
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 # Keeps IN lists well under SQLite's bound-parameter limit.
@@ -217,7 +217,7 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
     if payload.get("step_id"):
         target = next((s for s in steps if str(s.id) == payload["step_id"]), None)
     else:
-        target = steps[0] if steps else None
+        target = first_step(steps)
     if target is None:
         raise ValidationFailed("The start step no longer exists")
     channel_id = uuid.UUID(payload["channel_id"]) if payload.get("channel_id") else None

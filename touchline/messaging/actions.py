@@ -33,6 +33,7 @@ from touchline.models import (
     TriggerFiring,
     TriggerTimer,
 )
+from touchline.sequences.service import first_step, live_steps
 
 
 @dataclass
@@ -200,12 +201,12 @@ class _Firing:
         previous = _latest(session, sequence, at)
         if previous and settings_of(sequence).on_re_add == "exclude":
             return "skipped: the sequence excludes contacts it had before"
-        steps = session.scalars(
-            select(Step)
-            .where(Step.sequence_id == sequence.id, Step.deleted_at.is_(None))
-            .order_by(Step.position)
-        ).all()
-        step = next((s for s in steps if step_id is None or s.id == step_id), None)
+        steps = live_steps(session, sequence.id)
+        step = (
+            first_step(steps)
+            if step_id is None
+            else next((s for s in steps if s.id == step_id), None)
+        )
         if step is None:
             return "skipped: the step was deleted"
         channel = sending_channel(session, progress.step_channel_id(step, at.run, sequence))

@@ -42,6 +42,14 @@ class Step(IdMixin, TimestampMixin, Base):
     # `deleted_at` set and no position.
     position: Mapped[int | None]
     deleted_at: Mapped[datetime | None]
+    # "trigger_only" steps (branched sequences) are reached by triggers, never by the
+    # advance from the step before.
+    entry: Mapped[str] = mapped_column(
+        String(16), default="sequential", server_default="sequential"
+    )
+    # The step a contact advances to after this one: the next live sequential step in
+    # position order, kept by the sequences service whenever the steps change.
+    next_step_id: Mapped[uuid.UUID | None]
     schedule_options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     attachments: Mapped[list[Any]] = mapped_column(default=list)
     # What a contact's replies and clicks set off while on the step (sequences/triggers.py).

@@ -172,8 +172,7 @@ def _statement(by_sequence: bool, by_contact_status: bool, by_sequence_status: b
             nxt,
             and_(
                 run.c.status == "active",
-                nxt.c.sequence_id == run.c.sequence_id,
-                nxt.c.position == cur_step.c.position + 1,
+                nxt.c.id == cur_step.c.next_step_id,
                 nxt.c.deleted_at.is_(None),
             ),
         )

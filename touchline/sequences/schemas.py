@@ -15,6 +15,10 @@ from touchline.validation import TimeZoneName
 SequenceStatus = Literal["draft", "active", "archived"]
 
 
+SequenceType = Literal["sequential", "branched"]
+StepEntry = Literal["sequential", "trigger_only"]
+
+
 class QuietHoursPatch(RequestModel):
     enabled: bool | None = None
     use_contact_timezone: bool | None = None
@@ -65,7 +69,7 @@ class SequenceUpdate(RequestModel):
 
 class SequenceCreate(SequenceUpdate):
     title: str = Field(min_length=1, max_length=300)
-    type: Literal["sequential"] = "sequential"
+    type: SequenceType = "sequential"
     access_level: Literal["organization"] = "organization"
     status: SequenceStatus = "draft"
 
@@ -95,6 +99,11 @@ class StepUpdate(RequestModel):
         "strings of digits.",
     )
     attachments: list[Any] | None = None
+    entry: StepEntry | None = Field(
+        default=None,
+        description="trigger_only (branched sequences): reached by a trigger's move_to_step, "
+        "never by the advance from the step before.",
+    )
     triggers: Triggers | None = Field(
         default=None,
         description="What the contact's replies and clicks on this step set off; given, the "
@@ -122,6 +131,7 @@ class StepUpdate(RequestModel):
 class StepCreate(StepUpdate):
     title: str = Field(min_length=1, max_length=300)
     body: str = ""
+    entry: StepEntry = "sequential"
 
 
 class StepAnalytics(BaseModel):
@@ -143,6 +153,7 @@ class StepOut(Timestamps):
     position: int | None = Field(description="0..n-1 for live steps; null once deleted.")
     schedule_options: ScheduleOptions
     attachments: list[Any]
+    entry: StepEntry
     triggers: list[TriggerOut]
     analytics: StepAnalytics
 
@@ -151,7 +162,7 @@ class SequenceOut(Timestamps):
     id: uuid.UUID
     title: str
     description: str | None
-    type: Literal["sequential"]
+    type: SequenceType
     status: SequenceStatus
     access_level: Literal["organization"]
     default_channel_id: uuid.UUID | None

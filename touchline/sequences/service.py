@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from touchline.applier import apply, assign
 from touchline.channels.service import check_channel
-from touchline.core.changes import Changeset, combine, create
+from touchline.core.changes import Changeset, create
 from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
@@ -41,7 +41,7 @@ ALLOWED_TRANSITIONS = {
 }
 # The request fields stored as they come.
 _SEQUENCE_COLUMNS = {"title", "description", "type", "status", "access_level", "default_channel_id"}
-_STEP_COLUMNS = {"title", "body", "subject", "channel_id"}
+_STEP_COLUMNS = {"title", "body", "subject", "channel_id", "entry"}
 
 
 def get_sequence(
@@ -203,16 +203,43 @@ def list_steps(
     return Page(data=steps_out(session, page), total=len(steps))
 
 
-def _renumber(steps: Seq[Step]) -> Changeset:
-    return combine(assign(step, {"position": index}) for index, step in enumerate(steps))
+def _renumber(steps: Seq[Step], entries: dict[uuid.UUID, str] | None = None) -> Changeset:
+    """Positions 0..n-1 in this order, and the step each one advances to (`next_step_id`).
+
+    From a sequential step the advance skips trigger_only steps. A run of consecutive
+    trigger_only steps is a branch: a contact a trigger moved into it goes on through it,
+    and its run ends after the branch's last step. `entries`: the new entry of steps
+    whose entry is changing.
+    """
+    entry = [(entries or {}).get(step.id, step.entry) for step in steps]
+    changes = Changeset()
+    next_sequential: uuid.UUID | None = None
+    for index in range(len(steps) - 1, -1, -1):
+        step = steps[index]
+        if entry[index] == "sequential":
+            following = next_sequential
+            next_sequential = step.id
+        else:
+            in_branch = index + 1 < len(steps) and entry[index + 1] == "trigger_only"
+            following = steps[index + 1].id if in_branch else None
+        changes += assign(step, {"position": index, "next_step_id": following})
+    return changes
 
 
-def _place(steps: list[Step], step: Step, position: int | None) -> Changeset:
-    """Put `step` at `position` (clamped; None = last) and renumber the rest."""
+def first_step(steps: Seq[Step]) -> Step | None:
+    """Where a contact added without a step_id starts: the first sequential step."""
+    return next((s for s in steps if s.entry == "sequential"), None)
+
+
+def _place(
+    steps: list[Step], step: Step, position: int | None, entry: str | None = None
+) -> Changeset:
+    """Put `step` at `position` (clamped; None = last), with `entry` when it changes, and
+    renumber the rest."""
     others = [s for s in steps if s.id != step.id]
     index = len(others) if position is None else min(position, len(others))
     others.insert(index, step)
-    return _renumber(others)
+    return _renumber(others, {step.id: entry} if entry else None)
 
 
 def create_step(
@@ -221,6 +248,7 @@ def create_step(
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
     _refuse_archived(sequence)
     check_channel(session, org_id, data.channel_id, field="channel_id")
+    _check_entry(sequence, data.entry)
     steps = live_steps(session, sequence.id)
     step = Step(
         id=uuid.uuid4(),
@@ -259,9 +287,16 @@ def update_step(
         values["channel_id"] = data.channel_id
     if data.triggers is not None:
         values["triggers"] = _triggers(session, sequence, data.triggers)
+    if data.entry is not None:
+        _check_entry(sequence, data.entry)
+        values["entry"] = data.entry
+    entry = values.get("entry", step.entry)
+    position = data.position if data.position is not None else step.position
+    # Read before `assign`, which sets the values on the step.
+    reorder = position != step.position or entry != step.entry
     changes = assign(step, values)
-    if data.position is not None and data.position != step.position:
-        changes += _place(live_steps(session, sequence.id), step, data.position)
+    if reorder:
+        changes += _place(live_steps(session, sequence.id), step, position, entry)
     if changes:
         changes += assign(step, {"updated_at": utc_now()})
     apply(session, changes)
@@ -282,7 +317,9 @@ def delete_step(
         raise Conflict(f"{open_count} contact(s) are still in this step; remove or move them first")
     # The row stays for the history of runs that passed through it.
     now = utc_now()
-    changes = assign(step, {"deleted_at": now, "position": None, "updated_at": now})
+    changes = assign(
+        step, {"deleted_at": now, "position": None, "next_step_id": None, "updated_at": now}
+    )
     changes += _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
     apply(session, changes + assign(sequence, {"updated_at": now}))
     return step
@@ -293,6 +330,13 @@ def _triggers(
 ) -> list[dict[str, Any]]:
     check_targets(session, sequence, triggers)
     return stored(triggers)
+
+
+def _check_entry(sequence: Sequence, entry: str) -> None:
+    if entry == "trigger_only" and sequence.type != "branched":
+        raise ValidationFailed(
+            "Only the steps of a branched sequence can be trigger_only", field="entry"
+        )
 
 
 def _refuse_archived(sequence: Sequence) -> None:

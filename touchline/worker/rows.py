@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from touchline.bulk import among, among_pairs
+from touchline.bulk import among
 from touchline.core.views import ContactRow, SequenceRow, StepLike, StepRow
 from touchline.models import Contact, Sequence, Step
 
@@ -48,22 +48,13 @@ def load_rows(
 
 
 def next_steps(session: Session, steps: Iterable[StepLike]) -> dict[uuid.UUID, StepRow]:
-    """For each of `steps`, the live step after it in its sequence, by the step's id.
-
-    Live steps sit at positions 0..n-1 (the sequences service keeps them so), so the next
-    one is at position + 1: one lookup for the batch, not every step of its sequences. A
-    deleted step (no position) has no next step: its contacts finish where they are.
-    """
-    wanted = {(s.sequence_id, s.position + 1): s.id for s in steps if s.position is not None}
-    if not wanted:
-        return {}
-    found = _rows(
-        session,
-        StepRow,
-        among_pairs(session, (Step.sequence_id, Step.position), wanted) & Step.deleted_at.is_(None),
-    )
+    """For each of `steps`, the step a contact advances to after it (`next_step_id`, kept
+    by the sequences service), by the step's id. A deleted step has none: its contacts
+    finish where they are."""
+    steps = list(steps)
+    following = load_rows(session, StepRow, (s.next_step_id for s in steps))
     return {
-        wanted[(step.sequence_id, step.position)]: step
-        for step in found.values()
-        if step.position is not None
+        s.id: following[s.next_step_id]
+        for s in steps
+        if s.next_step_id in following and following[s.next_step_id].position is not None
     }

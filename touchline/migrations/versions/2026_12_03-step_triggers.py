@@ -1,4 +1,4 @@
-"""step triggers, their firings and no_response timers
+"""branched sequences: step entry and next step, triggers, their firings and timers
 
 Revision ID: 2b7e4c9f1d35
 Revises: 8d2f6b1e4a90
@@ -22,6 +22,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "steps",
+        sa.Column("entry", sa.String(length=16), server_default="sequential", nullable=False),
+    )
+    op.add_column("steps", sa.Column("next_step_id", sa.Uuid(), nullable=True))
+    # Every step so far is sequential: the next one is the live step one position on.
+    op.execute(
+        "UPDATE steps SET next_step_id = (SELECT following.id FROM steps AS following"
+        " WHERE following.sequence_id = steps.sequence_id"
+        " AND following.position = steps.position + 1"
+        " AND following.deleted_at IS NULL)"
+        " WHERE deleted_at IS NULL"
+    )
     op.add_column(
         "steps",
         sa.Column(
@@ -131,3 +144,5 @@ def downgrade() -> None:
     # In place, not batch mode's copy of the table: on SQLite, dropping the old `steps`
     # would cascade to every step contact.
     op.execute("ALTER TABLE steps DROP COLUMN triggers")
+    op.execute("ALTER TABLE steps DROP COLUMN next_step_id")
+    op.execute("ALTER TABLE steps DROP COLUMN entry")
