@@ -35,6 +35,7 @@ __all__ = [
     "Rule",
     "WeekendRule",
     "earliest_allowed",
+    "explained_allowed",
     "next_send_time",
     "parse_opening_hours",
     "pick_zone",
@@ -368,9 +369,15 @@ def earliest_allowed(at: datetime, rules: Sequence[Rule]) -> datetime:
 
     Raises NoSendWindowError when there is none within SEARCH_HORIZON of ``at``.
     """
+    return explained_allowed(at, rules)[0]
+
+
+def explained_allowed(at: datetime, rules: Sequence[Rule]) -> tuple[datetime, list[Rule]]:
+    """`earliest_allowed`, with the rules that moved the instant, in the order they did."""
     _require_aware(at, "at")
     current = wanted = at.astimezone(UTC)
     limit = wanted + SEARCH_HORIZON
+    movers: list[Rule] = []
     moved = True
     while moved:
         moved = False
@@ -385,7 +392,9 @@ def earliest_allowed(at: datetime, rules: Sequence[Rule]) -> datetime:
             if found != current:
                 current = found
                 moved = True
-    return current
+                if rule not in movers:
+                    movers.append(rule)
+    return current, movers
 
 
 def next_send_time(start: datetime, delay: Delay | timedelta, rules: Sequence[Rule]) -> datetime:

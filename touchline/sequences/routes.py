@@ -8,7 +8,8 @@ from fastapi import Query
 from touchline.deps import DbSession, OrgId, ReadSession
 from touchline.routing import api_router
 from touchline.schemas import Data, Page, Pagination
-from touchline.sequences import service
+from touchline.sequences import preview, service
+from touchline.sequences.preview import Preview, PreviewRequest
 from touchline.sequences.schemas import (
     SequenceCreate,
     SequenceListQuery,
@@ -102,3 +103,16 @@ def delete_step(
 ) -> Data[StepOut]:
     step = service.delete_step(session, org, sequence_id, step_id)
     return Data(data=service.step_out(session, step))
+
+
+@router.post(
+    "/{sequence_id}/preview",
+    summary="Preview a contact's schedule",
+    description="When each step would go out for a contact (or a time zone) added at "
+    "`start_at`: in UTC and in the contact's local time, with the send windows that moved "
+    "it. Computed by the worker's own rules; trigger_only steps are not on the path.",
+)
+def preview_schedule(
+    sequence_id: uuid.UUID, body: PreviewRequest, session: ReadSession, org: OrgId
+) -> Data[Preview]:
+    return Data(data=preview.preview(session, org, sequence_id, body))
