@@ -121,6 +121,8 @@ def test_a_step_contact_item_and_paging(api: Api, worker: Worker) -> None:
         "clicked_link": False,
         "unsubscribed": False,
         "scheduled_at": _z(due),
+        # The sequence was created, given three steps and activated: version 5.
+        "sequence_version": 5,
         "completed_at": _z(due),
         "created_at": _z(T0 + timedelta(hours=2)),
         "updated_at": _z(due),

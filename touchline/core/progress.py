@@ -138,6 +138,7 @@ def enter_step(
         "status": "pending" if scheduled is not None else "inactive",
         "held": sequence.status != "active",
         "scheduled_at": scheduled or start,
+        "sequence_version": sequence.version,
         "created_at": now,
         "updated_at": now,
     }
@@ -183,7 +184,7 @@ def reschedule(
     if scheduled is None:
         values: dict[str, Any] = {} if sc.status == "inactive" else {"status": "inactive"}
     else:
-        values = {"scheduled_at": scheduled}
+        values = {"scheduled_at": scheduled, "sequence_version": place.sequence.version}
         if sc.status != "pending":
             values["status"] = "pending"
     return _set(sc, run, values, now)
@@ -289,7 +290,8 @@ def reactivate(
         scheduled = earliest_allowed(now, rules)
     except NoSendWindowError:
         return Changeset()
-    return _set(sc, run, {"status": "pending", "scheduled_at": scheduled}, now)
+    values = {"status": "pending", "scheduled_at": scheduled, "sequence_version": sequence.version}
+    return _set(sc, run, values, now)
 
 
 def click(sc: StepContactLike, now: datetime) -> Changeset:

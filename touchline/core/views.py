@@ -38,6 +38,7 @@ class SequenceRow:
     status: str
     default_channel_id: uuid.UUID | None
     settings: dict[str, Any]
+    version: int
 
 
 @dataclass(slots=True)

@@ -94,3 +94,5 @@ class StepContact(IdMixin, TimestampMixin, Base):
     # (archived) and the queue's index leaves them out, so that claims do not walk past
     # them on every batch (archived sequences keep such rows forever).
     held: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The sequence's version when the step contact was scheduled.
+    sequence_version: Mapped[int] = mapped_column(default=1, server_default="1")

@@ -24,6 +24,8 @@ class Sequence(IdMixin, TimestampMixin, Base):
         ForeignKey("channels.id", ondelete="SET NULL")
     )
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Bumped by every change of the sequence or its steps.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class Step(IdMixin, TimestampMixin, Base):

@@ -111,6 +111,7 @@ class StepContactOut(BaseModel):
     clicked_link: bool
     unsubscribed: bool
     scheduled_at: datetime | None
+    sequence_version: int = Field(description="The sequence's version it was scheduled under.")
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -167,6 +167,7 @@ class SequenceOut(Timestamps):
     access_level: Literal["organization"]
     default_channel_id: uuid.UUID | None
     settings: SequenceSettings
+    version: int = Field(description="Goes up with every change of the sequence or its steps.")
     steps: list[StepOut]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence as Seq
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -114,7 +115,7 @@ def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -
 def update_sequence(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, data: SequenceUpdate
 ) -> Sequence:
-    sequence = get_sequence(session, org_id, sequence_id)
+    sequence = get_sequence(session, org_id, sequence_id, lock=True)
     given = data.model_dump(exclude_unset=True)
     values: dict[str, Any] = {}
     if data.title is not None:
@@ -130,9 +131,15 @@ def update_sequence(
     if data.status is not None and data.status != sequence.status:
         changes += change_status(session, sequence, data.status)
     if changes:
-        changes += assign(sequence, {"updated_at": utc_now()})
+        changes += _changed(sequence, utc_now())
     apply(session, changes)
     return sequence
+
+
+def _changed(sequence: Sequence, now: datetime) -> Changeset:
+    """Every change of a sequence or its steps makes a new version (step contacts record
+    the one they were scheduled under)."""
+    return assign(sequence, {"updated_at": now, "version": sequence.version + 1})
 
 
 def change_status(session: Session, sequence: Sequence, status: str) -> Changeset:
@@ -177,7 +184,7 @@ def archive_sequence(session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID
     sequence = get_sequence(session, org_id, sequence_id)
     if sequence.status != "archived":
         changes = change_status(session, sequence, "archived")
-        apply(session, changes + assign(sequence, {"updated_at": utc_now()}))
+        apply(session, changes + _changed(sequence, utc_now()))
     return sequence
 
 
@@ -260,7 +267,7 @@ def create_step(
         triggers=_triggers(session, sequence, data.triggers or []),
     )
     changes = create(step) + _place(steps, step, data.position)
-    apply(session, changes + assign(sequence, {"updated_at": utc_now()}))
+    apply(session, changes + _changed(sequence, utc_now()))
     return step
 
 
@@ -298,7 +305,8 @@ def update_step(
     if reorder:
         changes += _place(live_steps(session, sequence.id), step, position, entry)
     if changes:
-        changes += assign(step, {"updated_at": utc_now()})
+        now = utc_now()
+        changes += assign(step, {"updated_at": now}) + _changed(sequence, now)
     apply(session, changes)
     return step
 
@@ -321,7 +329,7 @@ def delete_step(
         step, {"deleted_at": now, "position": None, "next_step_id": None, "updated_at": now}
     )
     changes += _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
-    apply(session, changes + assign(sequence, {"updated_at": now}))
+    apply(session, changes + _changed(sequence, now))
     return step
 
 

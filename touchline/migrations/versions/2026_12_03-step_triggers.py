@@ -1,4 +1,4 @@
-"""branched sequences: step entry and next step, triggers, their firings and timers
+"""sequence versions, branched sequences (step entry, next step), step triggers
 
 Revision ID: 2b7e4c9f1d35
 Revises: 8d2f6b1e4a90
@@ -22,6 +22,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column(
+        "sequences", sa.Column("version", sa.Integer(), server_default="1", nullable=False)
+    )
+    op.add_column(
+        "step_contacts",
+        sa.Column("sequence_version", sa.Integer(), server_default="1", nullable=False),
+    )
     op.add_column(
         "steps",
         sa.Column("entry", sa.String(length=16), server_default="sequential", nullable=False),
@@ -146,3 +153,5 @@ def downgrade() -> None:
     op.execute("ALTER TABLE steps DROP COLUMN triggers")
     op.execute("ALTER TABLE steps DROP COLUMN next_step_id")
     op.execute("ALTER TABLE steps DROP COLUMN entry")
+    op.execute("ALTER TABLE step_contacts DROP COLUMN sequence_version")
+    op.execute("ALTER TABLE sequences DROP COLUMN version")
