@@ -67,3 +67,69 @@ def test_a_changed_body_is_what_the_next_send_uses(api: Api, worker: Worker) -> 
     worker.run_once(T0 + timedelta(days=1, minutes=1))
     messages = api.get("/v1/messages", params={"contact_id": job["results"][0]["contact_id"]})
     assert sorted(m["body"] for m in messages.json()["data"]) == ["Hello", "New text"]
+
+
+def three_steps(api: Api) -> dict[str, Any]:
+    return make_sequence(
+        api,
+        [
+            {"title": "One", "body": "1"},
+            {"title": "Two", "body": "2", "schedule_options": {"days": 1}},
+            {"title": "Three", "body": "3", "schedule_options": {"days": 2}},
+        ],
+    )
+
+
+def where(api: Api, sequence: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """Each step contact: (step title, status, scheduled_at), in step order."""
+    titles = {s["id"]: s["title"] for s in sequence["steps"]}
+    rows = step_contacts(api, sequence["id"])
+    return sorted(
+        (titles[sc["step_id"]], sc["finish_reason"] or sc["status"], sc["scheduled_at"])
+        for sc in rows
+    )
+
+
+def test_a_changed_delay_reschedules_the_contacts_waiting_in_the_step(
+    api: Api, worker: Worker
+) -> None:
+    sequence = three_steps(api)
+    enroll(api, worker, sequence["id"], [{"phone": "+14155550111"}], T0)
+    two = sequence["steps"][1]["id"]
+    changed = api.put(
+        f"/v1/sequences/{sequence['id']}/steps/{two}", json={"schedule_options": {"days": 3}}
+    )
+    assert changed.status_code == 200, changed.text
+    # The worker's next pass runs the job: three days from when the contact entered "Two".
+    worker.run_once(T0 + timedelta(days=1, minutes=1))
+    assert where(api, sequence) == [
+        ("One", "completed", "2026-03-02T15:00:00Z"),
+        ("Two", "pending", "2026-03-05T15:00:00Z"),
+    ]
+    worker.run_once(T0 + timedelta(days=3, minutes=1))
+    assert ("Two", "completed", "2026-03-05T15:00:00Z") in where(api, sequence)
+
+
+def test_deleting_a_step_moves_its_contacts_on_or_finishes_them(api: Api, worker: Worker) -> None:
+    sequence = three_steps(api)
+    enroll(api, worker, sequence["id"], [{"phone": "+14155550111"}], T0)
+    path = f"/v1/sequences/{sequence['id']}/steps"
+    deleted = api.delete(f"{path}/{sequence['steps'][1]['id']}")
+    assert deleted.status_code == 200, deleted.text
+    # Held out of the queue until the job moves it: nothing is sent for the deleted step.
+    worker.run_once(T0 + timedelta(days=1, minutes=1))
+    states = where(api, sequence)
+    assert [(title, status) for title, status, _ in states] == [
+        ("One", "completed"),
+        ("Three", "pending"),
+        ("Two", "moved"),
+    ]
+    assert api.get("/v1/messages").json()["total"] == 1
+
+    # The last step deleted under a contact: it finishes, with the reason.
+    last = api.delete(f"{path}/{sequence['steps'][2]['id']}")
+    assert last.status_code == 200, last.text
+    worker.run_once(T0 + timedelta(days=1, minutes=2))
+    assert ("Three", "step_deleted") in [(t, s) for t, s, _ in where(api, sequence)]
+    [run] = api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["data"]
+    assert (run["status"], run["finish_reason"]) == ("finished", "step_deleted")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Final, Literal
 
 StepContactStatus = Literal["pending", "active", "inactive", "moved", "finished"]
-FinishReason = Literal["completed", "removed", "responded", "expired", "failed", "loop_limit"]
+FinishReason = Literal[
+    "completed", "removed", "responded", "expired", "failed", "loop_limit", "step_deleted"
+]
 
 OPEN: Final = frozenset({"pending", "active", "inactive"})
 

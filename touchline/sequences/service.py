@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from touchline.applier import apply, assign
@@ -16,8 +16,8 @@ from touchline.channels.service import check_channel
 from touchline.core.changes import Changeset, create
 from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
-from touchline.errors import Conflict, NotFound, ValidationFailed, from_pydantic
-from touchline.models import OPEN_STEP_CONTACT_STATUSES, Sequence, Step, StepContact
+from touchline.errors import NotFound, ValidationFailed, from_pydantic
+from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, Step, StepContact
 from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import Page, Pagination, from_orm
 from touchline.sequences.schemas import (
@@ -155,17 +155,20 @@ def change_status(session: Session, sequence: Sequence, status: str) -> Changese
 
 def hold_sequence(session: Session, sequence_id: uuid.UUID, held: bool) -> None:
     """Take a sequence's open step contacts out of the queue (draft, archived) or put them
-    back (active). The sequence's own status still guards every claim.
+    back (active). The sequence's own status still guards every claim."""
+    _hold(session, StepContact.sequence_id == sequence_id, held)
 
-    One statement for the whole sequence, which may hold a million step contacts: not a
-    changeset of rows read first. `held` is not shown by the API, so there is no event.
-    """
+
+def _hold(session: Session, which: ColumnElement[bool], held: bool) -> None:
+    """One statement for all the open step contacts `which` names, which may be a million:
+    not a changeset of rows read first. `held` is not shown by the API, so there is no
+    event."""
     # Locked in id order, the order the worker's settle writes step contacts in: a sequence
     # archived while a batch of it settles must not deadlock with that settle.
     changed = (
         select(StepContact.id)
         .where(
-            StepContact.sequence_id == sequence_id,
+            which,
             StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
             StepContact.held.is_not(held),
         )
@@ -301,14 +304,41 @@ def update_step(
     position = data.position if data.position is not None else step.position
     # Read before `assign`, which sets the values on the step.
     reorder = position != step.position or entry != step.entry
+    new_delay = values.get("schedule_options", step.schedule_options) != step.schedule_options
     changes = assign(step, values)
     if reorder:
         changes += _place(live_steps(session, sequence.id), step, position, entry)
     if changes:
         now = utc_now()
         changes += assign(step, {"updated_at": now}) + _changed(sequence, now)
+    if new_delay and _has_contacts(session, step):
+        _queue(session, step, "step_delay_changed", {})
     apply(session, changes)
     return step
+
+
+def _has_contacts(session: Session, step: Step) -> bool:
+    found = session.scalar(
+        select(StepContact.id)
+        .where(StepContact.step_id == step.id, StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES))
+        .limit(1)
+    )
+    return found is not None
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _queue(session: Session, step: Step, kind: str, payload: dict[str, Any]) -> None:
+    """A job for the step contacts of a step that changed (live_edits.py does it)."""
+    job = Job(
+        organization_id=step.organization_id,
+        kind=kind,
+        payload={"step_id": str(step.id), **payload},
+        total=0,
+    )
+    apply(session, create(job))
 
 
 def delete_step(
@@ -316,15 +346,12 @@ def delete_step(
 ) -> Step:
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
     step = get_step(session, sequence, step_id)
-    open_count = session.scalar(
-        select(func.count())
-        .select_from(StepContact)
-        .where(StepContact.step_id == step.id, StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES))
-    )
-    if open_count:
-        raise Conflict(f"{open_count} contact(s) are still in this step; remove or move them first")
-    # The row stays for the history of runs that passed through it.
     now = utc_now()
+    if _has_contacts(session, step):
+        # Out of the queue at once; a job moves them on to the step that came next.
+        _hold(session, StepContact.step_id == step.id, held=True)
+        _queue(session, step, "step_deleted", {"next_step_id": _text(step.next_step_id)})
+    # The row stays for the history of runs that passed through it.
     changes = assign(
         step, {"deleted_at": now, "position": None, "next_step_id": None, "updated_at": now}
     )

@@ -60,6 +60,7 @@ from touchline.models import (
     TriggerTimer,
 )
 from touchline.netpolicy import OutboundPolicy
+from touchline.sequences.live_edits import run_delay_changed, run_step_deleted
 from touchline.webhooks.delivery import deliver_due
 from touchline.webhooks.transport import GuardedTransport
 from touchline.worker import outbound, throttle
@@ -72,7 +73,12 @@ from touchline.worker.summary import PassSummary
 
 log = logging.getLogger("touchline.worker")
 
-JOB_HANDLERS = {"enroll": run_enrollment, "remove": run_removal}
+JOB_HANDLERS = {
+    "enroll": run_enrollment,
+    "remove": run_removal,
+    "step_delay_changed": run_delay_changed,
+    "step_deleted": run_step_deleted,
+}
 
 # How long a turn waits for sends to finish when it has nothing else to do, and how long
 # it then lingers for more to finish, so that settles come in groups rather than one by one.
