@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from touchline.applier import apply, assign
+from touchline.channels.service import sending_channel
 from touchline.contacts.schemas import (
     MAX_TAGS,
     CommunicationPreference,
@@ -18,11 +20,22 @@ from touchline.contacts.schemas import (
     ContactOut,
     ContactSearch,
 )
-from touchline.core.changes import Changeset, create
+from touchline.core import progress
+from touchline.core.changes import Changeset, combine, create
+from touchline.core.relative import relative_key
 from touchline.core.views import ContactLike
 from touchline.db import is_sqlite, utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed
-from touchline.models import Channel, Contact, ContactPreference, ContactTag
+from touchline.models import (
+    Channel,
+    Contact,
+    ContactPreference,
+    ContactTag,
+    Sequence,
+    SequenceRun,
+    Step,
+    StepContact,
+)
 from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import Page, from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
@@ -73,7 +86,41 @@ def _apply(session: Session, contact: Contact, data: ContactFields) -> Changeset
         )
         if taken is not None:
             raise Conflict("Another contact has this phone", field="phone")
-    return assign(contact, contact_changes(contact, data))
+    before = dict(contact.properties or {})
+    changes = assign(contact, contact_changes(contact, data))
+    return changes + _dates_moved(session, contact, before)
+
+
+def _dates_moved(session: Session, contact: Contact, before: dict[str, Any]) -> Changeset:
+    """The contact's waiting step contacts whose date-relative step reads a property that
+    changed are rescheduled (or made inactive when the date went away)."""
+    after = contact.properties or {}
+    changed = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    if not changed or contact.id is None:
+        return Changeset()
+    rows = session.execute(
+        select(StepContact, SequenceRun, Step, Sequence)
+        .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
+        .join(Step, Step.id == StepContact.step_id)
+        .join(Sequence, Sequence.id == StepContact.sequence_id)
+        .where(
+            StepContact.contact_id == contact.id,
+            StepContact.status.in_(("pending", "inactive")),
+            StepContact.claim.is_(None),
+        )
+    ).all()
+    now = utc_now()
+    return combine(
+        progress.reschedule(
+            sc,
+            run,
+            progress.Place(sequence, step, contact, sending_channel(session, sc.channel_id)),
+            sc.created_at,
+            now,
+        )
+        for sc, run, step, sequence in rows
+        if relative_key(step.schedule_options) in changed
+    )
 
 
 def contact_changes(contact: ContactLike, data: ContactFields) -> dict[str, Any]:
@@ -177,7 +224,7 @@ def set_opt_in(
     opt_in: bool,
 ) -> Contact:
     contact = get_contact(session, org_id, contact_id)
-    channel_ids: Sequence[uuid.UUID]
+    channel_ids: Seq[uuid.UUID]
     if channel_id is None:
         channel_ids = session.scalars(
             select(Channel.id).where(Channel.organization_id == org_id)
@@ -261,7 +308,7 @@ def contact_out(session: Session, contact: Contact) -> ContactOut:
     return contacts_out(session, [contact])[0]
 
 
-def contacts_out(session: Session, contacts: Sequence[Contact]) -> list[ContactOut]:
+def contacts_out(session: Session, contacts: Seq[Contact]) -> list[ContactOut]:
     """Serialize contacts with their preferences and tags, each read in one query for the
     whole page."""
     prefs: dict[uuid.UUID, list[CommunicationPreference]] = {c.id: [] for c in contacts}

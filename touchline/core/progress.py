@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from touchline.core.changes import Changeset, IfResponded, combine, count, insert, update
+from touchline.core.relative import NoDateError
 from touchline.core.schedule import Delay, NoSendWindowError, earliest_allowed
 from touchline.core.settings import settings_of
 from touchline.core.states import FinishReason, check_transition
@@ -52,16 +53,20 @@ class Place:
     contact: ContactLike
     channel: Channel | None
 
-    def due(self, start: datetime) -> datetime | None:
-        """When the step's message may go out, waiting from `start`, or None when it never
-        can: the send windows never open, or the stored delay lands past the calendar's end
-        (a delay saved before delays were bounded). Either way it is this step contact's
-        problem alone."""
+    def due(self, start: datetime) -> datetime | str:
+        """When the step's message may go out, waiting from `start`, or why it never can:
+        the send windows never open, a date-relative step has no date to go by, or the
+        stored delay lands past the calendar's end (a delay saved before delays were
+        bounded). Either way it is this step contact's problem alone."""
         settings = settings_of(self.sequence)
         try:
             return due_at(start, self.step, settings, self.channel, self.contact)
-        except (NoSendWindowError, ValueError, OverflowError):
-            return None
+        except NoDateError as exc:
+            return str(exc)
+        except NoSendWindowError:
+            return "the send windows never open"
+        except (ValueError, OverflowError):
+            return "the step's delay lands past the calendar's end"
 
 
 def _expiry(start: datetime, max_time: int | None) -> datetime | None:
@@ -125,7 +130,8 @@ def enter_step(
     from `start`, or inactive when it cannot be. Returns the new step contact's row and the
     changes."""
     sequence, step, channel = place.sequence, place.step, place.channel
-    scheduled = place.due(start)
+    due = place.due(start)
+    scheduled = due if isinstance(due, datetime) else None
     sc_id = uuid.uuid4()
     sc: dict[str, Any] = {
         "id": sc_id,
@@ -136,6 +142,7 @@ def enter_step(
         "contact_id": place.contact.id,
         "channel_id": channel.id if channel else None,
         "status": "pending" if scheduled is not None else "inactive",
+        "note": None if isinstance(due, datetime) else due,
         "held": sequence.status != "active",
         "scheduled_at": scheduled or start,
         "sequence_version": sequence.version,
@@ -180,11 +187,13 @@ def reschedule(
     sc: StepContactLike, run: RunLike, place: Place, start: datetime, now: datetime
 ) -> Changeset:
     """Start the contact's wait in its current step over from `start` (reprocessing)."""
-    scheduled = place.due(start)
-    if scheduled is None:
-        values: dict[str, Any] = {} if sc.status == "inactive" else {"status": "inactive"}
+    due = place.due(start)
+    if not isinstance(due, datetime):
+        values: dict[str, Any] = {"note": due}
+        if sc.status != "inactive":
+            values["status"] = "inactive"
     else:
-        values = {"scheduled_at": scheduled, "sequence_version": place.sequence.version}
+        values = {"scheduled_at": due, "sequence_version": place.sequence.version, "note": None}
         if sc.status != "pending":
             values["status"] = "pending"
     return _set(sc, run, values, now)
@@ -317,6 +326,8 @@ COMPLETE = Outcome("finish", "completed")
 FAIL = Outcome("finish", "failed")
 EXPIRE = Outcome("finish", "expired")
 RESPOND = Outcome("finish", "responded")
+# A date-relative step whose moment had passed when the contact entered it.
+SKIP = Outcome("finish", "skipped")
 INACTIVE = Outcome("inactive")
 
 
@@ -358,15 +369,22 @@ def settle(item: ClaimedLike, outcome: Outcome, now: datetime) -> Changeset:
 
 
 def _advance(item: ClaimedLike, reason: str, now: datetime) -> Changeset:
-    """After a step contact finished: the run ends, or enters the following step."""
+    """After a step contact finished: the run ends, or enters the following step (after a
+    sent or a skipped step)."""
+    if reason == "skipped":
+        return _after_finish(item.run, item.step_contact.id, "completed", now) + _next(item, now)
     changes = _after_finish(item.run, item.step_contact.id, reason, now)
     if reason != "completed":
         return changes
+    waits = _await_replies(item, now) if item.following is not None else Changeset()
+    return changes + _next(item, now) + waits
+
+
+def _next(item: ClaimedLike, now: datetime) -> Changeset:
     if item.following is None:
-        return changes + finish_run(item.run, "completed", now)
+        return finish_run(item.run, "completed", now)
     place = Place(item.sequence, item.following, item.contact, item.following_channel)
-    _, entered = enter_step(item.run, place, now, now)
-    return changes + entered + _await_replies(item, now)
+    return enter_step(item.run, place, now, now)[1]
 
 
 def _await_replies(item: ClaimedLike, now: datetime) -> Changeset:

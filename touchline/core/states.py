@@ -6,7 +6,14 @@ from typing import Final, Literal
 
 StepContactStatus = Literal["pending", "active", "inactive", "moved", "finished"]
 FinishReason = Literal[
-    "completed", "removed", "responded", "expired", "failed", "loop_limit", "step_deleted"
+    "completed",
+    "removed",
+    "responded",
+    "expired",
+    "failed",
+    "loop_limit",
+    "step_deleted",
+    "skipped",
 ]
 
 OPEN: Final = frozenset({"pending", "active", "inactive"})

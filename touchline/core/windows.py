@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
+from touchline.core.relative import moment, parse_offset, relative_key
 from touchline.core.schedule import (
     BusinessHours,
     Delay,
     QuietHours,
     Rule,
     WeekendRule,
-    next_send_time,
+    earliest_allowed,
     pick_zone,
 )
 from touchline.core.settings import SequenceSettings
@@ -60,6 +61,19 @@ def rules_for(
     return rules
 
 
+def wanted_at(
+    start: datetime, step: StepLike, settings: SequenceSettings, contact: ContactLike
+) -> datetime:
+    """When the step's message is meant to go out, before the send windows: `start` plus
+    the step's delay, or the contact's date plus the offset for a date-relative step
+    (NoDateError when the contact has no usable date)."""
+    key = relative_key(step.schedule_options)
+    if key is None:
+        return start + Delay.parse(step.schedule_options).as_timedelta()
+    zone = pick_zone(True, contact.timezone, settings.timezone)
+    return moment(contact.properties, key, zone) + parse_offset(step.schedule_options.get("offset"))
+
+
 def due_at(
     start: datetime,
     step: StepLike,
@@ -67,10 +81,11 @@ def due_at(
     channel: Channel | None,
     contact: ContactLike,
 ) -> datetime:
-    """When the contact's message for `step` may go out, entering the step at `start`.
+    """When the contact's message for `step` may go out, entering the step at `start`: a
+    date-relative moment already past is due at once (the worker then skips the step).
 
-    Raises NoSendWindowError when the windows never open.
+    Raises NoSendWindowError when the windows never open, NoDateError when a date-relative
+    step has no date to go by.
     """
-    return next_send_time(
-        start, Delay.parse(step.schedule_options), rules_for(settings, channel, contact)
-    )
+    wanted = max(wanted_at(start, step, settings, contact), start)
+    return earliest_allowed(wanted, rules_for(settings, channel, contact))

@@ -46,7 +46,8 @@ from touchline.models import (
     Step,
     StepContact,
 )
-from touchline.sequences.service import first_step, get_sequence, get_step, live_steps
+from touchline.sequences.service import get_sequence, get_step
+from touchline.steps import first_step, live_steps
 from touchline.validation import email_for_lookup, phone_for_lookup
 
 # Keeps IN lists well under SQLite's bound-parameter limit.

@@ -33,7 +33,7 @@ from touchline.models import (
     TriggerFiring,
     TriggerTimer,
 )
-from touchline.sequences.service import first_step, live_steps
+from touchline.steps import first_step, live_steps
 
 
 @dataclass

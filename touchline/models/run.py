@@ -94,5 +94,7 @@ class StepContact(IdMixin, TimestampMixin, Base):
     # (archived) and the queue's index leaves them out, so that claims do not walk past
     # them on every batch (archived sequences keep such rows forever).
     held: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Why the step contact is inactive, when the engine knows (no date to go by...).
+    note: Mapped[str | None] = mapped_column(String(300))
     # The sequence's version when the step contact was scheduled.
     sequence_version: Mapped[int] = mapped_column(default=1, server_default="1")

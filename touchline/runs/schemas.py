@@ -112,6 +112,7 @@ class StepContactOut(BaseModel):
     unsubscribed: bool
     scheduled_at: datetime | None
     sequence_version: int = Field(description="The sequence's version it was scheduled under.")
+    note: str | None = Field(description="Why it is inactive, when known.")
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from touchline.channels.service import sending_channel
 from touchline.contacts.service import get_contact
+from touchline.core.relative import NoDateError
 from touchline.core.schedule import (
     BusinessHours,
-    Delay,
     NoSendWindowError,
     QuietHours,
     Rule,
@@ -26,12 +26,13 @@ from touchline.core.schedule import (
 )
 from touchline.core.settings import settings_of
 from touchline.core.views import ContactLike, ContactRow
-from touchline.core.windows import rules_for
+from touchline.core.windows import rules_for, wanted_at
 from touchline.db import utc_now
 from touchline.errors import ValidationFailed
 from touchline.models import Sequence, Step
 from touchline.schemas import RequestModel
-from touchline.sequences.service import first_step, get_sequence, live_steps
+from touchline.sequences.service import get_sequence
+from touchline.steps import first_step, live_steps
 from touchline.validation import TimeZoneName
 
 # A branch that loops back (trigger_only steps are not followed, but a step list is finite):
@@ -58,13 +59,19 @@ class PreviewStep(BaseModel):
     step_id: uuid.UUID
     title: str
     position: int | None
-    wanted_at: datetime = Field(description="Entering the step plus its delay, in UTC.")
+    wanted_at: datetime | None = Field(
+        description="Entering the step plus its delay (or the contact's date plus the offset), "
+        "in UTC."
+    )
     scheduled_at: datetime | None = Field(description="When it goes out, in UTC.")
     local_scheduled_at: str | None = Field(
         description="The same instant in the contact's zone (ISO 8601 with its offset)."
     )
     moved_by: list[str] = Field(
         description="The send windows that moved it: weekend, business_hours, quiet_hours."
+    )
+    skipped: bool = Field(
+        default=False, description="A date-relative step whose moment would have passed."
     )
     note: str | None = Field(default=None, description="Why it never goes out, if so.")
 
@@ -109,9 +116,10 @@ def preview(
     while step is not None and len(shown) < MAX_PREVIEW_STEPS:
         item = _one(session, sequence, step, contact, entered, zone)
         shown.append(item)
-        if item.scheduled_at is None:
-            break
-        entered = item.scheduled_at
+        if item.scheduled_at is not None:
+            entered = item.scheduled_at
+        elif not item.skipped:
+            break  # never sent: the contact would stay in this step
         step = by_id.get(step.next_step_id) if step.next_step_id else None
     return Preview(timezone=zone.key, steps=shown)
 
@@ -125,9 +133,30 @@ def _one(
     zone: ZoneInfo,
 ) -> PreviewStep:
     channel = sending_channel(session, step.channel_id or sequence.default_channel_id)
-    rules = rules_for(settings_of(sequence), channel, contact)
-    wanted = entered + Delay.parse(step.schedule_options).as_timedelta()
+    settings = settings_of(sequence)
+    rules = rules_for(settings, channel, contact)
     base = {"step_id": step.id, "title": step.title, "position": step.position}
+    try:
+        wanted = wanted_at(entered, step, settings, contact)
+    except NoDateError as exc:
+        return PreviewStep(
+            **base,
+            wanted_at=None,
+            scheduled_at=None,
+            local_scheduled_at=None,
+            moved_by=[],
+            note=f"inactive: {exc}",
+        )
+    if wanted < entered:
+        return PreviewStep(
+            **base,
+            wanted_at=wanted,
+            scheduled_at=None,
+            local_scheduled_at=None,
+            moved_by=[],
+            skipped=True,
+            note="skipped: the date had passed when the contact reached the step",
+        )
     try:
         scheduled, movers = explained_allowed(wanted, rules)
     except NoSendWindowError as exc:

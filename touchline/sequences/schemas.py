@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from touchline.core.relative import check_relative
 from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
 from touchline.core.settings import HHMM, SequenceSettings
 from touchline.messaging.templates import check_template
@@ -85,6 +86,11 @@ class ScheduleOptions(BaseModel):
     minutes: int = 0
 
 
+class RelativeSchedule(BaseModel):
+    relative_to: str = Field(description='"properties.<key>": the contact\'s date to go by.')
+    offset: ScheduleOptions = Field(description="Added to the date; may be negative.")
+
+
 class StepUpdate(RequestModel):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     body: str | None = Field(
@@ -96,7 +102,8 @@ class StepUpdate(RequestModel):
     schedule_options: dict[str, Any] | None = Field(
         default=None,
         description="Delay before the step's message: {days, hours, minutes}; numbers or "
-        "strings of digits.",
+        "strings of digits. Or a date-relative send: {relative_to: "
+        '"properties.<key>", offset: {days, hours, minutes}} (the offset may be negative).',
     )
     attachments: list[Any] | None = None
     entry: StepEntry | None = Field(
@@ -122,6 +129,8 @@ class StepUpdate(RequestModel):
     def _delay(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
+        if "relative_to" in value:
+            return check_relative(value)
         delay = Delay.parse(value)
         if delay.as_timedelta() > LONGEST_WAIT:
             raise ValueError(f"the delay may be at most {LONGEST_WAIT_TEXT}")
@@ -151,7 +160,7 @@ class StepOut(Timestamps):
     subject: str | None
     channel_id: uuid.UUID | None
     position: int | None = Field(description="0..n-1 for live steps; null once deleted.")
-    schedule_options: ScheduleOptions
+    schedule_options: ScheduleOptions | RelativeSchedule
     attachments: list[Any]
     entry: StepEntry
     triggers: list[TriggerOut]

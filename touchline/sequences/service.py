@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from touchline.applier import apply, assign
 from touchline.channels.service import check_channel
 from touchline.core.changes import Changeset, create
+from touchline.core.relative import relative_key
 from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
 from touchline.errors import NotFound, ValidationFailed, from_pydantic
@@ -21,6 +22,7 @@ from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, Step, St
 from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import Page, Pagination, from_orm
 from touchline.sequences.schemas import (
+    RelativeSchedule,
     ScheduleOptions,
     SequenceCreate,
     SequenceListQuery,
@@ -33,6 +35,7 @@ from touchline.sequences.schemas import (
     StepUpdate,
 )
 from touchline.sequences.triggers import TriggerIn, TriggerOut, check_targets, stored
+from touchline.steps import live_steps
 
 ALLOWED_TRANSITIONS = {
     ("draft", "active"),
@@ -61,16 +64,6 @@ def get_sequence(
     if sequence is None or sequence.organization_id != org_id:
         raise NotFound("Sequence not found")
     return sequence
-
-
-def live_steps(session: Session, sequence_id: uuid.UUID) -> list[Step]:
-    return list(
-        session.scalars(
-            select(Step)
-            .where(Step.sequence_id == sequence_id, Step.deleted_at.is_(None))
-            .order_by(Step.position)
-        ).all()
-    )
 
 
 def get_step(session: Session, sequence: Sequence, step_id: uuid.UUID) -> Step:
@@ -236,11 +229,6 @@ def _renumber(steps: Seq[Step], entries: dict[uuid.UUID, str] | None = None) -> 
     return changes
 
 
-def first_step(steps: Seq[Step]) -> Step | None:
-    """Where a contact added without a step_id starts: the first sequential step."""
-    return next((s for s in steps if s.entry == "sequential"), None)
-
-
 def _place(
     steps: list[Step], step: Step, position: int | None, entry: str | None = None
 ) -> Changeset:
@@ -400,7 +388,7 @@ def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
         from_orm(
             StepOut,
             s,
-            schedule_options=ScheduleOptions.model_validate(s.schedule_options or {}),
+            schedule_options=_schedule_out(s.schedule_options or {}),
             attachments=list(s.attachments or []),
             triggers=[TriggerOut.model_validate(t) for t in s.triggers or []],
             # The step's own counters, and the pending step contacts counted above.
@@ -408,6 +396,12 @@ def steps_out(session: Session, steps: Seq[Step]) -> list[StepOut]:
         )
         for s in steps
     ]
+
+
+def _schedule_out(options: dict[str, Any]) -> ScheduleOptions | RelativeSchedule:
+    if relative_key(options) is not None:
+        return RelativeSchedule.model_validate(options)
+    return ScheduleOptions.model_validate(options)
 
 
 def sequence_out(session: Session, sequence: Sequence) -> SequenceOut:

@@ -42,8 +42,11 @@ from touchline.channels.providers.outbox import OutboxProvider
 from touchline.config import Settings
 from touchline.core import progress
 from touchline.core.changes import combine
-from touchline.core.progress import EXPIRE, FAIL, INACTIVE, RESPOND, Outcome
+from touchline.core.progress import EXPIRE, FAIL, INACTIVE, RESPOND, SKIP, Outcome
 from touchline.core.recipients import recipient_address
+from touchline.core.relative import relative_key
+from touchline.core.settings import settings_of
+from touchline.core.windows import wanted_at
 from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.enrollment.service import run_enrollment, run_removal
@@ -418,6 +421,13 @@ class Worker:
         if sc.responded and item.ends_on_reply:
             # Replied while this send waited for a retry: the reply ends the run.
             return RESPOND
+        if relative_key(item.step.schedule_options) is not None:
+            try:
+                wanted = wanted_at(sc.created_at, item.step, settings_of(item.sequence), contact)
+            except ValueError:
+                return INACTIVE  # the date went away since the contact entered the step
+            if wanted < sc.created_at:
+                return SKIP
         if (
             channel is None
             or contact.blocked

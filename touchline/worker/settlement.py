@@ -137,6 +137,6 @@ def _counter(outcome: Outcome) -> str:
         return "inactive"
     if outcome.reason == "completed":
         return "sent"
-    if outcome.reason in ("failed", "expired"):
+    if outcome.reason in ("failed", "expired", "skipped"):
         return outcome.reason
     return "responded"

@@ -14,6 +14,8 @@ class PassSummary:
     failed: int = 0
     retried: int = 0
     expired: int = 0
+    # Date-relative steps whose moment had passed when the contact entered them.
+    skipped: int = 0
     # Replied while their send waited for a retry: the reply ended the run.
     responded: int = 0
     # Put back in the queue: their channel could not send before a later instant.
@@ -53,6 +55,7 @@ class PassSummary:
             + self.failed
             + self.retried
             + self.expired
+            + self.skipped
             + self.responded
             + self.deferred
             + self.lost

@@ -29,6 +29,7 @@ def upgrade() -> None:
         "step_contacts",
         sa.Column("sequence_version", sa.Integer(), server_default="1", nullable=False),
     )
+    op.add_column("step_contacts", sa.Column("note", sa.String(length=300), nullable=True))
     op.add_column(
         "steps",
         sa.Column("entry", sa.String(length=16), server_default="sequential", nullable=False),
@@ -154,4 +155,5 @@ def downgrade() -> None:
     op.execute("ALTER TABLE steps DROP COLUMN next_step_id")
     op.execute("ALTER TABLE steps DROP COLUMN entry")
     op.execute("ALTER TABLE step_contacts DROP COLUMN sequence_version")
+    op.execute("ALTER TABLE step_contacts DROP COLUMN note")
     op.execute("ALTER TABLE sequences DROP COLUMN version")
