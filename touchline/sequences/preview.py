@@ -134,44 +134,29 @@ def _one(
 ) -> PreviewStep:
     channel = sending_channel(session, step.channel_id or sequence.default_channel_id)
     settings = settings_of(sequence)
-    rules = rules_for(settings, channel, contact)
-    base = {"step_id": step.id, "title": step.title, "position": step.position}
-    try:
-        wanted = wanted_at(entered, step, settings, contact)
-    except NoDateError as exc:
-        return PreviewStep(
-            **base,
-            wanted_at=None,
-            scheduled_at=None,
-            local_scheduled_at=None,
-            moved_by=[],
-            note=f"inactive: {exc}",
-        )
-    if wanted < entered:
-        return PreviewStep(
-            **base,
-            wanted_at=wanted,
-            scheduled_at=None,
-            local_scheduled_at=None,
-            moved_by=[],
-            skipped=True,
-            note="skipped: the date had passed when the contact reached the step",
-        )
-    try:
-        scheduled, movers = explained_allowed(wanted, rules)
-    except NoSendWindowError as exc:
-        return PreviewStep(
-            **base,
-            wanted_at=wanted,
-            scheduled_at=None,
-            local_scheduled_at=None,
-            moved_by=[],
-            note=str(exc),
-        )
-    return PreviewStep(
-        **base,
-        wanted_at=wanted,
-        scheduled_at=scheduled,
-        local_scheduled_at=scheduled.astimezone(zone).isoformat(),
-        moved_by=[_name(r) for r in movers],
+    shown = PreviewStep(
+        step_id=step.id,
+        title=step.title,
+        position=step.position,
+        wanted_at=None,
+        scheduled_at=None,
+        local_scheduled_at=None,
+        moved_by=[],
     )
+    try:
+        shown.wanted_at = wanted = wanted_at(entered, step, settings, contact)
+        if wanted < entered:
+            shown.skipped = True
+            shown.note = "skipped: the date had passed when the contact reached the step"
+            return shown
+        scheduled, movers = explained_allowed(wanted, rules_for(settings, channel, contact))
+    except NoDateError as exc:
+        shown.note = f"inactive: {exc}"
+        return shown
+    except NoSendWindowError as exc:
+        shown.note = str(exc)
+        return shown
+    shown.scheduled_at = scheduled
+    shown.local_scheduled_at = scheduled.astimezone(zone).isoformat()
+    shown.moved_by = [_name(r) for r in movers]
+    return shown
