@@ -46,7 +46,12 @@ def test_a_reminder_lands_a_day_before_the_appointment_at_nine_across_dst(
         "timezone": NEW_YORK,
         "properties": {"appointment_at": "2026-03-09"},
     }
-    enroll(api, worker, sequence["id"], [contact], T0)
+    job = enroll(api, worker, sequence["id"], [contact], T0)
+    shown = api.post(
+        f"/v1/sequences/{sequence['id']}/preview",
+        json={"contact_id": job["results"][0]["contact_id"], "start_at": T0.isoformat()},
+    ).json()["data"]["steps"][1]
+    assert (shown["scheduled_at"], shown["moved_by"]) == ("2026-03-08T13:00:00Z", ["relative_date"])
     # A date alone means 09:00 in the contact's zone; the day before is Sunday 8 March, the
     # day clocks go forward: 09:00 EDT is 13:00 UTC (it was 14:00 UTC the week before).
     assert waiting(api, sequence)["Reminder"] == ("pending", "2026-03-08T13:00:00Z", None)

@@ -228,6 +228,14 @@ def test_a_click_on_the_steps_link_fires_its_trigger(
     # Clicking again: the contact left "Book" behind, so its trigger no longer fires.
     api.client.get(f"/l/{token.group(1)}", follow_redirects=False)
     assert len(firings(api)) == 1
+    # The run's history has both clicks, the first one with the firing it set off.
+    [run] = api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["data"]
+    events = api.get(f"/v1/sequences/{sequence['id']}/sequence_runs/{run['id']}/events").json()
+    kinds = [e["type"] for e in events["data"]]
+    assert kinds.count("link_clicked") == 2
+    assert kinds.index("link_clicked") < kinds.index("trigger_fired")
+    clicked = next(e for e in events["data"] if e["type"] == "link_clicked")
+    assert clicked["detail"] == {"url": "https://example.com/book"}
 
 
 def test_remove_opt_out_and_add_to_sequence_actions(

@@ -35,7 +35,7 @@ from touchline.core.views import (
     StepLike,
 )
 from touchline.core.windows import due_at, rules_for
-from touchline.models import Channel, SequenceRun, StepContact, TriggerTimer
+from touchline.models import Channel, LinkClick, SequenceRun, StepContact, TriggerTimer
 
 
 def step_channel_id(step: StepLike, run: RunLike, sequence: SequenceLike) -> uuid.UUID | None:
@@ -303,10 +303,19 @@ def reactivate(
     return _set(sc, run, values, now)
 
 
-def click(sc: StepContactLike, now: datetime) -> Changeset:
-    """A tracked link of the step's message was followed."""
-    return count(sc.step_id, "link_clicks") + update(
-        StepContact, sc.id, sc.organization_id, {"clicked_link": True, "updated_at": now}
+def click(sc: StepContactLike, link_id: uuid.UUID, now: datetime) -> Changeset:
+    """A tracked link of the step's message was followed (and kept for the run's history)."""
+    clicked = {
+        "id": uuid.uuid4(),
+        "organization_id": sc.organization_id,
+        "link_id": link_id,
+        "step_contact_id": sc.id,
+        "created_at": now,
+    }
+    return (
+        count(sc.step_id, "link_clicks")
+        + update(StepContact, sc.id, sc.organization_id, {"clicked_link": True, "updated_at": now})
+        + insert(LinkClick, clicked)
     )
 
 

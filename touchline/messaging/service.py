@@ -168,14 +168,14 @@ def follow_link(session: Session, token: str, now: datetime) -> str:
         raise NotFound("Unknown link")
     link.clicks += 1
     sc = session.get(StepContact, link.step_contact_id) if link.step_contact_id else None
-    apply(session, _click(session, sc, now) if sc is not None else Changeset())
+    apply(session, _click(session, sc, link.id, now) if sc is not None else Changeset())
     return link.url
 
 
-def _click(session: Session, sent: StepContact, now: datetime) -> Changeset:
+def _click(session: Session, sent: StepContact, link_id: uuid.UUID, now: datetime) -> Changeset:
     """A click counts, and fires the link_click trigger of the step that sent the link
     while that is the last step the contact's open run sent."""
-    changes = progress.click(sent, now)
+    changes = progress.click(sent, link_id, now)
     trigger = fired_by_click(armed(session, sent))
     if trigger is None:
         return changes

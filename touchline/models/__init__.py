@@ -5,7 +5,7 @@ from touchline.models.channel import Channel, ChannelThrottle
 from touchline.models.contact import Contact, ContactPreference, ContactTag
 from touchline.models.health import ReadinessProbe
 from touchline.models.job import Job
-from touchline.models.message import Message, TrackedLink
+from touchline.models.message import LinkClick, Message, TrackedLink
 from touchline.models.organization import ApiKey, Organization
 from touchline.models.run import OPEN_STEP_CONTACT_STATUSES, SequenceRun, StepContact
 from touchline.models.sequence import Sequence, Step
@@ -23,6 +23,7 @@ __all__ = [
     "ContactPreference",
     "ContactTag",
     "Job",
+    "LinkClick",
     "Message",
     "Organization",
     "ReadinessProbe",

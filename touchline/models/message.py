@@ -64,3 +64,17 @@ class TrackedLink(IdMixin, Base):
     )
     clicks: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class LinkClick(IdMixin, Base):
+    """One click on a tracked link, for the run's history (a link keeps only a count)."""
+
+    __tablename__ = "link_clicks"
+    __table_args__ = (Index("ix_link_clicks_step_contact", "step_contact_id", "created_at"),)
+
+    organization_id: Mapped[OrgKey]
+    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tracked_links.id", ondelete="CASCADE"))
+    step_contact_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("step_contacts.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime]

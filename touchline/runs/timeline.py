@@ -1,8 +1,7 @@
 """What happened to one run, in order: the steps it entered and left, the messages it sent,
-the contact's replies while it was open, and the triggers that fired.
-
-Built from the rows the engine keeps anyway (step contacts, messages, trigger firings); a
-click is in it when it fired a trigger (tracked links keep a count, not each click).
+the clicks on their links, the contact's replies while it was open, and the triggers that
+fired. Built from the rows the engine keeps (step contacts, messages, link clicks, trigger
+firings).
 """
 
 from __future__ import annotations
@@ -16,11 +15,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from touchline.errors import NotFound
-from touchline.models import Message, SequenceRun, Step, StepContact, TriggerFiring
+from touchline.models import (
+    LinkClick,
+    Message,
+    SequenceRun,
+    Step,
+    StepContact,
+    TrackedLink,
+    TriggerFiring,
+)
 from touchline.schemas import Page, Pagination
 from touchline.sequences.service import get_sequence
 
-EventType = Literal["step_entered", "step_left", "message_sent", "reply_received", "trigger_fired"]
+EventType = Literal[
+    "step_entered", "step_left", "message_sent", "link_clicked", "reply_received", "trigger_fired"
+]
 
 
 class RunEventOut(BaseModel):
@@ -32,7 +41,8 @@ class RunEventOut(BaseModel):
     detail: dict[str, Any] = Field(
         default_factory=dict,
         description="step_entered: title, scheduled_at. step_left: status, finish_reason. "
-        "message_sent: delivery_status. reply_received: body. trigger_fired: trigger_id, "
+        "message_sent: delivery_status. link_clicked: url. reply_received: body. "
+        "trigger_fired: trigger_id, "
         "trigger_type and each action with its outcome.",
     )
 
@@ -53,7 +63,7 @@ def run_events(
     # the run took them, each entered, sent, then left.
     rank = {e.step_contact_id: i for i, e in enumerate(steps) if e.type == "step_entered"}
     events = sorted(
-        [*steps, *_messages(session, run), *_firings(session, run)],
+        [*steps, *_messages(session, run), *_clicks(session, run), *_firings(session, run)],
         key=lambda e: (
             e.at,
             _GROUP.get(e.type, 1),
@@ -65,8 +75,14 @@ def run_events(
     return Page(data=page, total=len(events))
 
 
-_GROUP = {"reply_received": 0, "trigger_fired": 0}
-_PHASE = {"reply_received": 0, "trigger_fired": 1, "step_entered": 0, "message_sent": 1}
+_GROUP = {"reply_received": 0, "link_clicked": 0, "trigger_fired": 0}
+_PHASE = {
+    "reply_received": 0,
+    "link_clicked": 0,
+    "trigger_fired": 1,
+    "step_entered": 0,
+    "message_sent": 1,
+}
 
 
 def _steps(session: Session, run: SequenceRun) -> list[RunEventOut]:
@@ -121,6 +137,25 @@ def _messages(session: Session, run: SequenceRun) -> list[RunEventOut]:
         for m in session.scalars(replies)
     ]
     return events
+
+
+def _clicks(session: Session, run: SequenceRun) -> list[RunEventOut]:
+    rows = session.execute(
+        select(LinkClick, StepContact.step_id, TrackedLink.url)
+        .join(StepContact, StepContact.id == LinkClick.step_contact_id)
+        .join(TrackedLink, TrackedLink.id == LinkClick.link_id)
+        .where(StepContact.sequence_run_id == run.id)
+    ).all()
+    return [
+        RunEventOut(
+            type="link_clicked",
+            at=click.created_at,
+            step_id=step_id,
+            step_contact_id=click.step_contact_id,
+            detail={"url": url},
+        )
+        for click, step_id, url in rows
+    ]
 
 
 def _firings(session: Session, run: SequenceRun) -> list[RunEventOut]:

@@ -10,12 +10,12 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from touchline.channels.service import sending_channel
 from touchline.contacts.service import get_contact
-from touchline.core.relative import NoDateError
+from touchline.core.relative import NoDateError, relative_key
 from touchline.core.schedule import (
     BusinessHours,
     NoSendWindowError,
@@ -41,6 +41,12 @@ MAX_PREVIEW_STEPS = 500
 
 
 class PreviewRequest(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"timezone": "America/New_York", "start_at": "2026-03-06T20:30:00-05:00"}]
+        }
+    )
+
     contact_id: uuid.UUID | None = Field(
         default=None, description="A contact of the organization: its time zone applies."
     )
@@ -68,7 +74,8 @@ class PreviewStep(BaseModel):
         description="The same instant in the contact's zone (ISO 8601 with its offset)."
     )
     moved_by: list[str] = Field(
-        description="The send windows that moved it: weekend, business_hours, quiet_hours."
+        description="What placed it: relative_date (a date-relative step), then the send "
+        "windows that moved it: weekend, business_hours, quiet_hours."
     )
     skipped: bool = Field(
         default=False, description="A date-relative step whose moment would have passed."
@@ -158,5 +165,7 @@ def _one(
         return shown
     shown.scheduled_at = scheduled
     shown.local_scheduled_at = scheduled.astimezone(zone).isoformat()
-    shown.moved_by = [_name(r) for r in movers]
+    # A date-relative step is placed by the contact's date before any window moves it.
+    placed = ["relative_date"] if relative_key(step.schedule_options) else []
+    shown.moved_by = placed + [_name(r) for r in movers]
     return shown

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from touchline.core.relative import check_relative
 from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
@@ -138,6 +138,22 @@ class StepUpdate(RequestModel):
 
 
 class StepCreate(StepUpdate):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"title": "Welcome", "body": "Hi {{first_name}}!", "schedule_options": {"days": 0}},
+                {
+                    "title": "Reminder",
+                    "body": "See you tomorrow at {{properties.appointment_at}}",
+                    "schedule_options": {
+                        "relative_to": "properties.appointment_at",
+                        "offset": {"days": -1, "hours": 0, "minutes": 0},
+                    },
+                },
+            ]
+        }
+    )
+
     title: str = Field(min_length=1, max_length=300)
     body: str = ""
     entry: StepEntry = "sequential"

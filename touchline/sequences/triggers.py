@@ -87,6 +87,26 @@ class Within(RequestModel):
 
 
 class TriggerIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "keyword",
+                    "keywords": ["YES", "CONFIRM"],
+                    "actions": [
+                        {"type": "move_to_step", "step_id": "6f1c1b9e-6f7c-4f53-9a57-0b8d2c1e4a10"},
+                        {"type": "add_tag", "tag": "confirmed"},
+                    ],
+                },
+                {
+                    "type": "no_response",
+                    "within": {"days": 2, "hours": 0, "minutes": 0},
+                    "actions": [{"type": "send_webhook"}],
+                },
+            ]
+        }
+    )
+
     id: uuid.UUID | None = Field(
         default=None, description="Kept when given (an update of the trigger); else new."
     )

@@ -140,9 +140,39 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_trigger_timers")),
     )
     op.create_index("ix_trigger_timers_due", "trigger_timers", ["due_at"])
+    op.create_table(
+        "link_clicks",
+        sa.Column("organization_id", sa.Uuid(), nullable=False),
+        sa.Column("link_id", sa.Uuid(), nullable=False),
+        sa.Column("step_contact_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", touchline.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_link_clicks_organization_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["link_id"],
+            ["tracked_links.id"],
+            name=op.f("fk_link_clicks_link_id_tracked_links"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["step_contact_id"],
+            ["step_contacts.id"],
+            name=op.f("fk_link_clicks_step_contact_id_step_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_link_clicks")),
+    )
+    op.create_index("ix_link_clicks_step_contact", "link_clicks", ["step_contact_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_link_clicks_step_contact", table_name="link_clicks")
+    op.drop_table("link_clicks")
     op.drop_index("ix_trigger_timers_due", table_name="trigger_timers")
     op.drop_table("trigger_timers")
     op.drop_index("ix_trigger_firings_step_contact", table_name="trigger_firings")
