@@ -600,3 +600,62 @@ def test_next_follows_reorders_and_entry_changes_at_once(
     assert current_and_next(api, contact_id) == ("B", "C")
     worker.run_once(t0 + timedelta(days=1, minutes=1))
     assert current_and_next(api, contact_id) == ("C", None)
+
+
+def test_a_last_steps_triggers_still_hear_the_contact_after_the_run_ended(
+    api: Api, worker: Worker, t0: datetime, subscribed: None
+) -> None:
+    channel = make_channel(api)["id"]
+    confirmed = make_sequence(
+        api,
+        [{"title": "Thanks", "body": "Thanks!", "schedule_options": {"days": 1}}],
+        channel_id=channel,
+        title="Confirmed",
+    )
+    ask = make_sequence(
+        api, [{"title": "Ask", "body": "Reply YES"}], channel_id=channel, title="Ask"
+    )
+    move = {"type": "move_to_step", "step_id": confirmed["steps"][0]["id"]}
+    with_triggers(
+        api,
+        ask,
+        0,
+        [
+            {"type": "keyword", "keywords": ["yes"], "actions": [move]},
+            {
+                "type": "no_response",
+                "within": {"days": 2},
+                "actions": [{"type": "add_tag", "tag": "silent"}],
+            },
+        ],
+    )
+    job = enroll(api, worker, ask["id"], [{"phone": PHONE}, {"phone": "+14155550122"}], t0)
+    yes_id, silent_id = (r["contact_id"] for r in job["results"])
+    assert where(api, yes_id) == {"Ask": ("finished", "Ask")}
+
+    inbound(api, "Yes")
+    assert where(api, yes_id) == {"Ask": ("finished", "Ask"), "Confirmed": ("active", "Thanks")}
+    inbound(api, "yes")  # fired once for that message: nothing more
+    assert len(firings(api)) == 1
+
+    worker.run_once(t0 + timedelta(days=2, minutes=1))
+    silent = api.get(f"/v1/contacts/{silent_id}").json()["data"]
+    assert silent["tags"] == ["silent"]
+    # The contact who replied is not silent.
+    assert api.get(f"/v1/contacts/{yes_id}").json()["data"]["tags"] == []
+    assert [f["trigger_type"] for f in firings(api)] == ["keyword", "no_response"]
+
+
+def test_a_run_that_ended_long_ago_no_longer_hears_replies(
+    api: Api, worker: Worker, subscribed: None
+) -> None:
+    ask = make_sequence(
+        api, [{"title": "Ask", "body": "Reply YES"}], settings={"on_response": "continue"}
+    )
+    tag = {"type": "add_tag", "tag": "late"}
+    with_triggers(api, ask, 0, [{"type": "keyword", "keywords": ["yes"], "actions": [tag]}])
+    long_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(days=31)
+    job = enroll(api, worker, ask["id"], [{"phone": PHONE}], long_ago)
+    inbound(api, "yes")
+    assert firings(api) == []
+    assert api.get(f"/v1/contacts/{job['results'][0]['contact_id']}").json()["data"]["tags"] == []

@@ -385,8 +385,7 @@ def _advance(item: ClaimedLike, reason: str, now: datetime) -> Changeset:
     changes = _after_finish(item.run, item.step_contact.id, reason, now)
     if reason != "completed":
         return changes
-    waits = _await_replies(item, now) if item.following is not None else Changeset()
-    return changes + _next(item, now) + waits
+    return changes + _next(item, now) + _await_replies(item, now)
 
 
 def _next(item: ClaimedLike, now: datetime) -> Changeset:

@@ -38,13 +38,19 @@ from touchline.steps import first_step, live_steps
 
 @dataclass
 class OnStep:
-    """A contact's open step contact, with the rows a reply or a trigger needs."""
+    """A contact's open step contact, with the rows a reply or a trigger needs; or, when
+    the run `ended` after its last step, the step contact that sent the last message."""
 
     sc: StepContact
     run: SequenceRun
     sequence: Sequence
     contact: Contact
     channel: Channel | None
+    ended: bool = False
+
+
+# How long after a run's last message its step's triggers still fire.
+WATCH_AFTER_END = timedelta(days=30)
 
 
 def open_on_channel(session: Session, contact: Contact, channel: Channel) -> list[OnStep]:
@@ -63,12 +69,19 @@ def open_on_channel(session: Session, contact: Contact, channel: Channel) -> lis
     return [OnStep(sc, run, sequence, contact, channel) for sc, run, sequence in rows]
 
 
-def on_step(session: Session, run: SequenceRun) -> OnStep | None:
-    """Where the run's contact is now, if the run is open."""
-    if run.status != "active" or run.current_step_contact_id is None:
-        return None
-    sc = session.get_one(StepContact, run.current_step_contact_id)
-    if sc.status not in OPEN_STEP_CONTACT_STATUSES:
+def on_step(session: Session, run: SequenceRun, now: datetime) -> OnStep | None:
+    """Where the run's contact is now, if the run is open; or the last step it was sent,
+    if the run ended with that message less than WATCH_AFTER_END ago."""
+    if run.status == "active" and run.current_step_contact_id is not None:
+        sc = session.get_one(StepContact, run.current_step_contact_id)
+        if sc.status not in OPEN_STEP_CONTACT_STATUSES:
+            return None
+        ended = False
+    elif _ended_lately(run, now):
+        assert run.last_completed_step_contact_id is not None
+        sc = session.get_one(StepContact, run.last_completed_step_contact_id)
+        ended = True
+    else:
         return None
     return OnStep(
         sc,
@@ -76,7 +89,38 @@ def on_step(session: Session, run: SequenceRun) -> OnStep | None:
         session.get_one(Sequence, run.sequence_id),
         session.get_one(Contact, run.contact_id),
         sending_channel(session, sc.channel_id),
+        ended,
     )
+
+
+def _ended_lately(run: SequenceRun, now: datetime) -> bool:
+    return (
+        run.status == "finished"
+        and run.finish_reason == "completed"
+        and run.last_completed_step_contact_id is not None
+        and run.finished_at is not None
+        and run.finished_at >= now - WATCH_AFTER_END
+    )
+
+
+def ended_on_channel(
+    session: Session, contact: Contact, channel: Channel, now: datetime
+) -> list[OnStep]:
+    """The contact's latest runs that ended lately with a message on this channel: a reply
+    may answer their last step's triggers."""
+    runs = session.scalars(
+        select(SequenceRun)
+        .join(StepContact, StepContact.id == SequenceRun.last_completed_step_contact_id)
+        .where(
+            SequenceRun.contact_id == contact.id,
+            SequenceRun.is_latest.is_(True),
+            SequenceRun.status == "finished",
+            SequenceRun.finish_reason == "completed",
+            SequenceRun.finished_at >= now - WATCH_AFTER_END,
+            StepContact.channel_id == channel.id,
+        )
+    ).all()
+    return [at for run in runs if (at := on_step(session, run, now)) is not None]
 
 
 def last_sent(session: Session, run: SequenceRun) -> StepContact | None:
@@ -121,7 +165,8 @@ def opt_in(session: Session, contact: Contact, channel: Channel, now: datetime) 
 
 @dataclass
 class _Firing:
-    """One trigger's actions run in order; `left` once the contact has left the step."""
+    """One trigger's actions run in order; `left` once the contact has left the step (from
+    the start, when its run had ended)."""
 
     session: Session
     at: OnStep
@@ -129,6 +174,9 @@ class _Firing:
     left: bool = False
     moved: bool = False
     changes: Changeset = field(default_factory=Changeset)
+
+    def __post_init__(self) -> None:
+        self.left = self.at.ended
 
     def run(self, action: dict[str, Any]) -> str:
         """Do one action; its outcome, as the firing records it."""
@@ -154,7 +202,7 @@ class _Firing:
 
     def _move(self, step_id: uuid.UUID) -> str:
         at, session = self.at, self.session
-        if self.left:
+        if self.left and not at.ended:
             return "skipped: the contact had left the step"
         if at.sc.status == "active":
             return "skipped: the step's message was being sent"
@@ -162,21 +210,41 @@ class _Firing:
         if step is None or step.deleted_at is not None:
             return "skipped: the step was deleted"
         target = session.get_one(Sequence, step.sequence_id)
-        if target.id != at.sequence.id and target.status != "active":
+        if (target.id != at.sequence.id or at.ended) and target.status != "active":
             return f"skipped: the target sequence is {target.status}"
-        if target.id != at.sequence.id and _open_in(session, target.id, at.contact.id):
-            return "skipped: the contact is already in the target sequence"
-        self.left = True
-        if (
-            _moves_today(session, at, self.now)
-            >= settings_of(at.sequence).max_trigger_moves_per_day
+        if (target.id != at.sequence.id or at.ended) and _open_in(
+            session, target.id, at.contact.id
         ):
+            return "skipped: the contact is already in the target sequence"
+        if at.ended:
+            return self._restart(target, step)
+        self.left = True
+        if self._over_limit():
             self.changes += progress.finish(at.sc, at.run, "loop_limit", self.now)
             return "stopped: loop_limit"
         channel = sending_channel(session, progress.step_channel_id(step, at.run, target))
         place = progress.Place(target, step, at.contact, channel)
         _, moved = progress.move(at.sc, at.run, place, self.now, _latest(session, target, at))
         self.changes += moved
+        self.moved = True
+        return "moved"
+
+    def _over_limit(self) -> bool:
+        limit = settings_of(self.at.sequence).max_trigger_moves_per_day
+        return _moves_today(self.session, self.at, self.now) >= limit
+
+    def _restart(self, target: Sequence, step: Step) -> str:
+        """A move from a run that has ended: a new run, standing in the target step."""
+        at, session = self.at, self.session
+        if self.moved:
+            return "skipped: the contact was moved already"
+        if self._over_limit():
+            return "stopped: loop_limit"
+        channel = sending_channel(session, progress.step_channel_id(step, at.run, target))
+        place = progress.Place(target, step, at.contact, channel)
+        previous = _latest(session, target, at)
+        began = progress.begin(place, target.organization_id, None, self.now, self.now, previous)
+        self.changes += began[2]
         self.moved = True
         return "moved"
 
@@ -264,7 +332,7 @@ def no_response(session: Session, timer: TriggerTimer, now: datetime) -> Changes
     lock_contact_runs(session, [sent.contact_id])
     run = session.get_one(SequenceRun, sent.sequence_run_id)
     session.refresh(run)
-    at = on_step(session, run)
+    at = on_step(session, run, now)
     if at is None or run.last_completed_step_contact_id != sent.id:
         return Changeset()
     replied = session.scalar(

@@ -20,6 +20,7 @@ from touchline.errors import NotFound, ValidationFailed
 from touchline.locks import lock_contact_runs
 from touchline.messaging.actions import (
     armed,
+    ended_on_channel,
     fire,
     last_sent,
     on_step,
@@ -124,9 +125,10 @@ def receive(
 def _reply(
     session: Session, contact: Contact, channel: Channel, message: Message, now: datetime
 ) -> Changeset:
-    """A reply answers the last message each open run sent: a trigger of that step which
-    the reply fires runs instead of the sequence's `on_response` (the reply still counts in
-    the step's responses)."""
+    """A reply answers the last message each open run sent (or each run that ended lately
+    with its last step's message): a trigger of that step which the reply fires runs
+    instead of the sequence's `on_response` (the reply still counts in the step's
+    responses)."""
     changes = Changeset()
     for at in open_on_channel(session, contact, channel):
         sent = last_sent(session, at.run)
@@ -136,6 +138,12 @@ def _reply(
         else:
             changes += count(sent.step_id, "responses")
             changes += fire(session, trigger, sent, at, now, message.id)
+    # A run that ended with its last step's message: that step's triggers still hear replies.
+    for at in ended_on_channel(session, contact, channel, now):
+        trigger = fired_by_reply(armed(session, at.sc), message.body)
+        if trigger is not None:
+            changes += count(at.sc.step_id, "responses")
+            changes += fire(session, trigger, at.sc, at, now, message.id)
     return changes
 
 
@@ -182,7 +190,7 @@ def _click(session: Session, sent: StepContact, link_id: uuid.UUID, now: datetim
     lock_contact_runs(session, [sent.contact_id])
     run = session.get_one(SequenceRun, sent.sequence_run_id)
     session.refresh(run)
-    at = on_step(session, run)
+    at = on_step(session, run, now)
     if at is None or run.last_completed_step_contact_id != sent.id:
         return changes
     return changes + fire(session, trigger, sent, at, now)
