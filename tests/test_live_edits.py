@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.helpers import Api, enroll, make_sequence, step_contacts
+from tests.helpers import Api, enroll, make_channel, make_sequence, step_contacts
 from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -133,3 +133,21 @@ def test_deleting_a_step_moves_its_contacts_on_or_finishes_them(api: Api, worker
     assert ("Three", "step_deleted") in [(t, s) for t, s, _ in where(api, sequence)]
     [run] = api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["data"]
     assert (run["status"], run["finish_reason"]) == ("finished", "step_deleted")
+
+
+def test_a_changed_channel_is_what_the_waiting_contacts_are_sent_on(
+    api: Api, worker: Worker
+) -> None:
+    sequence = three_steps(api)
+    job = enroll(api, worker, sequence["id"], [{"phone": "+14155550111"}], T0)
+    second_line = make_channel(api, name="Second line", address="+14155550199")
+    two = sequence["steps"][1]["id"]
+    changed = api.put(
+        f"/v1/sequences/{sequence['id']}/steps/{two}", json={"channel_id": second_line["id"]}
+    )
+    assert changed.status_code == 200, changed.text
+    worker.run_once(T0 + timedelta(days=1, minutes=1))
+    messages = api.get("/v1/messages", params={"contact_id": job["results"][0]["contact_id"]})
+    by_body = {m["body"]: m["channel_id"] for m in messages.json()["data"]}
+    assert by_body["2"] == second_line["id"]
+    assert by_body["1"] == sequence["default_channel_id"]

@@ -193,7 +193,12 @@ def reschedule(
         if sc.status != "inactive":
             values["status"] = "inactive"
     else:
-        values = {"scheduled_at": due, "sequence_version": place.sequence.version, "note": None}
+        values = {
+            "scheduled_at": due,
+            "channel_id": place.channel.id if place.channel else None,
+            "sequence_version": place.sequence.version,
+            "note": None,
+        }
         if sc.status != "pending":
             values["status"] = "pending"
     return _set(sc, run, values, now)

@@ -1,7 +1,7 @@
 """Jobs for the contacts of a step that changed under them.
 
-- `step_delay_changed`: the step contacts waiting in the step, not yet claimed by a worker,
-  are rescheduled from the moment they entered it.
+- `step_changed` (its delay or its channel): the step contacts waiting in the step, not yet
+  claimed by a worker, are rescheduled from the moment they entered it, on its channel.
 - `step_deleted`: the contacts in a deleted step (held out of the queue by the delete) move
   on to the step that came after it, or finish with `finish_reason: step_deleted` when it
   was the last.
@@ -38,14 +38,15 @@ _BATCH = 500
 Change = Callable[[StepContact, SequenceRun, Contact], Changeset]
 
 
-def run_delay_changed(session: Session, job: Job, now: datetime) -> None:
+def run_step_changed(session: Session, job: Job, now: datetime) -> None:
     step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
     sequence = session.get_one(Sequence, step.sequence_id)
 
     def reschedule(sc: StepContact, run: SequenceRun, contact: Contact) -> Changeset:
         if sc.status != "pending" or sc.claim is not None:
             return Changeset()  # a worker holds it: its send goes ahead
-        place = progress.Place(sequence, step, contact, sending_channel(session, sc.channel_id))
+        channel_id = progress.step_channel_id(step, run, sequence)
+        place = progress.Place(sequence, step, contact, sending_channel(session, channel_id))
         return progress.reschedule(sc, run, place, sc.created_at, now)
 
     job.processed = _each_open(session, step, reschedule)

@@ -46,6 +46,8 @@ ALLOWED_TRANSITIONS = {
 # The request fields stored as they come.
 _SEQUENCE_COLUMNS = {"title", "description", "type", "status", "access_level", "default_channel_id"}
 _STEP_COLUMNS = {"title", "body", "subject", "channel_id", "entry"}
+# What a waiting step contact's time and channel depend on.
+_WAITING_ON = ("schedule_options", "channel_id")
 
 
 def get_sequence(
@@ -292,15 +294,16 @@ def update_step(
     position = data.position if data.position is not None else step.position
     # Read before `assign`, which sets the values on the step.
     reorder = position != step.position or entry != step.entry
-    new_delay = values.get("schedule_options", step.schedule_options) != step.schedule_options
+    # Waiting step contacts follow a new delay or channel (live_edits.py).
+    moved = any(key in values and values[key] != getattr(step, key) for key in _WAITING_ON)
     changes = assign(step, values)
     if reorder:
         changes += _place(live_steps(session, sequence.id), step, position, entry)
     if changes:
         now = utc_now()
         changes += assign(step, {"updated_at": now}) + _changed(sequence, now)
-    if new_delay and _has_contacts(session, step):
-        _queue(session, step, "step_delay_changed", {})
+    if moved and _has_contacts(session, step):
+        _queue(session, step, "step_changed", {})
     apply(session, changes)
     return step
 

@@ -63,7 +63,7 @@ from touchline.models import (
     TriggerTimer,
 )
 from touchline.netpolicy import OutboundPolicy
-from touchline.sequences.live_edits import run_delay_changed, run_step_deleted
+from touchline.sequences.live_edits import run_step_changed, run_step_deleted
 from touchline.webhooks.delivery import deliver_due
 from touchline.webhooks.transport import GuardedTransport
 from touchline.worker import outbound, throttle
@@ -79,7 +79,7 @@ log = logging.getLogger("touchline.worker")
 JOB_HANDLERS = {
     "enroll": run_enrollment,
     "remove": run_removal,
-    "step_delay_changed": run_delay_changed,
+    "step_changed": run_step_changed,
     "step_deleted": run_step_deleted,
 }
 
