@@ -123,6 +123,7 @@ def test_a_step_contact_item_and_paging(api: Api, worker: Worker) -> None:
         "scheduled_at": _z(due),
         # The sequence was created, given three steps and activated: version 5.
         "sequence_version": 5,
+        "note": None,
         "completed_at": _z(due),
         "created_at": _z(T0 + timedelta(hours=2)),
         "updated_at": _z(due),
