@@ -7,7 +7,7 @@ from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, inspect, select
 from sqlalchemy.orm import Session
 
 from touchline.applier import apply, assign
@@ -96,8 +96,8 @@ def _dates_moved(session: Session, contact: Contact, before: dict[str, Any]) -> 
     changed are rescheduled (or made inactive when the date went away)."""
     after = contact.properties or {}
     changed = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
-    if not changed or contact.id is None:
-        return Changeset()
+    if not changed or inspect(contact).transient:
+        return Changeset()  # nothing changed, or a new contact: in no step yet
     rows = session.execute(
         select(StepContact, SequenceRun, Step, Sequence)
         .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)

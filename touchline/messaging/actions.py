@@ -171,7 +171,7 @@ class _Firing:
     session: Session
     at: OnStep
     now: datetime
-    left: bool = False
+    left: bool = field(init=False)
     moved: bool = False
     changes: Changeset = field(default_factory=Changeset)
 

@@ -130,20 +130,15 @@ def _reply(
     instead of the sequence's `on_response` (the reply still counts in the step's
     responses)."""
     changes = Changeset()
-    for at in open_on_channel(session, contact, channel):
+    heard = open_on_channel(session, contact, channel)
+    for at in heard + ended_on_channel(session, contact, channel, now):
         sent = last_sent(session, at.run)
         trigger = fired_by_reply(armed(session, sent), message.body) if sent else None
-        if sent is None or trigger is None:
-            changes += progress.respond(at.sc, at.run, settings_of(at.sequence).on_response, now)
-        else:
+        if sent is not None and trigger is not None:
             changes += count(sent.step_id, "responses")
             changes += fire(session, trigger, sent, at, now, message.id)
-    # A run that ended with its last step's message: that step's triggers still hear replies.
-    for at in ended_on_channel(session, contact, channel, now):
-        trigger = fired_by_reply(armed(session, at.sc), message.body)
-        if trigger is not None:
-            changes += count(at.sc.step_id, "responses")
-            changes += fire(session, trigger, at.sc, at, now, message.id)
+        elif not at.ended:
+            changes += progress.respond(at.sc, at.run, settings_of(at.sequence).on_response, now)
     return changes
 
 

@@ -303,7 +303,7 @@ def update_step(
         now = utc_now()
         changes += assign(step, {"updated_at": now}) + _changed(sequence, now)
     if moved and _has_contacts(session, step):
-        _queue(session, step, "step_changed", {})
+        changes += _job(step, "step_changed", {})
     apply(session, changes)
     return step
 
@@ -321,7 +321,7 @@ def _text(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _queue(session: Session, step: Step, kind: str, payload: dict[str, Any]) -> None:
+def _job(step: Step, kind: str, payload: dict[str, Any]) -> Changeset:
     """A job for the step contacts of a step that changed (live_edits.py does it)."""
     job = Job(
         organization_id=step.organization_id,
@@ -329,7 +329,7 @@ def _queue(session: Session, step: Step, kind: str, payload: dict[str, Any]) -> 
         payload={"step_id": str(step.id), **payload},
         total=0,
     )
-    apply(session, create(job))
+    return create(job)
 
 
 def delete_step(
@@ -338,12 +338,13 @@ def delete_step(
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
     step = get_step(session, sequence, step_id)
     now = utc_now()
+    changes = Changeset()
     if _has_contacts(session, step):
         # Out of the queue at once; a job moves them on to the step that came next.
         _hold(session, StepContact.step_id == step.id, held=True)
-        _queue(session, step, "step_deleted", {"next_step_id": _text(step.next_step_id)})
+        changes += _job(step, "step_deleted", {"next_step_id": _text(step.next_step_id)})
     # The row stays for the history of runs that passed through it.
-    changes = assign(
+    changes += assign(
         step, {"deleted_at": now, "position": None, "next_step_id": None, "updated_at": now}
     )
     changes += _renumber([s for s in live_steps(session, sequence.id) if s.id != step.id])
