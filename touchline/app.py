@@ -11,28 +11,26 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from touchline.auth.cache import KeyCache
 from touchline.auth.limits import RateLimiter
 from touchline.config import Settings, get_settings
+from touchline.console.routes import error_page, install_console, is_console
 from touchline.db import make_engine, make_sessionmaker, reader
-from touchline.errors import BadRequest, ErrorDetail, TouchlineError, ValidationFailed
+from touchline.errors import (
+    BadRequest,
+    ErrorDetail,
+    TouchlineError,
+    ValidationFailed,
+    field_name,
+)
 from touchline.metrics import install_metrics
 from touchline.middleware import BodyLimits, ErrorEnvelope, error_response
 from touchline.requestctx import RequestContext
 
 log = logging.getLogger("touchline")
-
-
-def _field_name(loc: tuple[int | str, ...]) -> str | None:
-    # Only the first element is the location: a field may itself be called "body".
-    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
-    name = ""
-    for part in parts:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or None
 
 
 def validation_error(exc: RequestValidationError) -> TouchlineError:
@@ -43,7 +41,7 @@ def validation_error(exc: RequestValidationError) -> TouchlineError:
     for e in errors:
         message = str(e.get("msg", "invalid"))
         message = message.removeprefix("Value error, ")
-        details.append(ErrorDetail(message, _field_name(tuple(e.get("loc", ())))))
+        details.append(ErrorDetail(message, field_name(tuple(e.get("loc", ())))))
     return ValidationFailed(details=details)
 
 
@@ -110,6 +108,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     install_metrics(app, settings)
     app.add_middleware(RequestContext)
     _include_routers(app)
+    if settings.console:
+        install_console(app, settings)
 
     return app
 
@@ -120,23 +120,28 @@ def _error_model() -> Any:
     return ErrorBody
 
 
+def _answer(request: Request, error: TouchlineError) -> Response:
+    # The console's requests get a page; the API's, Whippy's JSON envelope.
+    return error_page(request, error) if is_console(request) else error_response(error)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    async def touchline_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def touchline_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TouchlineError)
-        return error_response(exc)
+        return _answer(request, exc)
 
-    async def request_validation(_request: Request, exc: Exception) -> JSONResponse:
+    async def request_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(validation_error(exc))
+        return _answer(request, validation_error(exc))
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        error = TouchlineError(str(exc.detail))
+        error = TouchlineError(str(exc.detail), headers=dict(exc.headers or {}))
         error.status = exc.status_code  # type: ignore[misc]
-        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+        return _answer(request, error)
 
-    async def json_decode(_request: Request, _exc: Exception) -> JSONResponse:
-        return error_response(BadRequest("Malformed JSON body"))
+    async def json_decode(request: Request, _exc: Exception) -> Response:
+        return _answer(request, BadRequest("Malformed JSON body"))
 
     app.add_exception_handler(TouchlineError, touchline_error)
     app.add_exception_handler(RequestValidationError, request_validation)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -203,6 +205,9 @@ def serve(
 
     from touchline import serving
 
+    if settings.console and not settings.console_secret:
+        # Made once here and inherited, so that every process accepts the same sessions.
+        os.environ["TOUCHLINE_CONSOLE_SECRET"] = secrets.token_urlsafe(32)
     warning = serving.connection_budget_warning(settings, processes, not no_worker)
     if warning:
         typer.echo(f"warning: {warning}", err=True)

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # non-public addresses, for providers on the operator's own network. Off, they are
     # refused when saved and again when connecting (see touchline/netpolicy.py).
     allow_private_networks: bool = False
+    # The operator console under /app (touchline/console); false serves the API alone.
+    console: bool = True
+    # Signs the console's session cookies. Unset, `serve` makes a random one at start (shared
+    # by its --workers processes), so sessions end when the server restarts.
+    console_secret: str | None = Field(default=None, min_length=32)
+    # How long a console sign-in lasts.
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
 
 
 @lru_cache(maxsize=1)

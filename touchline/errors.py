@@ -18,6 +18,15 @@ class ErrorDetail:
         return out
 
 
+def field_name(loc: tuple[int | str, ...]) -> str | None:
+    # Only the first element is the location: a field may itself be called "body".
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or None
+
+
 class TouchlineError(Exception):
     status: ClassVar[int] = 500
     default_message: ClassVar[str] = "Internal error"
@@ -56,6 +65,9 @@ class BadRequest(TouchlineError, status=400, message="Malformed request"): ...
 
 
 class Unauthorized(TouchlineError, status=401, message="Missing or invalid API key"): ...
+
+
+class Forbidden(TouchlineError, status=403, message="Forbidden"): ...
 
 
 class NotFound(TouchlineError, status=404, message="Not found"): ...

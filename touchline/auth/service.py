@@ -55,6 +55,14 @@ def revoke_api_key(session: Session, prefix: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def live_key(
+    session: Session, *, api_key: str | None = None, key_id: uuid.UUID | None = None
+) -> ApiKey | None:
+    """The unrevoked key with this secret or this id (a console session names its key by id)."""
+    condition = ApiKey.key_hash == hash_key(api_key) if api_key is not None else ApiKey.id == key_id
+    return session.scalar(select(ApiKey).where(condition, ApiKey.revoked_at.is_(None)))
+
+
 def organization_for_key(session: Session, api_key: str) -> uuid.UUID | None:
     return session.scalar(
         select(ApiKey.organization_id).where(

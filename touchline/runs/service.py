@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from touchline.errors import NotFound
-from touchline.models import Contact, SequenceRun, Step, StepContact
+from touchline.models import OPEN_STEP_CONTACT_STATUSES, Contact, SequenceRun, Step, StepContact
 from touchline.pagination import equal_to, paginate_rows
 from touchline.runs.schemas import (
     RunOut,
@@ -128,3 +128,21 @@ def runs_out(session: Session, rows: Seq[Any]) -> list[RunOut]:
         )
         for run, contact in rows
     ]
+
+
+def open_counts(session: Session, sequence_ids: Seq[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """Pending, active and inactive step contacts per sequence: through the steps, so that
+    only the open rows of (step_id, status) are read however many finished ones there are."""
+    counts: dict[uuid.UUID, dict[str, int]] = {s: {} for s in sequence_ids}
+    rows = session.execute(
+        select(Step.sequence_id, StepContact.status, func.count())
+        .join(Step, Step.id == StepContact.step_id)
+        .where(
+            Step.sequence_id.in_(list(sequence_ids)),
+            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+        )
+        .group_by(Step.sequence_id, StepContact.status)
+    )
+    for sequence_id, status, count in rows:
+        counts[sequence_id][status] = count
+    return counts
