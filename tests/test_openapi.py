@@ -40,6 +40,8 @@ T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 # FastAPI's own documentation pages, which are not part of the API.
 DOC_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# The operator console's HTML pages (docs/console.md): for browsers, not API clients.
+CONSOLE = "/app"
 # Examples per operation and generation mode: a fast pass over every operation by default.
 MAX_EXAMPLES = int(os.environ.get("TOUCHLINE_TEST_FUZZ_EXAMPLES", "6"))
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
@@ -58,7 +60,8 @@ def _served_routes(routes: list[Any], prefix: str = "") -> set[tuple[str, str]]:
             continue
         path = prefix + str(getattr(route, "path", ""))
         for method in getattr(route, "methods", None) or ():
-            if method in HTTP_METHODS and path not in DOC_PATHS:
+            console = path == CONSOLE or path.startswith(CONSOLE + "/")
+            if method in HTTP_METHODS and path not in DOC_PATHS and not console:
                 found.add((method, path))
     return found
 
