@@ -102,7 +102,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     )
 
     _install_error_handlers(app)
-    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_body_bytes,
+        import_bytes=settings.max_import_bytes,
+    )
     app.add_middleware(ErrorEnvelope)
     # Outside the error envelope, so that they see (and tag) the answers it makes.
     install_metrics(app, settings)
@@ -155,12 +159,15 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.enrollment.routes import jobs_router
     from touchline.enrollment.routes import router as enrollment
     from touchline.health import router as health
+    from touchline.imports.routes import router as imports
     from touchline.messaging.routes import router as messaging
     from touchline.runs.routes import router as runs
     from touchline.sequences.routes import router as sequences
     from touchline.webhooks.routes import router as webhooks
 
     app.include_router(health)
+    # Imports before contacts: /v1/contacts/imports is not a contact id.
+    app.include_router(imports)
     for router in (contacts, channels, enrollment, runs, sequences, jobs_router, messaging):
         app.include_router(router)
     app.include_router(webhooks)

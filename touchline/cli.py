@@ -1,13 +1,15 @@
-"""The `touchline` command: serve, worker, db, org, key, demo."""
+"""The `touchline` command: serve, worker, db, org, key, contacts, demo."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
+import uuid
 from contextlib import nullcontext
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -17,9 +19,11 @@ app = typer.Typer(help="Touchline: multi-step SMS and email sequences.", no_args
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+contacts_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
+app.add_typer(contacts_app, name="contacts")
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 MAX_WEB_PROCESSES = 64
@@ -75,8 +79,6 @@ def key_create(
     org: Annotated[str, typer.Option("--org", help="Organization id.")], as_json: JsonFlag = False
 ) -> None:
     """Add an API key to an organization."""
-    import uuid
-
     from touchline.auth.service import create_api_key
     from touchline.db import unit_of_work
     from touchline.models import Organization
@@ -214,6 +216,68 @@ def serve(
     worker = nullcontext() if no_worker else serving.worker_process(settings)
     with serving.shared_metrics(), worker:
         serving.serve_processes(processes, **options)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _uuid_option(value: str | None, option: str) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        _fail(f"{option}: not an id: {value!r}")
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[Path, typer.Argument(help="A UTF-8 CSV file with a header row.")],
+    sequence: Annotated[
+        str | None, typer.Option("--sequence", help="Also add each contact to this sequence.")
+    ] = None,
+    step: Annotated[
+        str | None, typer.Option("--step", help="With --sequence: the start step.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", envvar="TOUCHLINE_API_KEY", help="The organization's API key."),
+    ] = None,
+    outcomes: Annotated[
+        Path | None, typer.Option("--outcomes", help="Write each row's outcome to this CSV.")
+    ] = None,
+) -> None:
+    """Import contacts from FILE (as POST /v1/contacts/imports), in this process, showing
+    progress; then print how many rows had each outcome."""
+    from touchline.worker.inline_import import import_here
+    from touchline.logs import configure_logging
+
+    if not key:
+        _fail("an API key is needed: --key or TOUCHLINE_API_KEY")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}")
+    settings = get_settings()
+    # Warnings only: the progress bar and the summary are the output.
+    configure_logging(settings.model_copy(update={"log_level": "warning"}))
+    report = import_here(
+        _sessions(settings),
+        settings,
+        key,
+        data,
+        _uuid_option(sequence, "--sequence"),
+        _uuid_option(step, "--step"),
+    )
+    if report.error is not None:
+        _fail(report.error)
+    if outcomes is not None and report.outcomes_csv is not None:
+        outcomes.write_text(report.outcomes_csv, encoding="utf-8")
+    typer.echo(report.describe())
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

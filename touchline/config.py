@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # Largest request body accepted; 4000 contact inputs fit comfortably.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Largest body of POST /v1/contacts/imports (a CSV of up to 100,000 rows), which alone
+    # may exceed max_body_bytes.
+    max_import_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Requests per API key per interval; 0 turns rate limiting off.
     rate_limit_requests: int = Field(default=0, ge=0)
     rate_limit_interval_ms: int = Field(default=1000, ge=1)

@@ -61,21 +61,28 @@ def _has_json_body(scope: Scope) -> bool:
     return sized and (not content_type or b"json" in content_type)
 
 
+# The one path whose bodies may be larger than the others': a file of contacts.
+IMPORT_PATH = "/v1/contacts/imports"
+
+
 class BodyLimits(HttpMiddleware):
     """Refuse bodies over the size limit (413), whether or not Content-Length is sent, and
-    JSON nested deeper than MAX_JSON_DEPTH (400) before anything parses it."""
+    JSON nested deeper than MAX_JSON_DEPTH (400) before anything parses it. Contact imports
+    have a limit of their own, `import_bytes`."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, import_bytes: int | None = None) -> None:
         super().__init__(app)
         self.max_bytes = max_bytes
+        self.import_bytes = max_bytes if import_bytes is None else import_bytes
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.import_bytes if scope.get("path") == IMPORT_PATH else self.max_bytes
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await error_response(PayloadTooLarge())(scope, receive, send)
                 return
         if _has_json_body(scope):
-            await self._json(scope, receive, send)
+            await self._json(scope, receive, send, limit)
             return
         seen = 0
 
@@ -83,7 +90,7 @@ class BodyLimits(HttpMiddleware):
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 # An HTTPException, not our own error: FastAPI turns anything else raised
                 # while it reads the body into a 400.
                 raise StarletteHTTPException(
@@ -93,7 +100,7 @@ class BodyLimits(HttpMiddleware):
 
         await self.app(scope, limited_receive, send)
 
-    async def _json(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _json(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         # The whole body is read here (FastAPI would read it whole anyway) so that its
         # depth is known before any parser recurses into it.
         chunks: list[bytes] = []
@@ -104,7 +111,7 @@ class BodyLimits(HttpMiddleware):
                 return  # the client went away
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
+            if seen > limit:
                 await error_response(PayloadTooLarge())(scope, receive, send)
                 return
             chunks.append(chunk)

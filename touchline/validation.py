@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
@@ -36,9 +37,34 @@ def phone_for_lookup(value: str) -> str:
     return value
 
 
+# An unquoted ASCII local part (RFC 5322 dot-atom): valid whatever its domain, and kept as
+# written by email_validator.
+_PLAIN_LOCAL = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*", re.ASCII
+)
+
+
+@lru_cache(maxsize=4096)
+def _plain_domain(domain: str) -> str | None:
+    """The domain as email_validator normalizes it, when it is valid and plain ASCII."""
+    try:
+        checked = validate_email("a@" + domain, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.domain if checked.domain == checked.ascii_domain else None
+
+
 def normalize_email(value: str) -> str:
     """The address in lower case: mail systems treat it case-blind in practice, and
     contacts are deduplicated by it."""
+    # Most addresses are a plain local part at one of a few domains. Checking each domain
+    # once gives the same answer as checking each address whole, at a fraction of the
+    # cost (it was a third of a contact import's time); anything else is checked whole.
+    local, at, domain = value.rpartition("@")
+    if at and len(value) <= 254 and len(local) <= 64 and _PLAIN_LOCAL.fullmatch(local):
+        plain = _plain_domain(domain)
+        if plain is not None:
+            return f"{local}@{plain}".lower()
     try:
         return validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:

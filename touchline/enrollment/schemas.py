@@ -23,6 +23,8 @@ Outcome = Literal[
     "removed",
     "not_found",
     "not_in_sequence",
+    "created",
+    "updated",
 ]
 
 
@@ -94,7 +96,7 @@ class JobResult(BaseModel):
     description: str | None = None
 
 
-class JobOut(BaseModel):
+class _JobState(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -102,10 +104,21 @@ class JobOut(BaseModel):
     status: Literal["queued", "running", "done", "failed"]
     total: int
     processed: int
+
+
+class JobOut(_JobState):
     results: list[JobResult]
     error: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class JobSummary(_JobState):
+    """A job without its inputs and per-input results: what a list of jobs shows."""
+
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
 
 
 class MoveRequest(RequestModel):

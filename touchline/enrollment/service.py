@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from touchline.applier import apply, assign
 from touchline.bulk import chunks
@@ -30,6 +30,7 @@ from touchline.enrollment.schemas import (
     ContactRef,
     EnrollRequest,
     JobOut,
+    JobSummary,
     MoveRequest,
     Outcome,
     RemoveRequest,
@@ -46,6 +47,8 @@ from touchline.models import (
     Step,
     StepContact,
 )
+from touchline.pagination import paginate
+from touchline.schemas import Page, Pagination
 from touchline.sequences.service import get_sequence, get_step
 from touchline.steps import first_step, live_steps
 from touchline.validation import email_for_lookup, phone_for_lookup
@@ -54,24 +57,29 @@ from touchline.validation import email_for_lookup, phone_for_lookup
 _IN_LIST = 900
 
 
-def _refuse_unless_active(sequence: Sequence) -> None:
+def enrollable(
+    session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, step_id: uuid.UUID | None
+) -> Sequence:
+    """The sequence contacts are about to be added to: 404 when it is unknown, 422 when it
+    is not active or `step_id` is none of its steps."""
+    sequence = get_sequence(session, org_id, sequence_id)
     if sequence.status != "active":
         raise ValidationFailed(
             f"Contacts cannot be added to a {sequence.status} sequence", field="status"
         )
+    if step_id is not None:
+        try:
+            get_step(session, sequence, step_id)
+        except NotFound as exc:
+            raise ValidationFailed("Unknown step for this sequence", field="step_id") from exc
+    return sequence
 
 
 def accept_enrollment(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, body: EnrollRequest
 ) -> Job:
     """Check what can be checked at once (422), then queue the per-contact work."""
-    sequence = get_sequence(session, org_id, sequence_id)
-    _refuse_unless_active(sequence)
-    if body.step_id is not None:
-        try:
-            get_step(session, sequence, body.step_id)
-        except NotFound as exc:
-            raise ValidationFailed("Unknown step for this sequence", field="step_id") from exc
+    sequence = enrollable(session, org_id, sequence_id, body.step_id)
     channel_id = None
     if body.from_:
         channel = find_channel(session, org_id, body.from_)
@@ -96,7 +104,7 @@ def _has_address(channel: Channel | None, contact: ContactLike) -> bool:
     return channel is None or bool(recipient_address(channel.type, contact))
 
 
-def _result(
+def result(
     index: int, contact: ContactLike | None, outcome: Outcome, text: str | None = None
 ) -> dict[str, Any]:
     # JobResult's JSON, built directly: validating our own output cost more per input than
@@ -129,6 +137,9 @@ class _Known:
             "external_id": {},
             "email": {},
         }
+        # Which contact each value finds, by id: three light queries, then the contacts
+        # themselves in one (a contact matched by phone and email is loaded once).
+        found: dict[str, dict[str, uuid.UUID]] = {key: {} for key in self.by}
         for key, column in (
             ("phone", Contact.phone),
             ("external_id", Contact.external_id),
@@ -136,13 +147,22 @@ class _Known:
         ):
             values = list({v for i in inputs if (v := getattr(i, key))})
             for chunk in chunks(values, _IN_LIST):
-                for contact in session.scalars(
-                    select(Contact)
+                for contact_id, value in session.execute(
+                    select(Contact.id, column)
                     .where(Contact.organization_id == org_id, column.in_(chunk))
                     .order_by(Contact.created_at.desc())
                 ):
-                    # Newest first, so the oldest match is the one left in the map.
-                    self.by[key][getattr(contact, key)] = contact
+                    # Newest first, so the oldest match is the one left in the map (an
+                    # IN match is never NULL).
+                    found[key][cast(str, value)] = contact_id
+        ids = list({i for by_value in found.values() for i in by_value.values()})
+        loaded: dict[uuid.UUID, Contact] = {}
+        for chunk in chunks(ids, _IN_LIST):
+            loaded |= {
+                c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(chunk)))
+            }
+        for key, by_value in found.items():
+            self.by[key] = {value: loaded[i] for value, i in by_value.items()}
         self.open: dict[uuid.UUID, StepContactLike] = {}
         self.runs: dict[uuid.UUID, list[RunLike]] = {}
         self.changes = Changeset()
@@ -201,7 +221,8 @@ class _Known:
                 self.runs.setdefault(run.contact_id, []).append(run)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError) -> str:
+    """A refused input's reasons, as its job result's description."""
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'contact'}: "
         + str(e["msg"]).removeprefix("Value error, ")
@@ -209,8 +230,58 @@ def _describe(exc: ValidationError) -> str:
     )
 
 
+Resolved = list[tuple[int, _JobContact | None, str | None]]
+
+
+def resolve_inputs(
+    session: Session, org_id: uuid.UUID, inputs: list[dict[str, Any]], first: int = 0
+) -> tuple[_Known, Resolved]:
+    """Each input's contact (found by the dedupe rules, or new and not yet written), or why
+    it cannot be used; `first` is the index of the first input among the job's."""
+    parsed: list[ContactInput | str] = []
+    for raw in inputs:
+        try:
+            parsed.append(ContactInput.model_validate(raw))
+        except ValidationError as exc:
+            parsed.append(describe(exc))
+    known = _Known(session, org_id, [p for p in parsed if not isinstance(p, str)])
+    resolved: Resolved = []
+    for index, item in enumerate(parsed, start=first):
+        if isinstance(item, str):
+            resolved.append((index, None, item))
+        else:
+            resolved.append((index, *known.contact_for(item)))
+    return known, resolved
+
+
+def save_contacts(session: Session, known: _Known, more: Changeset | None = None) -> None:
+    """Write the contacts `known` created and changed, with `more`, in one apply."""
+    now = utc_now()
+    created = Changeset(
+        inserts=[
+            Insert(Contact, _columns(c) | {"created_at": now, "updated_at": now}) for c in known.new
+        ]
+    )
+    apply(session, known.changes + created + (more or Changeset()))
+
+
 def run_enrollment(session: Session, job: Job, now: datetime) -> None:
-    payload = job.payload
+    job.results = enroll_inputs(
+        session, job.organization_id, job.payload, job.payload["inputs"], now
+    )
+    job.processed = len(job.results)
+
+
+def enroll_inputs(
+    session: Session,
+    org_id: uuid.UUID,
+    payload: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    now: datetime,
+    first: int = 0,
+) -> list[dict[str, Any]]:
+    """Add `inputs` to the sequence `payload` names (its `sequence_id`, `step_id`,
+    `channel_id`, `schedule_at`), by the SPEC 4.5 rules; returns each input's result."""
     sequence = session.get(Sequence, uuid.UUID(payload["sequence_id"]))
     if sequence is None or sequence.status != "active":
         raise ValidationFailed("The sequence is no longer active")
@@ -228,43 +299,24 @@ def run_enrollment(session: Session, job: Job, now: datetime) -> None:
         session, target.channel_id or channel_id or sequence.default_channel_id
     )
 
-    parsed: list[ContactInput | str] = []
-    for raw in payload["inputs"]:
-        try:
-            parsed.append(ContactInput.model_validate(raw))
-        except ValidationError as exc:
-            parsed.append(_describe(exc))
     results: list[dict[str, Any]] = []
     # Everything each input needs is loaded up front; the inserts go out in one flush.
     with session.no_autoflush:
-        known = _Known(session, job.organization_id, [p for p in parsed if not isinstance(p, str)])
-        resolved: list[tuple[int, _JobContact | None, str | None]] = []
-        for index, item in enumerate(parsed):
-            if isinstance(item, str):
-                resolved.append((index, None, item))
-            else:
-                resolved.append((index, *known.contact_for(item)))
+        known, resolved = resolve_inputs(session, org_id, inputs, first)
         known.load_sequence_state(sequence.id, [c for _, c, _ in resolved if c is not None])
         # The run records the channel it starts on, `from` or the start step's own.
         run_channel_id = channel.id if channel is not None else channel_id
         enroll = _Enroller(known, sequence, target, channel, run_channel_id, start, now)
         for index, contact, problem in resolved:
             if contact is None:
-                results.append(_result(index, None, "invalid", problem))
+                results.append(result(index, None, "invalid", problem))
             elif not _has_address(channel, contact):
                 kind = channel.type if channel else ""
-                results.append(_result(index, contact, "skipped_no_address", f"no {kind} address"))
+                results.append(result(index, contact, "skipped_no_address", f"no {kind} address"))
             else:
                 results.append(enroll.one(index, contact))
-    now = utc_now()
-    created = Changeset(
-        inserts=[
-            Insert(Contact, _columns(c) | {"created_at": now, "updated_at": now}) for c in known.new
-        ]
-    )
-    apply(session, known.changes + created + enroll.changes)
-    job.results = results
-    job.processed = len(results)
+    save_contacts(session, known, enroll.changes)
+    return results
 
 
 class _Enroller:
@@ -295,20 +347,20 @@ class _Enroller:
                 run = known.run(open_sc.sequence_run_id)
                 place = progress.Place(self.sequence, self.target, contact, self.channel)
                 self.changes += progress.reschedule(open_sc, run, place, self.start, now)
-                return _result(index, contact, "reprocessed")
-            return _result(index, contact, "ignored_active", "already in this sequence")
+                return result(index, contact, "reprocessed")
+            return result(index, contact, "ignored_active", "already in this sequence")
         runs = known.runs.get(contact.id, [])
         if runs and settings.on_re_add == "exclude":
-            return _result(
+            return result(
                 index, contact, "excluded", "was in this sequence before (on_re_add: exclude)"
             )
         cap = settings.max_contact_sequence_runs
         if cap is not None and len(runs) >= cap:
-            return _result(index, contact, "capped", "max_contact_sequence_runs reached")
+            return result(index, contact, "capped", "max_contact_sequence_runs reached")
         if settings.max_add_per_time is not None and settings.max_add_time is not None:
             since = now - timedelta(seconds=settings.max_add_time)
             if sum(r.created_at > since for r in runs) >= settings.max_add_per_time:
-                return _result(index, contact, "capped", "max_add_per_time reached")
+                return result(index, contact, "capped", "max_add_per_time reached")
         run, sc, changes = progress.begin(
             progress.Place(self.sequence, self.target, contact, self.channel),
             self.sequence.organization_id,
@@ -321,7 +373,7 @@ class _Enroller:
         runs.append(run)
         known.runs[contact.id] = runs
         known.open[contact.id] = StepContactRow.of(sc)
-        return _result(index, contact, "added")
+        return result(index, contact, "added")
 
 
 def accept_removal(
@@ -367,7 +419,7 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
         try:
             ref = ContactRef.model_validate(raw)
         except ValidationError as exc:
-            found.append((index, None, _describe(exc)))
+            found.append((index, None, describe(exc)))
             continue
         found.append((index, _find_contact(session, job.organization_id, ref), None))
     # All at once and in order, not contact by contact: a worker settling several of these
@@ -378,10 +430,10 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
     removed: set[uuid.UUID] = set()
     for index, contact, problem in found:
         if problem is not None:
-            results.append(_result(index, None, "invalid", problem))
+            results.append(result(index, None, "invalid", problem))
             continue
         if contact is None:
-            results.append(_result(index, None, "not_found", "no such contact"))
+            results.append(result(index, None, "not_found", "no such contact"))
             continue
         conditions = [
             StepContact.contact_id == contact.id,
@@ -400,7 +452,7 @@ def run_removal(session: Session, job: Job, now: datetime) -> None:
             removed.add(sc.id)
             changes += progress.finish(sc, run, "removed", now)
         outcome: Outcome = "removed" if open_scs else "not_in_sequence"
-        results.append(_result(index, contact, outcome))
+        results.append(result(index, contact, outcome))
     apply(session, changes)
     job.results = results
     job.processed = len(results)
@@ -469,3 +521,29 @@ def get_job(session: Session, org_id: uuid.UUID, job_id: uuid.UUID) -> Job:
 
 def job_out(job: Job) -> JobOut:
     return JobOut.model_validate(job)
+
+
+# A job's inputs and results can be megabytes: lists and progress read the other columns.
+_SUMMARY_COLUMNS = load_only(*(getattr(Job, name) for name in JobSummary.model_fields))
+
+
+def list_jobs(session: Session, org_id: uuid.UUID, query: Pagination) -> Page[JobSummary]:
+    """The organization's jobs, newest first."""
+    statement = (
+        select(Job)
+        .options(_SUMMARY_COLUMNS)
+        .where(Job.organization_id == org_id)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+    )
+    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    return Page(data=[JobSummary.model_validate(job) for job in rows], total=total)
+
+
+def job_summary(session: Session, org_id: uuid.UUID, job_id: uuid.UUID) -> JobSummary:
+    """Where a job is (status, processed of total), without reading its results."""
+    job = session.scalars(
+        select(Job).options(_SUMMARY_COLUMNS).where(Job.id == job_id, Job.organization_id == org_id)
+    ).first()
+    if job is None:
+        raise NotFound("Job not found")
+    return JobSummary.model_validate(job)

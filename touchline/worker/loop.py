@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,7 @@ from touchline.counters import count_sends
 from touchline.db import frozen_clock, unit_of_work, utc_now
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
+from touchline.imports.service import run_import
 from touchline.messaging.actions import no_response
 from touchline.messaging.templates import RenderError
 from touchline.models import (
@@ -76,11 +78,15 @@ from touchline.worker.summary import PassSummary
 
 log = logging.getLogger("touchline.worker")
 
-JOB_HANDLERS = {
+# A handler does the job, or its next part: one that returns True has more to do, and the
+# job is committed and claimed again for another turn (an import, chunk by chunk).
+JobHandler = Callable[[Session, Job, datetime], bool | None]
+JOB_HANDLERS: dict[str, JobHandler] = {
     "enroll": run_enrollment,
     "remove": run_removal,
     "step_changed": run_step_changed,
     "step_deleted": run_step_deleted,
+    "import": run_import,
 }
 
 # How long a turn waits for sends to finish when it has nothing else to do, and how long
@@ -173,26 +179,9 @@ class Worker:
             job_id = claim_job(session, at, lease)
         if job_id is None:
             return False
-        try:
-            with unit_of_work(self.sessions) as session:
-                # Holding the job's row while it runs keeps other workers' claims (FOR
-                # UPDATE SKIP LOCKED) off it even once its lease has run out.
-                job = session.get_one(Job, job_id, with_for_update=True)
-                if job.status != "running":
-                    return True  # another worker finished it meanwhile
-                JOB_HANDLERS[job.kind](session, job, at)
-                job.status, job.finished_at, job.locked_until = "done", at, None
-        except TouchlineError as exc:
-            self._fail_job(job_id, str(exc), at)
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            self._fail_job(job_id, f"internal error: {type(exc).__name__}", at)
+        # A job with more to do is left claimable at once, by this worker or another.
+        work_on_job(self.sessions, job_id, at, held_until=at)
         return True
-
-    def _fail_job(self, job_id: uuid.UUID, error: str, at: datetime) -> None:
-        with unit_of_work(self.sessions) as session:
-            job = session.get_one(Job, job_id)
-            job.status, job.error, job.finished_at, job.locked_until = "failed", error, at, None
 
     def expire_runs(self) -> int:
         """Finish, as `expired`, the open step contacts of runs past their max_time.
@@ -546,6 +535,37 @@ class Worker:
         except Exception:
             log.exception("step contact %s is left for its lease to run out", done.item.id)
             return PassSummary(errors=1)
+
+
+def work_on_job(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, at: datetime, held_until: datetime
+) -> bool:
+    """One turn of a claimed job, in a transaction of its own; True when it has more to do.
+    It then stays `running`, leased until `held_until`. A failure fails the job."""
+    try:
+        with unit_of_work(sessions) as session:
+            # Holding the job's row while it runs keeps other workers' claims (FOR UPDATE
+            # SKIP LOCKED) off it even once its lease has run out, and makes two turns of
+            # the same job (a lease that ran out mid-turn) run one after the other.
+            job = session.get_one(Job, job_id, with_for_update=True)
+            if job.status != "running":
+                return False  # another worker finished it meanwhile
+            if JOB_HANDLERS[job.kind](session, job, at):
+                job.locked_until = held_until
+                return True
+            job.status, job.finished_at, job.locked_until = "done", at, None
+    except TouchlineError as exc:
+        _fail_job(sessions, job_id, str(exc), at)
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        _fail_job(sessions, job_id, f"internal error: {type(exc).__name__}", at)
+    return False
+
+
+def _fail_job(sessions: sessionmaker[Session], job_id: uuid.UUID, error: str, at: datetime) -> None:
+    with unit_of_work(sessions) as session:
+        job = session.get_one(Job, job_id)
+        job.status, job.error, job.finished_at, job.locked_until = "failed", error, at, None
 
 
 def _per_channel(to_send: list[tuple[Claimed, Channel]]) -> dict[uuid.UUID, tuple[Channel, int]]:
