@@ -513,6 +513,8 @@ def branched(api: Api) -> dict[str, Any]:
         type="branched",
         settings={"on_response": "continue"},
     )
+    assert sequence["type"] == "branched"
+    assert api.get(f"/v1/sequences/{sequence['id']}").json()["data"]["type"] == "branched"
     confirmed = sequence["steps"][0]
     entries = [s["entry"] for s in sequence["steps"]]
     assert entries == ["trigger_only", "trigger_only", "sequential", "sequential"]

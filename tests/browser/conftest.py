@@ -39,12 +39,16 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("console")
-    url = f"sqlite:///{folder}/touchline.db"
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('console')}/touchline.db"
     upgrade(url)
-    with serving(url, folder, "--workers", "1") as running:
+    return url
+
+
+@pytest.fixture(scope="session")
+def served(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serving(database_url, tmp_path_factory.mktemp("served")) as running:
         yield running
 
 

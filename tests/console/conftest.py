@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -30,20 +30,22 @@ class Console:
     csrf: str
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.client.get(path, **kw)
+        return cast(httpx.Response, self.client.get(path, **kw))
 
     def post(self, path: str, data: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
         """A form post as the page sends it: with the session's CSRF token."""
-        return self.client.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kw)
+        form = {"csrf_token": self.csrf, **(data or {})}
+        return cast(httpx.Response, self.client.post(path, data=form, **kw))
 
 
 def sign_in(client: TestClient, key: str) -> httpx.Response:
     form = client.get("/app/sign-in")
-    return client.post(
+    answer = client.post(
         "/app/sign-in",
         data={"api_key": key, "csrf_token": csrf_of(form.text)},
         follow_redirects=False,
     )
+    return cast(httpx.Response, answer)
 
 
 @pytest.fixture

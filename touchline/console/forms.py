@@ -21,7 +21,7 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
         raise ValidationFailed(
             details=[
                 ErrorDetail(
-                    str(e["msg"]).removeprefix("Value error, "), field_name(tuple(e["loc"]))
+                    str(e["msg"]).removeprefix("Value error, "), field_name(("body", *e["loc"]))
                 )
                 for e in exc.errors()
             ]

@@ -19,6 +19,13 @@ class MessageListQuery(Pagination):
     direction: Direction | None = None
 
 
+class MessageFilter(MessageListQuery):
+    """The console's message list: the API's filters, and a message's status and channel."""
+
+    delivery_status: DeliveryStatus | None = None
+    channel_id: uuid.UUID | None = None
+
+
 class InboundMessage(RequestModel):
     from_: str = Field(alias="from", min_length=1, description="The contact's phone or email.")
     to: str = Field(min_length=1, description="The channel's address (or id) it was sent to.")

@@ -28,7 +28,12 @@ from touchline.messaging.actions import (
     opt_in,
     opt_out,
 )
-from touchline.messaging.schemas import InboundMessage, MessageListQuery, MessageOut
+from touchline.messaging.schemas import (
+    InboundMessage,
+    MessageFilter,
+    MessageListQuery,
+    MessageOut,
+)
 from touchline.models import (
     Channel,
     Contact,
@@ -50,6 +55,8 @@ def message_out(m: Message) -> MessageOut:
 
 
 def list_messages(session: Session, org_id: uuid.UUID, query: MessageListQuery) -> Page[MessageOut]:
+    """The organization's messages, newest first; a MessageFilter also narrows them by
+    delivery status and channel."""
     conditions = [
         Message.organization_id == org_id,
         *equal_to(
@@ -60,6 +67,10 @@ def list_messages(session: Session, org_id: uuid.UUID, query: MessageListQuery) 
             direction=Message.direction,
         ),
     ]
+    if isinstance(query, MessageFilter):
+        conditions += equal_to(
+            query, delivery_status=Message.delivery_status, channel_id=Message.channel_id
+        )
     statement = select(Message).where(*conditions).order_by(Message.created_at.desc(), Message.id)
     rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
     return Page(data=[message_out(m) for m in rows], total=total)

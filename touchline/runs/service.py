@@ -6,11 +6,18 @@ import uuid
 from collections.abc import Sequence as Seq
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from touchline.errors import NotFound
-from touchline.models import OPEN_STEP_CONTACT_STATUSES, Contact, SequenceRun, Step, StepContact
+from touchline.models import (
+    OPEN_STEP_CONTACT_STATUSES,
+    Contact,
+    Message,
+    SequenceRun,
+    Step,
+    StepContact,
+)
 from touchline.pagination import equal_to, paginate_rows
 from touchline.runs.schemas import (
     RunOut,
@@ -146,3 +153,40 @@ def open_counts(session: Session, sequence_ids: Seq[uuid.UUID]) -> dict[uuid.UUI
     for sequence_id, status, count in rows:
         counts[sequence_id][status] = count
     return counts
+
+
+def step_reach(
+    session: Session, step_ids: Seq[uuid.UUID], *, entered_cap: int, delivered_cap: int
+) -> dict[uuid.UUID, tuple[int, int | None]]:
+    """Per step: the step contacts that entered it, counted up to `entered_cap` + 1 (more
+    than the cap means "at least"), and of a step that `delivered_cap` or fewer entered,
+    how many of their messages are now `delivered` (None for a bigger step).
+
+    Neither is a kept counter, so both are counted, within fixed bounds whatever the size
+    of the step: the first from the (step_id, status) index alone (covering: no table
+    reads), the second with one probe of the messages' unique step_contact_id index for
+    each step contact.
+    """
+    out: dict[uuid.UUID, tuple[int, int | None]] = {}
+    for step_id in step_ids:
+        of_step = select(StepContact.id).where(StepContact.step_id == step_id)
+        entered = session.scalar(
+            select(func.count()).select_from(
+                # A constant, not a column: the count copies nothing out of the index.
+                select(literal_column("1"))
+                .where(StepContact.step_id == step_id)
+                .limit(entered_cap + 1)
+                .subquery()
+            )
+        )
+        delivered = None
+        if entered is not None and entered <= delivered_cap:
+            sample = of_step.limit(delivered_cap + 1).subquery()
+            delivered = session.scalar(
+                select(func.count(Message.id))
+                .select_from(sample)
+                .join(Message, Message.step_contact_id == sample.c.id)
+                .where(Message.delivery_status == "delivered")
+            )
+        out[step_id] = (entered or 0, delivered)
+    return out

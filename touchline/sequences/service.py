@@ -35,7 +35,7 @@ from touchline.sequences.schemas import (
     StepUpdate,
 )
 from touchline.sequences.triggers import TriggerIn, TriggerOut, check_targets, stored
-from touchline.steps import live_steps
+from touchline.steps import live_steps, live_steps_of
 
 ALLOWED_TRANSITIONS = {
     ("draft", "active"),
@@ -197,6 +197,17 @@ def list_sequences(
     )
     rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
     return Page(data=sequences_out(session, rows), total=total)
+
+
+def active_sequences(session: Session, org_id: uuid.UUID, limit: int) -> tuple[list[Sequence], int]:
+    """The organization's newest active sequences and how many there are: the choices of a
+    form that adds contacts, without the per-step counts `sequences_out` reads."""
+    statement = (
+        select(Sequence)
+        .where(Sequence.organization_id == org_id, Sequence.status == "active")
+        .order_by(Sequence.created_at.desc(), Sequence.id)
+    )
+    return paginate(session, statement, limit=limit, offset=0)
 
 
 def list_steps(
@@ -415,21 +426,13 @@ def sequence_out(session: Session, sequence: Sequence) -> SequenceOut:
 def sequences_out(session: Session, sequences: Seq[Sequence]) -> list[SequenceOut]:
     """Serialize sequences with their live steps, read in one query for the page."""
     ids = [s.id for s in sequences]
-    by_sequence: dict[uuid.UUID, list[Step]] = {i: [] for i in ids}
-    if ids:
-        for step in session.scalars(
-            select(Step)
-            .where(Step.sequence_id.in_(ids), Step.deleted_at.is_(None))
-            .order_by(Step.sequence_id, Step.position)
-        ).all():
-            by_sequence[step.sequence_id].append(step)
+    by_sequence = live_steps_of(session, ids)
     all_steps = steps_out(session, [st for i in ids for st in by_sequence[i]])
     out_by_id = {st.id: st for st in all_steps}
     return [
         from_orm(
             SequenceOut,
             s,
-            type="sequential",
             access_level="organization",
             settings=settings_of(s),
             steps=[out_by_id[st.id] for st in by_sequence[s.id]],

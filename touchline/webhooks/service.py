@@ -11,9 +11,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from touchline.errors import NotFound, ValidationFailed
+from touchline.db import utc_now
+from touchline.errors import Conflict, NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 from touchline.netpolicy import OutboundPolicy
+from touchline.outbox import ordered_id
 from touchline.pagination import equal_to, paginate
 from touchline.schemas import Page, Pagination, from_orm
 from touchline.webhooks.schemas import (
@@ -151,3 +153,43 @@ def deliveries_out(session: Session, rows: Seq[WebhookDelivery]) -> list[Deliver
         )
         for d in rows
     ]
+
+
+def resend_delivery(
+    session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, delivery_id: uuid.UUID
+) -> WebhookDelivery:
+    """Queue a delivery's event to be sent again at once; returns the delivery that goes out.
+
+    One still pending is only brought forward. A delivered or failed one is copied to a new
+    pending delivery with the full retry schedule: the original keeps its status and
+    attempt log, and the copy has its own id, its body's request_id, so a receiver that
+    deduplicates takes it as the new request it is.
+    """
+    sub = get_subscription(session, org_id, subscription_id)
+    original = session.get(WebhookDelivery, delivery_id)
+    if original is None or original.subscription_id != sub.id:
+        raise NotFound("Delivery not found")
+    if not sub.active:
+        raise Conflict("The webhook is paused: make it active to send again")
+    now = utc_now()
+    if original.status == "pending":
+        original.next_attempt_at = now
+        session.flush()
+        return original
+    new_id = ordered_id()
+    body = json.loads(original.payload) | {"request_id": str(new_id)}
+    copy = WebhookDelivery(
+        id=new_id,
+        organization_id=org_id,
+        subscription_id=sub.id,
+        event=original.event,
+        payload=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(copy)
+    session.flush()
+    return copy

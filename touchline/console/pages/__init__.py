@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from touchline.console.pages import sequences
+from touchline.console.pages import contacts, enroll, jobs, messages, sequence, sequences, webhooks
 
-routers: list[APIRouter] = [sequences.router]
+routers: list[APIRouter] = [sequences.router, sequence.router]
+routers += [contacts.router, enroll.router]
+routers += [jobs.router, messages.router, webhooks.router]

@@ -1,0 +1,100 @@
+"""Jobs: the list, one job's progress while it runs, then its per-input outcomes."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Query, Request
+from fastapi.responses import Response
+
+from touchline.console.render import page
+from touchline.console.session import SignedIn
+from touchline.deps import ReadSession
+from touchline.enrollment import service
+from touchline.enrollment.schemas import JobSummary, Outcome
+from touchline.imports.service import outcomes_csv
+from touchline.models import Job
+from touchline.routing import api_router
+from touchline.schemas import Pagination
+
+router = api_router()
+
+FINISHED = ("done", "failed")
+
+
+class OutcomeQuery(Pagination):
+    outcome: Outcome | None = None
+
+
+@router.get("/jobs")
+def jobs(
+    request: Request,
+    operator: SignedIn,
+    session: ReadSession,
+    query: Annotated[Pagination, Query()],
+) -> Response:
+    found = service.list_jobs(session, operator.organization_id, query)
+    return page(request, "jobs.html", operator, jobs=found.data, total=found.total, query=query)
+
+
+@router.get("/jobs/{job_id}")
+def job(
+    request: Request,
+    job_id: uuid.UUID,
+    operator: SignedIn,
+    session: ReadSession,
+    query: Annotated[OutcomeQuery, Query()],
+) -> Response:
+    found = service.get_job(session, operator.organization_id, job_id)
+    return page(
+        request,
+        "job.html",
+        operator,
+        job=JobSummary.model_validate(found),
+        finished=found.status in FINISHED,
+        **_outcomes(found, query),
+    )
+
+
+@router.get("/jobs/{job_id}/progress")
+def job_progress(
+    request: Request, job_id: uuid.UUID, operator: SignedIn, session: ReadSession
+) -> Response:
+    """The progress section alone, polled by the job page while the job runs. Once it has
+    finished, the outcomes come along, to take the place of the page's empty section."""
+    summary = service.job_summary(session, operator.organization_id, job_id)
+    finished = summary.status in FINISHED
+    outcomes: dict[str, Any] = {}
+    if finished:
+        found = service.get_job(session, operator.organization_id, job_id)
+        outcomes = _outcomes(found, OutcomeQuery())
+    return page(request, "job_progress.html", operator, job=summary, finished=finished, **outcomes)
+
+
+@router.get("/jobs/{job_id}/outcomes.csv")
+def job_outcomes_csv(job_id: uuid.UUID, operator: SignedIn, session: ReadSession) -> Response:
+    found = service.get_job(session, operator.organization_id, job_id)
+    return Response(
+        outcomes_csv(found),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="job-{found.id}-outcomes.csv"'},
+    )
+
+
+def _outcomes(job: Job, query: OutcomeQuery) -> dict[str, Any]:
+    """The counts per outcome and one page of the results (of one outcome, if asked):
+    a job can hold 100,000 results, and a page shows `limit` of them."""
+    results: list[dict[str, Any]] = job.results
+    counts = Counter(r["outcome"] for r in results)
+    if query.outcome is not None:
+        results = [r for r in results if r["outcome"] == query.outcome]
+    return {
+        "counts": sorted(counts.items(), key=lambda item: (-item[1], item[0])),
+        "results": results[query.offset : query.offset + query.limit],
+        "matching": len(results),
+        "query": query,
+        "filters": "&" + urlencode({"outcome": query.outcome}) if query.outcome else "",
+    }

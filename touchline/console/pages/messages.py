@@ -1,0 +1,52 @@
+"""Messages: sent and received, newest first, narrowed by status, channel and sequence."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Query, Request
+from fastapi.responses import Response
+
+from touchline.channels.schemas import ChannelListQuery
+from touchline.channels.service import list_channels
+from touchline.console.render import page
+from touchline.console.session import SignedIn
+from touchline.deps import ReadSession
+from touchline.messaging.schemas import MessageFilter
+from touchline.messaging.service import list_messages
+from touchline.routing import api_router
+from touchline.sequences.schemas import SequenceListQuery
+from touchline.sequences.service import list_sequences
+
+router = api_router()
+
+# The filters' choices: an organization's channels and sequences are few, but not bounded.
+CHOICES = 200
+_FILTERS = ("delivery_status", "channel_id", "sequence_id", "direction")
+
+
+@router.get("/messages")
+def messages(
+    request: Request,
+    operator: SignedIn,
+    session: ReadSession,
+    query: Annotated[MessageFilter, Query()],
+) -> Response:
+    org = operator.organization_id
+    found = list_messages(session, org, query)
+    channels = list_channels(session, org, ChannelListQuery(limit=CHOICES)).data
+    sequences = list_sequences(session, org, SequenceListQuery(limit=CHOICES)).data
+    chosen = {name: str(v) for name in _FILTERS if (v := getattr(query, name)) is not None}
+    return page(
+        request,
+        "messages.html",
+        operator,
+        messages=found.data,
+        total=found.total,
+        query=query,
+        channels=channels,
+        channel_names={c.id: c.name for c in channels},
+        sequences=sequences,
+        filters="&" + urlencode(chosen) if chosen else "",
+    )
