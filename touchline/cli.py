@@ -251,8 +251,8 @@ def contacts_import(
 ) -> None:
     """Import contacts from FILE (as POST /v1/contacts/imports), in this process, showing
     progress; then print how many rows had each outcome."""
-    from touchline.worker.inline_import import import_here
     from touchline.logs import configure_logging
+    from touchline.worker.inline_import import import_here
 
     if not key:
         _fail("an API key is needed: --key or TOUCHLINE_API_KEY")
