@@ -1,30 +1,42 @@
-"""List Contact Sequences: the real server against its floor and a minimal handler.
+"""List Contact Sequences: the real server against an async floor and a thread-pool handler.
 
     .venv/bin/python -m bench.list_contact_sequences --engine postgresql --size 1000000
     .venv/bin/python -m bench.list_contact_sequences --engine sqlite --size 1000000 --profile
 
-Three things answer `POST /v1/contacts/{id}/sequences` for contacts in four or more
-sequences, in the same run, on the same data:
-- **real**: `touchline serve --no-worker` (one uvicorn process, API key checked);
-- **minimal**: bench/minimal_app.py, a bare ASGI callable in one uvicorn process that runs
-  the same SQL with the raw driver and answers the same JSON (checked byte for byte);
-- **floor**: that SQL through the raw driver in this process, no HTTP.
-Each is measured with and without filters (`contact_status=pending`,
-`sequence_status=active`), at concurrency 1 (latency) and 32 (throughput), `--repeats` times
-in turn; the tables give the medians. Targets: the real server's throughput at concurrency 32
-is at least 50% of the minimal handler's, and its p50 at concurrency 1 is within 3x the
-statement's own p50 plus 1 ms. `--profile` adds a py-spy profile of the real server under
-the concurrency-32 load.
+What answers `POST /v1/contacts/{id}/sequences` for contacts in four or more sequences, in
+the same run, on the same data, each one process pinned to the core `--server-cpus` (0):
+- **real**: `touchline serve --no-worker` (API key checked), on whatever event loop and
+  HTTP parser uvicorn finds installed (uvloop and httptools once the `bench` extras are;
+  `--real-plain` adds a run with them hidden: asyncio and h11, as Touchline's own
+  dependencies give);
+- **minimal**: bench/minimal_app.py, a bare ASGI callable on uvicorn running the same SQL
+  with the sync raw driver in anyio's thread pool;
+- **async-uvicorn**, **async-granian**: bench/floor_async.py, the same SQL awaited on the
+  event loop (asyncpg pool on PostgreSQL, sqlite3 inline on SQLite), on uvicorn with
+  uvloop and httptools, and on granian: the floor an async Python server can reach;
+- **SQL only**: the statement through the raw sync driver in this process, no HTTP.
+Every baseline's JSON is checked byte for byte against the real server's before measuring.
+The load is wrk (bench/load.py) on the core `--load-cpus` (1): one connection for latency
+(concurrency 1, p50 from wrk's distribution), 32 for throughput; with and without filters
+(`contact_status=pending`, `sequence_status=active`); `--repeats` times in turn. The tables
+give the medians, then the real server against the best baseline: its throughput at
+concurrency 32 as a share of the best, its p50 at concurrency 1 as a difference. Targets:
+at least 60% of the best throughput, and a p50 within 1 ms of the best. `--profile` adds a
+py-spy profile of the real server under the concurrency-32 load.
+
+The async floor and granian need the `bench` extras: `scripts/setup test,bench`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +61,26 @@ from bench.common import (
     spread,
     touchline_env,
 )
-from bench.load import LoadResult, build_request, run_load
+from bench.floor_async import DRIVERS, SERVERS
+from bench.load import LoadResult, Request, run_load
 from bench.minimal_app import RawQuery, to_json
 from bench.profiling import py_spy, summarize
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "no filter": {},
     "pending+active": {"contact_status": "pending", "sequence_status": "active"},
+}
+REAL_TARGET_SHARE = 0.60
+REAL_TARGET_EXTRA_MS = 1.0
+# Defaults of the options added with the async floor, for callers that build their own
+# arguments (bench.scaling): they measure the real server and the minimal handler only.
+DEFAULTS: dict[str, Any] = {
+    "floors": [],
+    "real_plain": False,
+    "driver": "asyncpg",
+    "pool_size": 8,
+    "server_cpus": "0",
+    "load_cpus": "1",
 }
 
 
@@ -65,6 +90,33 @@ class Samples:
 
     load: dict[tuple[str, str, int], list[LoadResult]] = field(default_factory=dict)
     floor: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Server name -> what the report calls it.
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def option(args: argparse.Namespace, name: str) -> Any:
+    return getattr(args, name, DEFAULTS[name])
+
+
+def stack() -> str:
+    """The event loop and HTTP parser uvicorn's "auto" picks in this environment."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop}+{http}"
+
+
+def check_extras(engine: Engine, floors: list[str]) -> None:
+    """Fail before starting anything when the async floor's packages are missing."""
+    wanted = {"uvicorn": ["uvloop", "httptools"], "granian": ["uvloop", "granian"]}
+    needed = {name for floor in floors for name in wanted[floor]}
+    if floors and engine == "postgresql":
+        needed.add("asyncpg")
+    missing = sorted(n for n in needed if importlib.util.find_spec(n) is None)
+    if missing:
+        raise SystemExit(
+            f"the async floor needs {', '.join(missing)}: scripts/setup test,bench "
+            "(or --floors with nothing after it to leave it out)"
+        )
 
 
 def measure_floor(
@@ -84,68 +136,105 @@ def measure_floor(
     return latencies
 
 
+def _pinned(cmd: list[str], cpus: str) -> list[str]:
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
 @contextmanager
-def minimal_server(dataset: Dataset, inline: bool) -> Iterator[int]:
+def baseline_server(
+    dataset: Dataset, module: str, options: list[str], cpus: str = ""
+) -> Iterator[int]:
+    """`python -m module` serving the dataset's organization on a free port."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.minimal_app",
-        "--database-url",
-        dataset.url,
-        "--organization-id",
-        dataset.organization_id,
-        "--port",
-        str(port),
-    ] + (["--inline"] if inline else [])
-    with http_process(cmd, touchline_env(dataset.url), port, "minimal-app"):
+    cmd = [sys.executable, "-m", module, "--database-url", dataset.url]
+    cmd += ["--organization-id", dataset.organization_id, "--port", str(port), *options]
+    env = touchline_env(dataset.url)
+    with http_process(_pinned(cmd, cpus), env, port, module.rsplit(".", 1)[-1]):
         yield port
 
 
-def check_same_answers(dataset: Dataset, real: int, minimal: int, contacts: list[str]) -> None:
-    """The minimal handler does the real one's work: same JSON for the same question."""
+def minimal_server(dataset: Dataset, inline: bool, cpus: str = "") -> ContextManager[int]:
+    return baseline_server(dataset, "bench.minimal_app", ["--inline"] if inline else [], cpus)
+
+
+def async_floor_server(
+    dataset: Dataset, server: str, driver: str, pool_size: int, cpus: str = ""
+) -> ContextManager[int]:
+    options = ["--server", server, "--driver", driver, "--pool-size", str(pool_size)]
+    return baseline_server(dataset, "bench.floor_async", options, cpus)
+
+
+def plain_stack_env() -> dict[str, str]:
+    """An environment in which uvicorn's "auto" finds neither uvloop nor httptools: a
+    module of each name that fails to import shadows the installed one."""
+    stubs = BENCH_DIR / "plain-stack"
+    stubs.mkdir(parents=True, exist_ok=True)
+    for name in ("uvloop", "httptools"):
+        (stubs / f"{name}.py").write_text(f'raise ImportError("{name} hidden by the bench")\n')
+    return {"PYTHONPATH": str(stubs)}
+
+
+def check_same_answers(
+    dataset: Dataset, real: int, baselines: dict[str, int], contacts: list[str]
+) -> None:
+    """Every baseline does the real server's work: the same bytes for the same question."""
     headers = {"X-WHIPPY-KEY": dataset.api_key}
     for contact in contacts[:20]:
         for filters in VARIANTS.values():
             path = f"/v1/contacts/{contact}/sequences"
             a = httpx.post(f"http://127.0.0.1:{real}{path}", json=filters, headers=headers)
-            b = httpx.post(f"http://127.0.0.1:{minimal}{path}", json=filters)
-            assert a.status_code == b.status_code == 200, (a.text, b.text)
-            assert a.json() == b.json(), (contact, a.text, b.text)
-    log("the minimal handler answers exactly what the real server answers")
+            assert a.status_code == 200, a.text
+            for name, port in baselines.items():
+                b = httpx.post(f"http://127.0.0.1:{port}{path}", json=filters)
+                assert b.status_code == 200, (name, b.text)
+                assert a.content == b.content, (name, contact, a.text, b.text)
+    log(f"{', '.join(baselines)}: byte for byte what the real server answers")
 
 
-def requests_for(dataset: Dataset, contacts: list[str], filters: dict[str, Any]) -> list[bytes]:
+def requests_for(dataset: Dataset, contacts: list[str], filters: dict[str, Any]) -> list[Request]:
     body = orjson.dumps(filters)
     headers = {"X-WHIPPY-KEY": dataset.api_key}
-    return [build_request("POST", f"/v1/contacts/{c}/sequences", headers, body) for c in contacts]
+    return [Request("POST", f"/v1/contacts/{c}/sequences", headers, body) for c in contacts]
 
 
 def bench_engine(dataset: Dataset, args: argparse.Namespace) -> tuple[Samples, str]:
     contacts = dataset.busy_contacts[: args.contacts]
     contact_ids = [uuid.UUID(c) for c in contacts]
     org = uuid.UUID(dataset.organization_id)
+    cpus, load_cpus = option(args, "server_cpus"), option(args, "load_cpus")
+    check_extras(dataset.engine, option(args, "floors"))
     samples = Samples()
     profile = ""
     conn = raw_connect(dataset.url)
     queries = {name: RawQuery(dataset.engine, org, f) for name, f in VARIANTS.items()}
     # The floor's answer is the minimal handler's body: the floor does no less than it.
     assert to_json(*queries["no filter"].run(conn, contact_ids[0])) is not None
-    with (
-        real_server(dataset.url) as (real_port, real_proc),
-        minimal_server(dataset, args.minimal_inline) as minimal_port,
-    ):
-        check_same_answers(dataset, real_port, minimal_port, contacts)
-        ports = {"real": real_port, "minimal": minimal_port}
-        for variant in VARIANTS:  # warm the caches of both servers and of the database
+    installed = stack()
+    with ExitStack() as stack_:
+        real_port, real_proc = stack_.enter_context(real_server(dataset.url, cpus or None))
+        ports = {"real": real_port}
+        samples.labels["real"] = f"real ({installed})"
+        if option(args, "real_plain") and installed != "asyncio+h11":
+            plain = real_server(dataset.url, cpus or None, **plain_stack_env())
+            ports["real-plain"] = stack_.enter_context(plain)[0]
+            samples.labels["real-plain"] = "real (asyncio+h11)"
+        baselines = {
+            "minimal": stack_.enter_context(minimal_server(dataset, args.minimal_inline, cpus))
+        }
+        samples.labels["minimal"] = f"minimal, {'inline' if args.minimal_inline else 'threads'}"
+        for server in option(args, "floors"):
+            driver = option(args, "driver") if dataset.engine == "postgresql" else "sqlite3"
+            served = async_floor_server(
+                dataset, server, option(args, "driver"), option(args, "pool_size"), cpus
+            )
+            baselines[f"async-{server}"] = stack_.enter_context(served)
+            samples.labels[f"async-{server}"] = f"async floor, {server}, {driver}"
+        check_same_answers(dataset, real_port, baselines, contacts)
+        ports.update(baselines)
+        for variant in VARIANTS:  # warm the caches of the servers and of the database
             for port in ports.values():
-                run_load(
-                    port,
-                    requests_for(dataset, contacts, VARIANTS[variant]),
-                    concurrency=8,
-                    seconds=1,
-                    warmup_seconds=0,
-                )
+                reqs = requests_for(dataset, contacts, VARIANTS[variant])
+                run_load(port, reqs, concurrency=8, seconds=1, cpus=load_cpus)
         for repeat in range(args.repeats):
             for variant, filters in VARIANTS.items():
                 reqs = requests_for(dataset, contacts, filters)
@@ -153,7 +242,9 @@ def bench_engine(dataset: Dataset, args: argparse.Namespace) -> tuple[Samples, s
                 samples.floor.setdefault(variant, []).append(floor)
                 for concurrency, seconds in ((1, args.latency_seconds), (32, args.seconds)):
                     for server, port in ports.items():
-                        result = run_load(port, reqs, concurrency=concurrency, seconds=seconds)
+                        result = run_load(
+                            port, reqs, concurrency=concurrency, seconds=seconds, cpus=load_cpus
+                        )
                         if result.errors:
                             raise RuntimeError(
                                 f"{server}: {result.errors} errors, e.g. {result.first_error}"
@@ -161,7 +252,7 @@ def bench_engine(dataset: Dataset, args: argparse.Namespace) -> tuple[Samples, s
                         key = (variant, server, concurrency)
                         samples.load.setdefault(key, []).append(result)
                         log(
-                            f"{dataset.engine} #{repeat + 1} {variant:14} {server:7} "
+                            f"{dataset.engine} #{repeat + 1} {variant:14} {server:13} "
                             f"c={concurrency:<2} {result.rps:7.0f} req/s  "
                             f"p50 {result.p50:6.2f} ms  p99 {result.p99:6.2f} ms"
                         )
@@ -169,86 +260,81 @@ def bench_engine(dataset: Dataset, args: argparse.Namespace) -> tuple[Samples, s
             out = BENCH_DIR / f"profile-lcs-{dataset.engine}.txt"
             reqs = requests_for(dataset, contacts, VARIANTS["no filter"])
             with py_spy(real_proc.pid, out, args.seconds + 2):
-                run_load(real_port, reqs, concurrency=32, seconds=args.seconds + 1)
+                run_load(real_port, reqs, concurrency=32, seconds=args.seconds + 1, cpus=load_cpus)
             profile = summarize(out)
     conn.close()
     return samples, profile
 
 
+def _row(engine: Engine, variant: str, server: str, *cells: str) -> list[str]:
+    return [engine, variant, server, *cells, *[""] * (len(HEADERS) - 3 - len(cells))]
+
+
 def report_rows(engine: Engine, samples: Samples) -> list[list[str]]:
     rows = []
     for variant in VARIANTS:
-        floor_p50 = median([percentile(f, 50) for f in samples.floor[variant]])
-        floor_p99 = median([percentile(f, 99) for f in samples.floor[variant]])
-        floor_rps = median([len(f) / (sum(f) / 1000) for f in samples.floor[variant]])
+        floor = samples.floor[variant]
+        rows.append(
+            _row(
+                engine,
+                variant,
+                "SQL only",
+                f"{median([percentile(f, 50) for f in floor]):.3f}",
+                f"{median([percentile(f, 99) for f in floor]):.3f}",
+                f"{median([len(f) / (sum(f) / 1000) for f in floor]):.0f}",
+                *["-"] * 4,
+            )
+        )
 
         def stat(server: str, c: int, what: str, v: str = variant) -> float:
             return median([getattr(r, what) for r in samples.load[(v, server, c)]])
 
-        def runs(server: str, c: int, v: str = variant) -> str:
-            return spread([r.rps for r in samples.load[(v, server, c)]])
-
-        real_p50 = stat("real", 1, "p50")
-        ratio_c32 = stat("real", 32, "rps") / stat("minimal", 32, "rps")
-        latency_bound = 3 * floor_p50 + 1
-        rows.append(
-            [
-                engine,
-                variant,
-                "floor (SQL only)",
-                f"{floor_p50:.3f}",
-                f"{floor_p99:.3f}",
-                f"{floor_rps:.0f}",
-                "-",
-                "-",
-                "-",
-                "-",
-            ]
-        )
-        for server in ("minimal", "real"):
+        servers_ = [s for s in samples.labels if (variant, s, 1) in samples.load]
+        for server in servers_:
             rows.append(
-                [
+                _row(
                     engine,
                     variant,
-                    server,
+                    samples.labels[server],
                     f"{stat(server, 1, 'p50'):.3f}",
                     f"{stat(server, 1, 'p99'):.3f}",
                     f"{stat(server, 1, 'rps'):.0f}",
                     f"{stat(server, 32, 'p50'):.2f}",
                     f"{stat(server, 32, 'p99'):.2f}",
                     f"{stat(server, 32, 'rps'):.0f}",
-                    runs(server, 32),
-                ]
+                    spread([r.rps for r in samples.load[(variant, server, 32)]]),
+                )
             )
-        rows.append(
-            [
-                engine,
-                variant,
-                "**real / baseline**",
-                f"{real_p50 / floor_p50:.1f}x floor",
-                "",
-                "",
-                "",
-                "",
-                f"{ratio_c32:.0%} of minimal",
-                "",
-            ]
-        )
-        rows.append(
-            [
-                engine,
-                variant,
-                "**targets**",
-                f"p50 {real_p50:.2f} <= {latency_bound:.2f} ms: "
-                f"{'MET' if real_p50 <= latency_bound else 'MISSED'}",
-                "",
-                "",
-                "",
-                "",
-                f">= 50%: {'MET' if ratio_c32 >= 0.5 else 'MISSED'}",
-                "",
-            ]
-        )
+        baselines = [s for s in servers_ if not s.startswith("real")]
+        fastest = max(baselines, key=lambda s: stat(s, 32, "rps"))
+        quickest = min(baselines, key=lambda s: stat(s, 1, "p50"))
+        best_rps, best_p50 = stat(fastest, 32, "rps"), stat(quickest, 1, "p50")
+        for real in (s for s in servers_ if s.startswith("real")):
+            share = stat(real, 32, "rps") / best_rps
+            extra = stat(real, 1, "p50") - best_p50
+            name = samples.labels[real]
+            rows.append(
+                _row(
+                    engine,
+                    variant,
+                    f"**{name} / best**",
+                    f"+{extra:.2f} ms vs {quickest}",
+                    *[""] * 4,
+                    f"{share:.0%} of {fastest}",
+                )
+            )
+            rows.append(
+                _row(
+                    engine,
+                    variant,
+                    f"**{name}: targets**",
+                    f"+{extra:.2f} <= {REAL_TARGET_EXTRA_MS:.0f} ms: "
+                    f"{'MET' if extra <= REAL_TARGET_EXTRA_MS else 'MISSED'}",
+                    *[""] * 4,
+                    f">= {REAL_TARGET_SHARE:.0%}: "
+                    f"{'MET' if share >= REAL_TARGET_SHARE else 'MISSED'}",
+                )
+            )
     return rows
 
 
@@ -277,6 +363,26 @@ def main() -> None:
         action="store_true",
         help="the minimal handler queries on the event loop, not in threads",
     )
+    parser.add_argument(
+        "--floors",
+        nargs="*",
+        choices=SERVERS,
+        default=list(SERVERS),
+        help="the ASGI servers the async floor runs on (none: skip it)",
+    )
+    parser.add_argument("--driver", choices=DRIVERS, default=DEFAULTS["driver"])
+    parser.add_argument("--pool-size", type=int, default=DEFAULTS["pool_size"])
+    parser.add_argument(
+        "--real-plain",
+        action="store_true",
+        help="also measure the real server on asyncio and h11 (uvloop, httptools hidden)",
+    )
+    parser.add_argument(
+        "--server-cpus", default=DEFAULTS["server_cpus"], help="taskset list ('': unpinned)"
+    )
+    parser.add_argument(
+        "--load-cpus", default=DEFAULTS["load_cpus"], help="wrk's taskset list ('': unpinned)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the real server")
     args = parser.parse_args()
     rows: list[list[str]] = []
@@ -290,7 +396,8 @@ def main() -> None:
             profiles.append(f"### {engine}: real server, concurrency 32\n\n{profile}")
     print_report(
         f"List Contact Sequences, {args.size:,} step contacts, medians of "
-        f"{args.repeats} repeats (latencies in ms)",
+        f"{args.repeats} repeats (latencies in ms; load: wrk on cpus {args.load_cpus!r}, "
+        f"servers on {args.server_cpus!r})",
         HEADERS,
         rows,
         profiles,

@@ -1,129 +1,167 @@
-"""A small HTTP/1.1 load generator: asyncio streams, keep-alive, bounded in requests and time.
+"""HTTP load from wrk (the Debian package), pinned to a core of its own.
 
-Each of `concurrency` connections sends a request, reads the whole response, and sends the
-next one (a closed loop, as a pool of clients would). It only talks to 127.0.0.1 and stops
-itself when the time or the request budget runs out. It is deliberately lean (no HTTP
-library per request): on a 2-core machine the client shares the CPU with the server under
-test, and a heavy client would hide the difference between two servers.
+Each of `concurrency` keep-alive connections sends a request, reads the whole response and
+sends the next one (a closed loop, as a pool of clients would), cycling through the given
+requests in order. wrk is written in C and runs under `taskset` on another core than the
+server (`--server-cpus`/`--load-cpus` of the benchmarks), so the client neither shares the
+server's core nor costs what a Python client would; the previous Python client took a
+large share of a 2-core machine from the servers it measured. wrk reads no script from
+the command line here: the requests are written to a Lua script in $TOUCHLINE_BENCH_DIR at
+run time, and the script's `done()` prints the counts and latency percentiles as one JSON
+line, which is what is parsed (wrk's human summary rounds them).
+
+One wrk thread per run, at every concurrency: the load has one core, and a second thread
+on it would only take turns with the first. One thread drives tens of thousands of small
+requests a second, far above what a one-process Python server answers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
+import hashlib
+import json
+import math
+import shutil
+import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from bench.common import median, percentile
+from bench.common import BENCH_DIR
+
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+_MARKER = "WRK_RESULT "
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
 class LoadResult:
+    """One wrk run; latencies in ms (wrk measures them in µs)."""
+
     concurrency: int
     seconds: float
-    latencies_ms: list[float] = field(default_factory=list)
+    requests: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
     errors: int = 0
     first_error: str = ""
-
-    @property
-    def requests(self) -> int:
-        return len(self.latencies_ms)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies_ms, 50)
 
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies_ms, 99)
+def _lua(text: bytes) -> str:
+    """A Lua string literal for any bytes."""
+    safe = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/.:,{} "
+    return '"' + "".join(chr(b) if b in safe else f"\\{b:03d}" for b in text) + '"'
 
 
-def build_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    if body or method == "POST":
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%s{"requests":%d,"duration_us":%d,"status":%d,"connect":%d,"read":%d,'
+    .. '"write":%d,"timeout":%d,"p50":%d,"p90":%d,"p99":%d,"max":%d}\\n',
+    marker, summary.requests, summary.duration, e.status, e.connect, e.read, e.write,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max))
+end
+"""
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    body = await reader.readexactly(length) if length else b""
-    return status, body
-
-
-async def _run(
-    port: int,
-    requests: Sequence[bytes],
-    concurrency: int,
-    seconds: float,
-    max_requests: int,
-    warmup_seconds: float,
-) -> LoadResult:
-    result = LoadResult(concurrency, 0.0)
-    cycle = itertools.cycle(requests)
-    budget = max_requests
-    start = time.perf_counter()
-    measure_from = start + warmup_seconds
-    deadline = measure_from + seconds
-
-    async def client() -> None:
-        nonlocal budget
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while budget > 0:
-                now = time.perf_counter()
-                if now >= deadline:
-                    return
-                request = next(cycle)
-                writer.write(request)
-                status, body = await _read_response(reader)
-                done = time.perf_counter()
-                if now < measure_from:
-                    continue
-                budget -= 1
-                if status == 200:
-                    result.latencies_ms.append((done - now) * 1000)
-                else:
-                    result.errors += 1
-                    result.first_error = result.first_error or f"{status} {body[:200]!r}"
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    # Requests in flight at the deadline finish and count, so the window ends after them.
-    result.seconds = time.perf_counter() - measure_from
-    return result
+def write_script(requests: Sequence[Request]) -> str:
+    """The Lua script cycling through `requests`; one file per distinct list."""
+    entries = []
+    for r in requests:
+        headers = {**r.headers}
+        if r.body or r.method == "POST":
+            headers.setdefault("Content-Type", "application/json")
+        fields = ", ".join(f"[{_lua(k.encode())}] = {_lua(v.encode())}" for k, v in headers.items())
+        entries.append(
+            f"  {{{_lua(r.method.encode())}, {_lua(r.path.encode())}, {{{fields}}}, "
+            f"{_lua(r.body)}}},"
+        )
+    script = "\n".join(
+        [
+            f"local marker = {_lua(_MARKER.encode())}",
+            "local specs = {",
+            *entries,
+            "}",
+            "local formatted = {}",
+            "local i = 0",
+            # In init, where wrk has set its Host header, which wrk.format adds.
+            "init = function(args)",
+            "  for k, s in ipairs(specs) do formatted[k] = wrk.format(s[1], s[2], s[3], s[4]) end",
+            "end",
+            "request = function()",
+            "  i = i % #formatted + 1",
+            "  return formatted[i]",
+            "end",
+            _DONE,
+        ]
+    )
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    path = BENCH_DIR / f"wrk-{hashlib.sha256(script.encode()).hexdigest()[:16]}.lua"
+    if not path.exists():
+        path.write_text(script)
+    return str(path)
 
 
 def run_load(
     port: int,
-    requests: Sequence[bytes],
+    requests: Sequence[Request],
     *,
     concurrency: int,
     seconds: float,
-    max_requests: int = 1_000_000,
-    warmup_seconds: float = 1.0,
+    cpus: str | None = "1",
 ) -> LoadResult:
-    """Closed-loop load on 127.0.0.1:`port`; requests are cycled through in order."""
-    return asyncio.run(_run(port, requests, concurrency, seconds, max_requests, warmup_seconds))
-
-
-def summarize(results: Sequence[LoadResult]) -> dict[str, float]:
-    """Medians over repeats of one measurement."""
-    return {
-        "rps": median([r.rps for r in results]),
-        "p50": median([r.p50 for r in results]),
-        "p99": median([r.p99 for r in results]),
-    }
+    """Closed-loop load on 127.0.0.1:`port` for `seconds` (whole seconds, at least one: wrk
+    takes no fractions), wrk on the `cpus` given to taskset (None: anywhere)."""
+    duration = max(1, math.ceil(seconds))
+    cmd = [
+        WRK,
+        "--threads",
+        "1",
+        "--connections",
+        str(concurrency),
+        "--duration",
+        f"{duration}s",
+        "--timeout",
+        "10s",
+        "--script",
+        write_script(requests),
+        f"http://127.0.0.1:{port}/",
+    ]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(_MARKER)]
+    if not lines:
+        raise RuntimeError(f"wrk printed no result: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    out = json.loads(lines[-1][len(_MARKER) :])
+    socket_errors = {k: out[k] for k in ("connect", "read", "write", "timeout") if out[k]}
+    errors = out["status"] + sum(socket_errors.values())
+    first_error = ""
+    if out["status"]:
+        first_error = f"{out['status']} responses other than 2xx/3xx"
+    elif socket_errors:
+        first_error = f"socket errors {socket_errors}"
+    return LoadResult(
+        concurrency=concurrency,
+        seconds=out["duration_us"] / 1e6,
+        requests=out["requests"],
+        p50=out["p50"] / 1000,
+        p90=out["p90"] / 1000,
+        p99=out["p99"] / 1000,
+        max=out["max"] / 1000,
+        errors=errors,
+        first_error=first_error,
+    )

@@ -10,7 +10,8 @@ Touchline's sync endpoints, runs the database call in anyio's thread pool (`--in
 on the event loop instead, which is faster on SQLite and slower on PostgreSQL).
 
 `RawQuery` (the compiled statement and its parameters) is also what the benchmark's floor,
-the statement with no HTTP at all, executes.
+the statement with no HTTP at all, executes; `ContactSequencesApp`, the ASGI shell, is also
+the async floor's (bench/floor_async.py).
 """
 
 from __future__ import annotations
@@ -140,23 +141,21 @@ def to_json(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes | None:
 # ---------------------------------------------------------------------- the ASGI callable
 
 
-class MinimalApp:
-    def __init__(self, url: str, org_id: uuid.UUID, *, inline: bool) -> None:
+class ContactSequencesApp:
+    """The endpoint's bare ASGI shell: routing, the body, one compiled query per filter
+    combination, the response. Subclasses say how the query is run."""
+
+    def __init__(self, url: str, org_id: uuid.UUID) -> None:
         self.url = url
         self.engine: Engine = "sqlite" if url.startswith("sqlite") else "postgresql"
         self.org_id = org_id
-        self.inline = inline
         self.queries: dict[bytes, RawQuery] = {}
-        self.local = threading.local()
 
-    def _connection(self) -> Any:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = raw_connect(self.url)
-        return conn
+    def compile(self, filters: dict[str, Any]) -> RawQuery:
+        return RawQuery(self.engine, self.org_id, filters)
 
-    def _answer(self, query: RawQuery, contact_id: uuid.UUID) -> bytes | None:
-        return to_json(*query.run(self._connection(), contact_id))
+    async def answer(self, query: RawQuery, contact_id: uuid.UUID) -> bytes | None:
+        raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -183,16 +182,36 @@ class MinimalApp:
         contact_id = uuid.UUID(parts[3])
         query = self.queries.get(body)
         if query is None:
-            filters = orjson.loads(body) if body else {}
-            query = self.queries[body] = RawQuery(self.engine, self.org_id, filters)
-        call: Callable[[], bytes | None] = lambda: self._answer(query, contact_id)  # noqa: E731
-        payload = call() if self.inline else await anyio.to_thread.run_sync(call)
+            query = self.queries[body] = self.compile(orjson.loads(body) if body else {})
+        payload = await self.answer(query, contact_id)
         if payload is None:
             await _respond(
                 send, 404, b'{"errors":[{"description":"Contact not found"}],"status":404}'
             )
             return
         await _respond(send, 200, payload)
+
+
+class MinimalApp(ContactSequencesApp):
+    """The raw sync driver, in anyio's thread pool as Touchline's sync endpoints are."""
+
+    def __init__(self, url: str, org_id: uuid.UUID, *, inline: bool) -> None:
+        super().__init__(url, org_id)
+        self.inline = inline
+        self.local = threading.local()
+
+    def _connection(self) -> Any:
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = raw_connect(self.url)
+        return conn
+
+    def _answer(self, query: RawQuery, contact_id: uuid.UUID) -> bytes | None:
+        return to_json(*query.run(self._connection(), contact_id))
+
+    async def answer(self, query: RawQuery, contact_id: uuid.UUID) -> bytes | None:
+        call: Callable[[], bytes | None] = lambda: self._answer(query, contact_id)  # noqa: E731
+        return call() if self.inline else await anyio.to_thread.run_sync(call)
 
 
 async def _respond(send: Send, status: int, payload: bytes) -> None:
