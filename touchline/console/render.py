@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
 from starlette.templating import Jinja2Templates
 
 from touchline.console.session import CSRF_FIELD, CSRF_HEADER, Operator
@@ -50,6 +52,13 @@ def utc_time(value: datetime | None) -> str:
 templates.env.filters["local_time"] = local_time
 templates.env.filters["utc_time"] = utc_time
 templates.env.globals.update(nav=NAV, csrf_field=CSRF_FIELD, csrf_header=CSRF_HEADER)
+
+
+def filters_of(query: BaseModel) -> str:
+    """A list's filters as given (not its page) as `&name=value…`, for the pager's links."""
+    given = query.model_dump(exclude={"limit", "offset"}, exclude_none=True)
+    chosen = {name: str(value) for name, value in given.items() if value != ""}
+    return "&" + urlencode(chosen) if chosen else ""
 
 
 def page(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from touchline.channels.service import get_channel
 from touchline.console.forms import parse
-from touchline.console.render import page
+from touchline.console.render import filters_of, page
 from touchline.console.session import Checked, Operator, SignedIn
 from touchline.contacts.schemas import ContactSearch
 from touchline.contacts.service import contact_out, get_contact, search_contacts
@@ -76,11 +76,7 @@ def contacts(
         query=query,
         read_as=read_as,
         # The search's fields, for the pager's links to carry.
-        kept="".join(
-            f"&{urlencode({k: v})}"
-            for k, v in query.model_dump(exclude={"limit", "offset"}).items()
-            if v
-        ),
+        filters=filters_of(query),
     )
 
 

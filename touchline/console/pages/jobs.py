@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import Query, Request
 from fastapi.responses import Response
 
-from touchline.console.render import page
+from touchline.console.render import filters_of, page
 from touchline.console.session import SignedIn
 from touchline.deps import ReadSession
 from touchline.enrollment import service
@@ -96,5 +95,5 @@ def _outcomes(job: Job, query: OutcomeQuery) -> dict[str, Any]:
         "results": results[query.offset : query.offset + query.limit],
         "matching": len(results),
         "query": query,
-        "filters": "&" + urlencode({"outcome": query.outcome}) if query.outcome else "",
+        "filters": filters_of(query),
     }

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import Query, Request
 from fastapi.responses import Response
 
 from touchline.channels.schemas import ChannelListQuery
 from touchline.channels.service import list_channels
-from touchline.console.render import page
+from touchline.console.render import filters_of, page
 from touchline.console.session import SignedIn
 from touchline.deps import ReadSession
 from touchline.messaging.schemas import MessageFilter
@@ -23,7 +22,6 @@ router = api_router()
 
 # The filters' choices: an organization's channels and sequences are few, but not bounded.
 CHOICES = 200
-_FILTERS = ("delivery_status", "channel_id", "sequence_id", "direction")
 
 
 @router.get("/messages")
@@ -37,7 +35,6 @@ def messages(
     found = list_messages(session, org, query)
     channels = list_channels(session, org, ChannelListQuery(limit=CHOICES)).data
     sequences = list_sequences(session, org, SequenceListQuery(limit=CHOICES)).data
-    chosen = {name: str(v) for name in _FILTERS if (v := getattr(query, name)) is not None}
     return page(
         request,
         "messages.html",
@@ -48,5 +45,5 @@ def messages(
         channels=channels,
         channel_names={c.id: c.name for c in channels},
         sequences=sequences,
-        filters="&" + urlencode(chosen) if chosen else "",
+        filters=filters_of(query),
     )

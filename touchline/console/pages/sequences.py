@@ -8,7 +8,7 @@ from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from touchline.console.forms import errors_by_field, parse
-from touchline.console.render import page
+from touchline.console.render import filters_of, page
 from touchline.console.session import Checked, SignedIn
 from touchline.deps import DbSession, ReadSession
 from touchline.errors import ValidationFailed
@@ -47,6 +47,7 @@ def _list(
         sequences=found.data,
         total=found.total,
         query=query,
+        filters=filters_of(query),
         counts=open_counts(session, [s.id for s in found.data]),
         errors=errors,
         form=form or {},

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from touchline.console.forms import errors_by_field, parse
-from touchline.console.render import page
+from touchline.console.render import filters_of, page
 from touchline.console.session import Checked, Operator, SignedIn
 from touchline.deps import AppSettings, DbSession, ReadSession
 from touchline.errors import Conflict, ValidationFailed
@@ -135,7 +134,6 @@ def _detail(
     org = operator.organization_id
     hook = service.subscription_out(service.get_subscription(session, org, webhook_id))
     found = service.list_deliveries(session, org, webhook_id, query)
-    chosen = {name: v for name in ("status", "event") if (v := getattr(query, name)) is not None}
     return page(
         request,
         "webhook.html",
@@ -146,7 +144,7 @@ def _detail(
         total=found.total,
         query=query,
         events=EVENT_TYPES,
-        filters="&" + urlencode(chosen) if chosen else "",
+        filters=filters_of(query),
         resent=resent,
         problem=problem,
     )
