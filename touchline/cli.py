@@ -305,6 +305,7 @@ def demo(
         f"{base}/v1/contacts/{info.contact_id}/sequences"
     )
     typer.echo(f"API docs: {base}/docs")
+    typer.echo(f"Console: {base}/app (sign in with the API key above)")
 
 
 if __name__ == "__main__":

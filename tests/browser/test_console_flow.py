@@ -70,6 +70,9 @@ def test_build_a_sequence_enroll_a_csv_and_follow_a_contact(page: Page, served: 
     expect(page.locator("#progress")).to_contain_text("3 of 3 processed")
     expect(page.locator("#outcomes").get_by_text("added: 3")).to_be_visible()
     shoot(page, "job")
+    page.get_by_role("link", name="Sequences").click()
+    expect(page.get_by_role("link", name="Onboarding")).to_be_visible()
+    shoot(page, "sequences")
 
     page.get_by_role("link", name="Contacts").click()
     page.get_by_label("Name, phone or email").fill("Ann")

@@ -13,7 +13,11 @@ class Job(IdMixin, TimestampMixin, Base):
     """Background work accepted by the API (enrollment, removal) and done by a worker."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        # The console's jobs list: an organization's, newest first.
+        Index("ix_jobs_organization_created", "organization_id", "created_at"),
+    )
 
     organization_id: Mapped[OrgKey]
     kind: Mapped[str] = mapped_column(String(32))
