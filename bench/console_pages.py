@@ -41,7 +41,7 @@ Request = Callable[[httpx.Client], httpx.Response]
 
 
 def signed_in(port: int, api_key: str) -> httpx.Client:
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, follow_redirects=True)
     form = client.get("/app/sign-in")
     token = _TOKEN.search(form.text)
     assert token, "the sign-in page has no CSRF field"

@@ -69,6 +69,21 @@ def test_search_results_are_paginated(console: Console, api: Api) -> None:
     assert len(_rows(second.text)) == 1
 
 
+def test_a_long_list_counts_no_further_than_it_must(
+    console: Console, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("touchline.console.render.COUNT_UP_TO", 2)
+    for n in range(4):
+        _contact(api, name=f"Lee {n}", phone=f"+1415555021{n}")
+    first = console.get("/app/contacts", params={"limit": "1"})
+    assert "1\N{EN DASH}1 of more than 2" in first.text
+    assert "Older" in first.text
+    # Asked for a page past the cap, the count goes as far as that page (and here, all).
+    last = console.get("/app/contacts", params={"limit": "1", "offset": "3"})
+    assert "4\N{EN DASH}4 of 4" in last.text
+    assert "Older" not in last.text
+
+
 def test_another_organizations_contacts_are_not_found(
     console: Console, api: Api, other_api: Api
 ) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.templating import Jinja2Templates
 
 from touchline.console.session import CSRF_FIELD, CSRF_HEADER, Operator
+from touchline.schemas import Pagination
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -52,6 +53,16 @@ def utc_time(value: datetime | None) -> str:
 templates.env.filters["local_time"] = local_time
 templates.env.filters["utc_time"] = utc_time
 templates.env.globals.update(nav=NAV, csrf_field=CSRF_FIELD, csrf_header=CSRF_HEADER)
+
+
+# Long lists count their matches this far at most and then say "more than": counting a
+# million messages for a pager took longer than the page.
+COUNT_UP_TO = 1_000
+
+
+def count_up_to(query: Pagination) -> int:
+    """How far a list's count goes: past the page asked for, so "Older" is always right."""
+    return max(COUNT_UP_TO, query.offset + query.limit)
 
 
 def filters_of(query: BaseModel) -> str:

@@ -195,7 +195,9 @@ def delete_contact(session: Session, org_id: uuid.UUID, contact_id: uuid.UUID) -
     return contact
 
 
-def search_contacts(session: Session, org_id: uuid.UUID, query: ContactSearch) -> Page[ContactOut]:
+def search_contacts(
+    session: Session, org_id: uuid.UUID, query: ContactSearch, *, count_up_to: int | None = None
+) -> Page[ContactOut]:
     conditions = [
         Contact.organization_id == org_id,
         *equal_to(query, external_id=Contact.external_id),
@@ -212,7 +214,9 @@ def search_contacts(session: Session, org_id: uuid.UUID, query: ContactSearch) -
         )
         conditions.append(Contact.id.in_(tagged))
     statement = select(Contact).where(*conditions).order_by(Contact.created_at.desc(), Contact.id)
-    rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)
+    rows, total = paginate(
+        session, statement, limit=query.limit, offset=query.offset, count_up_to=count_up_to
+    )
     return Page(data=contacts_out(session, rows), total=total)
 
 

@@ -27,6 +27,7 @@ from touchline.sequences.schemas import (
     SequenceCreate,
     SequenceListQuery,
     SequenceOut,
+    SequenceStatus,
     SequenceUpdate,
     SettingsPatch,
     StepAnalytics,
@@ -199,14 +200,15 @@ def list_sequences(
     return Page(data=sequences_out(session, rows), total=total)
 
 
-def active_sequences(session: Session, org_id: uuid.UUID, limit: int) -> tuple[list[Sequence], int]:
-    """The organization's newest active sequences and how many there are: the choices of a
-    form that adds contacts, without the per-step counts `sequences_out` reads."""
-    statement = (
-        select(Sequence)
-        .where(Sequence.organization_id == org_id, Sequence.status == "active")
-        .order_by(Sequence.created_at.desc(), Sequence.id)
+def sequence_choices(
+    session: Session, org_id: uuid.UUID, limit: int, status: SequenceStatus | None = None
+) -> tuple[list[Sequence], int]:
+    """The organization's newest sequences (of one status, if given) and how many there
+    are: the choices of a form, without the steps and counts `sequences_out` reads."""
+    statement = select(Sequence).where(
+        Sequence.organization_id == org_id, *([Sequence.status == status] if status else [])
     )
+    statement = statement.order_by(Sequence.created_at.desc(), Sequence.id)
     return paginate(session, statement, limit=limit, offset=0)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from touchline.channels.service import get_channel
 from touchline.console.forms import parse
-from touchline.console.render import filters_of, page
+from touchline.console.render import count_up_to, filters_of, page
 from touchline.console.session import Checked, Operator, SignedIn
 from touchline.contacts.schemas import ContactSearch
 from touchline.contacts.service import contact_out, get_contact, search_contacts
@@ -66,7 +66,8 @@ def contacts(
     query: Annotated[ContactsQuery, Query()],
 ) -> Response:
     search, read_as = search_of(query)
-    found = search_contacts(session, operator.organization_id, search)
+    capped = count_up_to(query)
+    found = search_contacts(session, operator.organization_id, search, count_up_to=capped)
     return page(
         request,
         "contacts.html",
@@ -77,6 +78,7 @@ def contacts(
         read_as=read_as,
         # The search's fields, for the pager's links to carry.
         filters=filters_of(query),
+        capped=capped,
     )
 
 

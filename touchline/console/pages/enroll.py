@@ -17,7 +17,7 @@ from touchline.deps import DbSession, ReadSession
 from touchline.errors import ValidationFailed
 from touchline.imports.service import accept_import, rows_from_csv
 from touchline.routing import api_router
-from touchline.sequences.service import active_sequences
+from touchline.sequences.service import sequence_choices
 from touchline.steps import live_steps_of
 
 router = api_router()
@@ -39,7 +39,7 @@ def _form(
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    active, total = active_sequences(session, operator.organization_id, MAX_CHOICES)
+    active, total = sequence_choices(session, operator.organization_id, MAX_CHOICES, "active")
     return page(
         request,
         "enroll.html",

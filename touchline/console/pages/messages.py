@@ -9,14 +9,13 @@ from fastapi.responses import Response
 
 from touchline.channels.schemas import ChannelListQuery
 from touchline.channels.service import list_channels
-from touchline.console.render import filters_of, page
+from touchline.console.render import count_up_to, filters_of, page
 from touchline.console.session import SignedIn
 from touchline.deps import ReadSession
 from touchline.messaging.schemas import MessageFilter
 from touchline.messaging.service import list_messages
 from touchline.routing import api_router
-from touchline.sequences.schemas import SequenceListQuery
-from touchline.sequences.service import list_sequences
+from touchline.sequences.service import sequence_choices
 
 router = api_router()
 
@@ -32,9 +31,10 @@ def messages(
     query: Annotated[MessageFilter, Query()],
 ) -> Response:
     org = operator.organization_id
-    found = list_messages(session, org, query)
+    capped = count_up_to(query)
+    found = list_messages(session, org, query, count_up_to=capped)
     channels = list_channels(session, org, ChannelListQuery(limit=CHOICES)).data
-    sequences = list_sequences(session, org, SequenceListQuery(limit=CHOICES)).data
+    sequences, _ = sequence_choices(session, org, CHOICES)
     return page(
         request,
         "messages.html",
@@ -46,4 +46,5 @@ def messages(
         channel_names={c.id: c.name for c in channels},
         sequences=sequences,
         filters=filters_of(query),
+        capped=capped,
     )

@@ -59,7 +59,7 @@ _DONE = {
 }
 # Entered and delivered are counted, not kept (see runs.service.step_reach): entered up
 # to this many a step, from an index alone...
-ENTERED_CAP = 5_000
+ENTERED_CAP = 1_000
 # ...and delivered only for a step this many or fewer entered: a probe of messages each.
 DELIVERED_CAP = 250
 # Sequence settings that are numbers: a blank one clears the cap.
@@ -91,16 +91,20 @@ class Bar:
 def _funnels(session: Session, steps: Sequence[StepOut]) -> dict[uuid.UUID, list[Bar]]:
     """Each step's funnel: the step's own counters, with entered and delivered counted
     within bounds; bar widths are shares of the largest number on the page."""
+    # Every contact sent a message or still waiting entered the step: a step whose exact
+    # counters are past the cap already says "at least" that many, with nothing to count.
+    known = {s.id: max(s.analytics.sent_messages, s.analytics.slated_messages) for s in steps}
     reach = step_reach(
-        session, [s.id for s in steps], entered_cap=ENTERED_CAP, delivered_cap=DELIVERED_CAP
+        session,
+        [s.id for s in steps if known[s.id] < ENTERED_CAP],
+        entered_cap=ENTERED_CAP,
+        delivered_cap=DELIVERED_CAP,
     )
     rows: dict[uuid.UUID, list[tuple[str, int | None, bool]]] = {}
     for step in steps:
         a = step.analytics
-        counted, delivered = reach[step.id]
-        # Every contact sent a message or still waiting entered the step: past the cap,
-        # those exact counters keep "at least" close to the truth.
-        entered = max(min(counted, ENTERED_CAP), a.sent_messages, a.slated_messages)
+        counted, delivered = reach.get(step.id, (known[step.id] + 1, None))
+        entered = max(min(counted, ENTERED_CAP), known[step.id])
         rows[step.id] = [
             ("Entered", entered, counted > ENTERED_CAP),
             ("Sent", a.sent_messages, False),

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import Field
 
 from touchline.console.forms import errors_by_field, parse
 from touchline.console.render import filters_of, page
@@ -20,12 +21,17 @@ from touchline.sequences.schemas import SequenceCreate, SequenceListQuery
 router = api_router()
 
 
+class SequencesQuery(SequenceListQuery):
+    # Each sequence on the page brings its steps and their counters: 20 keep it quick.
+    limit: int = Field(default=20, ge=1, le=500)
+
+
 @router.get("/sequences")
 def sequences(
     request: Request,
     operator: SignedIn,
     session: ReadSession,
-    query: Annotated[SequenceListQuery, Query()],
+    query: Annotated[SequencesQuery, Query()],
 ) -> Response:
     return _list(request, operator, session, query)
 
@@ -69,5 +75,5 @@ def create_sequence(
         sequence = service.create_sequence(session, operator.organization_id, data)
     except ValidationFailed as exc:
         session.rollback()
-        return _list(request, operator, session, SequenceListQuery(), errors_by_field(exc), form)
+        return _list(request, operator, session, SequencesQuery(), errors_by_field(exc), form)
     return RedirectResponse(f"/app/sequences/{sequence.id}", status_code=303)
