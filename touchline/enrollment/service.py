@@ -147,10 +147,16 @@ class _Known:
         ):
             values = list({v for i in inputs if (v := getattr(i, key))})
             for chunk in chunks(values, _IN_LIST):
-                for contact_id, value in session.execute(
-                    select(Contact.id, column)
-                    .where(Contact.organization_id == org_id, column.in_(chunk))
-                    .order_by(Contact.created_at.desc())
+                # Sorted here, not in SQL: with ORDER BY created_at, SQLite's planner read
+                # the organization's contacts in creation order (every one of them, for
+                # each chunk of an import) instead of looking the values up.
+                matches = session.execute(
+                    select(Contact.id, column, Contact.created_at).where(
+                        Contact.organization_id == org_id, column.in_(chunk)
+                    )
+                ).all()
+                for contact_id, value, _created in sorted(
+                    matches, key=lambda m: m[2], reverse=True
                 ):
                     # Newest first, so the oldest match is the one left in the map (an
                     # IN match is never NULL).
