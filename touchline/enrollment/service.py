@@ -209,22 +209,24 @@ class _Known:
         return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
 
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[_JobContact]) -> None:
+        # By contact only, the sequence checked here: given the sequence too, SQLite's
+        # planner read all of the sequence's step contacts and runs (its index) for every
+        # job, so adding to a big sequence slowed with its size. A contact has few of either.
         ids = list({c.id for c in contacts})
         for chunk in chunks(ids, _IN_LIST):
             for sc in self.session.scalars(
                 select(StepContact).where(
-                    StepContact.sequence_id == sequence_id,
                     StepContact.contact_id.in_(chunk),
                     StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
                 )
             ):
-                self.open[sc.contact_id] = sc
+                if sc.sequence_id == sequence_id:
+                    self.open[sc.contact_id] = sc
             for run in self.session.scalars(
-                select(SequenceRun).where(
-                    SequenceRun.sequence_id == sequence_id, SequenceRun.contact_id.in_(chunk)
-                )
+                select(SequenceRun).where(SequenceRun.contact_id.in_(chunk))
             ):
-                self.runs.setdefault(run.contact_id, []).append(run)
+                if run.sequence_id == sequence_id:
+                    self.runs.setdefault(run.contact_id, []).append(run)
 
 
 def describe(exc: ValidationError) -> str:
