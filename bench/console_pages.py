@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -60,12 +61,8 @@ def biggest_sequences(dataset: Dataset, count: int) -> list[str]:
         ).fetchall()
     finally:
         conn.close()
-    # SQLite keeps UUIDs as 32 hex digits; the URL wants the usual form.
-    return [str(r[0]) if "-" in str(r[0]) else _dashed(str(r[0])) for r in rows]
-
-
-def _dashed(hex32: str) -> str:
-    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+    # SQLite keeps UUIDs as 32 hex digits, psycopg gives UUIDs: the URL wants the usual form.
+    return [str(uuid.UUID(str(r[0]))) for r in rows]
 
 
 def timed(client: httpx.Client, request: Request) -> float:
