@@ -240,3 +240,13 @@ def test_a_contact_in_no_sequence_with_its_opt_outs(console: Console, api: Api) 
     assert "No messages" in html
     opted_out = html[html.index("Opted out") :]
     assert "Support line" in opted_out[:300]
+
+
+def test_a_tenants_markup_is_shown_as_text_never_run(console: Console, api: Api) -> None:
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    made = _contact(api, name=hostile, phone="+14155550199", properties={"plan": hostile})
+    for path in ("/app/contacts", f"/app/contacts/{made['id']}"):
+        page = console.get(path).text
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+        assert "&lt;script&gt;alert(" in page
