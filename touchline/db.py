@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,6 +161,20 @@ def _configure_postgresql(dbapi_connection: Any, _record: Any) -> None:
     # form psycopg builds in Python, escaping element by element; the binary form costs a
     # fraction of that.
     dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+
+def plan_for_values(session: Session) -> None:
+    """Have PostgreSQL plan the rest of this transaction's statements for the values each
+    one is given.
+
+    The driver prepares a statement run five times, and the server may then keep one
+    generic plan for it. A bulk job's lookups (a column `= ANY` thousands of values, within
+    one organization) run many times over a table the job itself is filling, whose
+    statistics lag: the generic plan compared every row of the organization with every
+    value, where a plan made for the values probes an index or a hash of them.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def reader(engine: Engine) -> Engine:
