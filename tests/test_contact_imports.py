@@ -134,6 +134,30 @@ def test_json_rows_update_existing_contacts_and_report_invalid_ones(
     assert contact(api, done["results"][4]["contact_id"])["name"] == "Dee"
 
 
+def test_a_changed_contact_is_one_contact_updated_event_and_an_unchanged_one_none(
+    api: Api, worker: Worker
+) -> None:
+    hook = api.post(
+        "/v1/webhooks",
+        json={"url": "https://hooks.example.com/t", "event_types": ["contact.updated"]},
+    )
+    assert hook.status_code == 201, hook.text
+    ann = api.post("/v1/contacts", json={"phone": "+14155550111", "name": "Ann"}).json()["data"]
+    api.post("/v1/contacts", json={"phone": "+14155550122", "name": "Bob"})
+    rows = [
+        {"phone": "+14155550111", "name": "Ann Lee"},
+        {"phone": "+14155550111", "properties": {"plan": "gold"}},
+        {"phone": "+14155550122", "name": "Bob"},
+    ]
+    finished(api, worker, accepted(api.post("/v1/contacts/imports", json={"rows": rows})))
+
+    page = api.get(f"/v1/webhooks/{hook.json()['data']['id']}/deliveries").json()
+    shown = [(d["event"], d["payload"]["data"]) for d in page["data"]]
+    assert [(event, data["id"]) for event, data in shown] == [("contact.updated", ann["id"])]
+    assert (shown[0][1]["name"], shown[0][1]["properties"]) == ("Ann Lee", {"plan": "gold"})
+    assert contact(api, ann["id"])["updated_at"] != ann["updated_at"]
+
+
 def test_with_a_sequence_rows_get_the_enrollment_outcomes(api: Api, worker: Worker) -> None:
     # A day before the first message: the contacts are still in the sequence afterwards.
     sequence = make_sequence(

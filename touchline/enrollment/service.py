@@ -12,20 +12,20 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, select
 from sqlalchemy.orm import Session, load_only
 
-from touchline.applier import apply, assign
-from touchline.bulk import chunks
+from touchline.applier import apply
+from touchline.bulk import among, chunks
 from touchline.channels.service import find_channel, sending_channel
 from touchline.contacts.schemas import ContactFields, ContactInput
 from touchline.contacts.service import contact_changes, find_existing, get_contact
 from touchline.core import progress
-from touchline.core.changes import Changeset, Insert
+from touchline.core.changes import Changeset, Insert, update
 from touchline.core.recipients import recipient_address
 from touchline.core.settings import settings_of
 from touchline.core.views import ContactLike, ContactRow, RunLike, StepContactLike, StepContactRow
-from touchline.db import utc_now
+from touchline.db import plan_for_values, utc_now
 from touchline.enrollment.schemas import (
     ContactRef,
     EnrollRequest,
@@ -117,12 +117,14 @@ def result(
     }
 
 
-_JobContact = Contact | ContactRow
-
-
 def _columns(contact: ContactRow) -> dict[str, Any]:
     # Not dataclasses.asdict, which deep-copies the properties of every contact.
     return {name: getattr(contact, name) for name in ContactRow.__slots__}
+
+
+# Existing contacts are read as plain rows: an import names tens of thousands, and building
+# and flushing an ORM object for each was a large share of its time.
+_CONTACT_COLUMNS = [getattr(Contact, name) for name in ContactRow.__slots__]
 
 
 class _Known:
@@ -132,7 +134,7 @@ class _Known:
     def __init__(self, session: Session, org_id: uuid.UUID, inputs: list[ContactInput]) -> None:
         self.session = session
         self.org_id = org_id
-        self.by: dict[str, dict[str, _JobContact]] = {
+        self.by: dict[str, dict[str, ContactRow]] = {
             "phone": {},
             "external_id": {},
             "email": {},
@@ -152,7 +154,7 @@ class _Known:
                 # each chunk of an import) instead of looking the values up.
                 matches = session.execute(
                     select(Contact.id, column, Contact.created_at).where(
-                        Contact.organization_id == org_id, column.in_(chunk)
+                        Contact.organization_id == org_id, among(session, column, chunk)
                     )
                 ).all()
                 for contact_id, value, _created in sorted(
@@ -162,21 +164,21 @@ class _Known:
                     # IN match is never NULL).
                     found[key][cast(str, value)] = contact_id
         ids = list({i for by_value in found.values() for i in by_value.values()})
-        loaded: dict[uuid.UUID, Contact] = {}
+        loaded: dict[uuid.UUID, ContactRow] = {}
         for chunk in chunks(ids, _IN_LIST):
-            loaded |= {
-                c.id: c for c in session.scalars(select(Contact).where(Contact.id.in_(chunk)))
-            }
+            for row in session.execute(select(*_CONTACT_COLUMNS).where(Contact.id.in_(chunk))):
+                loaded[row.id] = ContactRow(*row)
         for key, by_value in found.items():
             self.by[key] = {value: loaded[i] for value, i in by_value.items()}
         self.open: dict[uuid.UUID, StepContactLike] = {}
         self.runs: dict[uuid.UUID, list[RunLike]] = {}
-        self.changes = Changeset()
-        # The contacts this job creates, inserted with its runs and step contacts: one
-        # statement for all of them, where ORM objects were flushed one by one.
+        # The contacts this job creates, inserted with its runs and step contacts in one
+        # statement each; and the columns its inputs change on existing ones, by contact.
         self.new: list[ContactRow] = []
+        self.created: set[uuid.UUID] = set()
+        self.changed: dict[uuid.UUID, dict[str, Any]] = {}
 
-    def contact_for(self, data: ContactInput) -> tuple[_JobContact | None, str | None]:
+    def contact_for(self, data: ContactInput) -> tuple[ContactRow | None, str | None]:
         """The contact an input refers to (dedupe rules of POST /v1/contacts), created if
         none matches; or None and why it cannot be used."""
         contact = next(
@@ -190,14 +192,16 @@ class _Known:
         if contact is None:
             contact = ContactRow(uuid.uuid4(), self.org_id)
             self.new.append(contact)
+            self.created.add(contact.id)
         elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
             return None, "another contact has this phone"
         changes = contact_changes(contact, data)
-        if isinstance(contact, Contact):
-            self.changes += assign(contact, changes)
-        else:
-            for key, value in changes.items():
-                setattr(contact, key, value)
+        if contact.id not in self.created:
+            changes = {k: v for k, v in changes.items() if getattr(contact, k) != v}
+            if changes:
+                self.changed.setdefault(contact.id, {}).update(changes)
+        for key, value in changes.items():
+            setattr(contact, key, value)
         for key in ("phone", "external_id", "email"):
             value = getattr(contact, key)
             if value:
@@ -208,25 +212,43 @@ class _Known:
         # Runs this job started are not written yet, so they are looked up here, not read.
         return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
 
-    def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[_JobContact]) -> None:
-        # By contact only, the sequence checked here: given the sequence too, SQLite's
-        # planner read all of the sequence's step contacts and runs (its index) for every
-        # job, so adding to a big sequence slowed with its size. A contact has few of either.
+    def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[ContactRow]) -> None:
         ids = list({c.id for c in contacts})
-        for chunk in chunks(ids, _IN_LIST):
-            for sc in self.session.scalars(
-                select(StepContact).where(
-                    StepContact.contact_id.in_(chunk),
-                    StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
-                )
-            ):
-                if sc.sequence_id == sequence_id:
-                    self.open[sc.contact_id] = sc
-            for run in self.session.scalars(
-                select(SequenceRun).where(SequenceRun.contact_id.in_(chunk))
-            ):
-                if run.sequence_id == sequence_id:
-                    self.runs.setdefault(run.contact_id, []).append(run)
+        open_ids = _ids_in_sequence(
+            self.session,
+            StepContact,
+            sequence_id,
+            ids,
+            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+        )
+        run_ids = _ids_in_sequence(self.session, SequenceRun, sequence_id, ids)
+        for chunk in chunks(open_ids, _IN_LIST):
+            for sc in self.session.scalars(select(StepContact).where(StepContact.id.in_(chunk))):
+                self.open[sc.contact_id] = sc
+        for chunk in chunks(run_ids, _IN_LIST):
+            for run in self.session.scalars(select(SequenceRun).where(SequenceRun.id.in_(chunk))):
+                self.runs.setdefault(run.contact_id, []).append(run)
+
+
+def _ids_in_sequence(
+    session: Session,
+    model: type[StepContact] | type[SequenceRun],
+    sequence_id: uuid.UUID,
+    contact_ids: list[uuid.UUID],
+    *conditions: ColumnElement[bool],
+) -> list[uuid.UUID]:
+    """The ids of the contacts' rows that belong to the sequence.
+
+    The sequence is tested in the SELECT, not the WHERE: given `sequence_id = ?`, SQLite's
+    planner (it has no statistics) read the whole sequence by its index for every job,
+    where a contact's own index finds its few rows.
+    """
+    ours = case((model.sequence_id == sequence_id, model.id))
+    found: list[uuid.UUID] = []
+    for chunk in chunks(contact_ids, _IN_LIST):
+        statement = select(ours).where(model.contact_id.in_(chunk), *conditions)
+        found.extend(i for i in session.scalars(statement) if i is not None)
+    return found
 
 
 def describe(exc: ValidationError) -> str:
@@ -238,7 +260,7 @@ def describe(exc: ValidationError) -> str:
     )
 
 
-Resolved = list[tuple[int, _JobContact | None, str | None]]
+Resolved = list[tuple[int, ContactRow | None, str | None]]
 
 
 def resolve_inputs(
@@ -246,6 +268,7 @@ def resolve_inputs(
 ) -> tuple[_Known, Resolved]:
     """Each input's contact (found by the dedupe rules, or new and not yet written), or why
     it cannot be used; `first` is the index of the first input among the job's."""
+    plan_for_values(session)
     parsed: list[ContactInput | str] = []
     for raw in inputs:
         try:
@@ -265,12 +288,14 @@ def resolve_inputs(
 def save_contacts(session: Session, known: _Known, more: Changeset | None = None) -> None:
     """Write the contacts `known` created and changed, with `more`, in one apply."""
     now = utc_now()
-    created = Changeset(
+    changes = Changeset(
         inserts=[
             Insert(Contact, _columns(c) | {"created_at": now, "updated_at": now}) for c in known.new
         ]
     )
-    apply(session, known.changes + created + (more or Changeset()))
+    for contact_id, values in known.changed.items():
+        changes += update(Contact, contact_id, known.org_id, values | {"updated_at": now})
+    apply(session, changes + (more or Changeset()))
 
 
 def run_enrollment(session: Session, job: Job, now: datetime) -> None:
@@ -347,7 +372,7 @@ class _Enroller:
         self.settings = settings_of(sequence)
         self.changes = Changeset()
 
-    def one(self, index: int, contact: _JobContact) -> dict[str, Any]:
+    def one(self, index: int, contact: ContactRow) -> dict[str, Any]:
         known, settings, now = self.known, self.settings, self.now
         open_sc = known.open.get(contact.id)
         if open_sc is not None:
