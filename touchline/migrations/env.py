@@ -12,6 +12,26 @@ config = context.config
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        _migrate(connection)
+        return
+    # Batch mode rebuilds a table by copying it and dropping the old one, and with foreign
+    # keys on, dropping a table deletes the rows that refer to it (ON DELETE CASCADE):
+    # rebuilding sequence_runs would empty step_contacts. The pragma is a no-op inside a
+    # transaction, so it is set on the driver's connection before one begins.
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate(connection)
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migrated database breaks foreign keys: {broken[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
