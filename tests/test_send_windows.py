@@ -74,6 +74,29 @@ def test_quiet_hours_in_the_sequence_zone_when_the_contact_has_none(
     assert _current(api, contact_id)["scheduled_at"] == "2026-03-30T06:00:00Z"
 
 
+def test_one_job_schedules_each_contact_in_its_own_zone(api: Api, worker: Worker) -> None:
+    later = [{"title": "Later", "body": "Hi", "schedule_options": {"hours": 1}}]
+    sequence = make_sequence(api, later, settings={**QUIET_ON, "timezone": "Europe/Berlin"})
+    # Due at 17:00 UTC: 12:00 in New York (inside the window), 22:30 in Kolkata (quiet until
+    # 08:00) and, for the contact with no zone, 18:00 in Berlin (inside).
+    inputs = [
+        {"phone": "+14155550171", "timezone": "America/New_York"},
+        {"phone": "+14155550172", "timezone": "Asia/Kolkata"},
+        {"phone": "+14155550173"},
+        {"phone": "+14155550174", "timezone": "Asia/Kolkata"},
+        {"phone": "+14155550175", "timezone": "America/New_York"},
+    ]
+    job = enroll(api, worker, sequence["id"], inputs, datetime(2026, 3, 2, 16, 0, tzinfo=UTC))
+    scheduled = [_current(api, r["contact_id"])["scheduled_at"] for r in job["results"]]
+    assert scheduled == [
+        "2026-03-02T17:00:00Z",
+        "2026-03-03T02:30:00Z",
+        "2026-03-02T17:00:00Z",
+        "2026-03-03T02:30:00Z",
+        "2026-03-02T17:00:00Z",
+    ]
+
+
 def test_quiet_hours_apply_to_sms_only(api: Api, worker: Worker) -> None:
     channel = make_channel(api, type="email", address="hello@touchline.example.com")
     sequence = make_sequence(api, TWO_STEPS, settings=QUIET_ON, channel_id=channel["id"])

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from touchline.core.changes import Changeset, IfResponded, combine, count, insert, update
+from touchline.core.changes import (
+    Changeset,
+    IfResponded,
+    Insert,
+    Update,
+    combine,
+    count,
+    insert,
+    update,
+)
 from touchline.core.relative import NoDateError
 from touchline.core.schedule import Delay, NoSendWindowError, earliest_allowed
 from touchline.core.settings import settings_of
@@ -86,10 +95,12 @@ def begin(
     start: datetime,
     now: datetime,
     previous: Iterable[RunLike] = (),
+    due: datetime | str | None = None,
 ) -> tuple[NewRun, dict[str, Any], Changeset]:
     """A new run of the place's sequence for its contact, standing in its step, waiting
     from `start`; it becomes the contact's latest run there, so the `previous` latest ones
-    stop being so. Returns the run, its step contact, the changes."""
+    stop being so. Returns the run, its step contact, the changes. `due` is the step's
+    `place.due(start)` when the caller already knows it (see `enter_step`)."""
     sequence, contact = place.sequence, place.contact
     settings = settings_of(sequence)
     run = NewRun(
@@ -106,16 +117,18 @@ def begin(
             "updated_at": now,
         }
     )
-    sc, entered = enter_step(run, place, start, now)
+    sc = _step_contact(run, place, start, now, due)
     # A new run is written standing in its first step, not inserted and then moved there.
-    [stands] = entered.updates
-    run.row |= stands.values
-    changes = Changeset()
-    for old in previous:
-        changes += update(
-            SequenceRun, old.id, old.organization_id, {"is_latest": False}, announce=False
-        )
-    return run, sc, changes + insert(SequenceRun, run.row) + insert(StepContact, sc)
+    run.row |= _entered(sc["id"], place.step.id, now)
+    # Built whole, not added up: a bulk enrollment begins thousands of runs.
+    changes = Changeset(
+        inserts=[Insert(SequenceRun, run.row), Insert(StepContact, sc)],
+        updates=[
+            Update(SequenceRun, old.id, old.organization_id, {"is_latest": False}, announce=False)
+            for old in previous
+        ],
+    )
+    return run, sc, changes
 
 
 def _entered(step_contact_id: uuid.UUID, step_id: uuid.UUID, now: datetime) -> dict[str, Any]:
@@ -129,12 +142,23 @@ def enter_step(
     """Put the contact in the place's step of its run: pending until its message is due
     from `start`, or inactive when it cannot be. Returns the new step contact's row and the
     changes."""
+    sc = _step_contact(run, place, start, now)
+    changes = insert(StepContact, sc) + update(
+        SequenceRun, run.id, run.organization_id, _entered(sc["id"], place.step.id, now)
+    )
+    return sc, changes
+
+
+def _step_contact(
+    run: RunLike, place: Place, start: datetime, now: datetime, due: datetime | str | None = None
+) -> dict[str, Any]:
+    """The row of the contact's stay in the place's step of `run`."""
     sequence, step, channel = place.sequence, place.step, place.channel
-    due = place.due(start)
+    if due is None:
+        due = place.due(start)
     scheduled = due if isinstance(due, datetime) else None
-    sc_id = uuid.uuid4()
-    sc: dict[str, Any] = {
-        "id": sc_id,
+    return {
+        "id": uuid.uuid4(),
         "organization_id": run.organization_id,
         "sequence_id": run.sequence_id,
         "step_id": step.id,
@@ -149,10 +173,6 @@ def enter_step(
         "created_at": now,
         "updated_at": now,
     }
-    changes = insert(StepContact, sc) + update(
-        SequenceRun, run.id, run.organization_id, _entered(sc_id, step.id, now)
-    )
-    return sc, changes
 
 
 def _set(

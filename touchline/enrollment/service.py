@@ -23,6 +23,7 @@ from touchline.contacts.service import contact_changes, find_existing, get_conta
 from touchline.core import progress
 from touchline.core.changes import Changeset, Insert, update
 from touchline.core.recipients import recipient_address
+from touchline.core.relative import relative_key
 from touchline.core.settings import settings_of
 from touchline.core.views import ContactLike, ContactRow, RunLike, StepContactLike, StepContactRow
 from touchline.db import plan_for_values, utc_now
@@ -371,6 +372,19 @@ class _Enroller:
         self.start, self.now = start, now
         self.settings = settings_of(sequence)
         self.changes = Changeset()
+        # Every contact enters the same step at the same time, so the step's due time
+        # differs only by the contact's zone, unless the step goes by the contact's dates.
+        self.by_zone: dict[str | None, datetime | str] | None = (
+            None if relative_key(target.schedule_options) else {}
+        )
+
+    def due(self, place: progress.Place) -> datetime | str:
+        if self.by_zone is None:
+            return place.due(self.start)
+        zone = place.contact.timezone
+        if zone not in self.by_zone:
+            self.by_zone[zone] = place.due(self.start)
+        return self.by_zone[zone]
 
     def one(self, index: int, contact: ContactRow) -> dict[str, Any]:
         known, settings, now = self.known, self.settings, self.now
@@ -394,13 +408,15 @@ class _Enroller:
             since = now - timedelta(seconds=settings.max_add_time)
             if sum(r.created_at > since for r in runs) >= settings.max_add_per_time:
                 return result(index, contact, "capped", "max_add_per_time reached")
+        place = progress.Place(self.sequence, self.target, contact, self.channel)
         run, sc, changes = progress.begin(
-            progress.Place(self.sequence, self.target, contact, self.channel),
+            place,
             self.sequence.organization_id,
             self.run_channel_id,
             self.start,
             now,
             previous=[r for r in runs if r.is_latest],
+            due=self.due(place),
         )
         self.changes += changes
         runs.append(run)
