@@ -414,7 +414,7 @@ def test_limit_and_offset_page_through_every_match(api: Api, worker: Worker) -> 
         assert len(page["data"]) == min(2, 5 - offset)
         seen += _titles(page)
     assert seen == ALL_FIVE
-    for offset in (5, 40):
+    for offset in (5, 40, 2**32 - 1, 2**63 - 1):
         assert _both(api, s.contact_id, limit=2, offset=offset) == {"data": [], "total": 5}
     filtered = _both(api, s.contact_id, contact_status="pending", limit=1, offset=1)
     assert _titles(filtered) == ["Back to draft"]

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Annotated, Any, TypedDict, overload
 
 from sqlalchemy import (
+    BigInteger,
     Integer,
     Select,
     String,
@@ -184,7 +185,7 @@ def _statement(by_sequence: bool, by_contact_status: bool, by_sequence_status: b
         select(matches)
         .order_by(matches.c.run_updated_at.desc(), matches.c.sequence_id)
         .limit(bindparam("limit", type_=Integer()))
-        .offset(bindparam("offset", type_=Integer()))
+        .offset(bindparam("offset", type_=BigInteger()))
         .subquery("page")
     )
     contact = Contact.__table__
