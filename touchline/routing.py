@@ -22,10 +22,26 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from touchline.faults import is_retryable
+from touchline.schemas import ErrorBody
 
 log = logging.getLogger("touchline.api")
 
 UNIT_OF_WORK = "touchline_unit_of_work"
+# The errors any endpoint may answer with, as the OpenAPI schema documents them.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Malformed request",
+        401: "Missing or invalid API key",
+        404: "Unknown id",
+        409: "Conflict; with Retry-After, another request holds the same rows",
+        413: "Body too large",
+        422: "Validation failed",
+        429: "Rate limited (see Retry-After)",
+        500: "Internal error (see its id)",
+        503: "The database is unavailable, busy or full (see Retry-After)",
+    }.items()
+}
 # A deadlock or serialization failure is retried in full this many times before the
 # caller sees a 409: each attempt re-runs the endpoint on a rolled-back session.
 ATTEMPTS = 3
@@ -70,5 +86,7 @@ class UnitOfWorkRoute(APIRoute):
 
 
 def api_router(**kwargs: Any) -> APIRouter:
-    """Every router of the API is made here, so that every write route commits in place."""
-    return APIRouter(route_class=UnitOfWorkRoute, **kwargs)
+    """Every router of the API is made here, so that every write route commits in place and
+    documents the error envelope whether or not the router is included in an app (the app
+    adds the API's routes to its own router: see touchline.app.include_routes)."""
+    return APIRouter(route_class=UnitOfWorkRoute, responses=ERROR_RESPONSES, **kwargs)
