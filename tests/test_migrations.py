@@ -6,6 +6,7 @@ session's PostgreSQL server, so nothing here touches the tables the API tests sh
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from tests.helpers import (
@@ -33,7 +34,14 @@ from touchline.app import create_app
 from touchline.config import Settings
 from touchline.db import make_engine
 from touchline.migrate import alembic_config, upgrade
-from touchline.models import OPEN_STEP_CONTACT_STATUSES, Base, StepContact
+from touchline.models import (
+    OPEN_STEP_CONTACT_STATUSES,
+    Base,
+    Job,
+    JobPart,
+    Organization,
+    StepContact,
+)
 from touchline.worker.loop import Worker
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -151,3 +159,63 @@ def test_held_is_filled_in_for_the_step_contacts_already_there(
         sequences["draft"]: True,
         sequences["archived"]: True,
     }
+
+
+def test_an_import_under_way_carries_on_from_its_parts(empty_database: str, engine: Engine) -> None:
+    # An installation upgrading while an import is half done: its first chunk's outcomes
+    # and second chunk's rows were in the job's payload; the job finishes from its parts.
+    upgrade(empty_database, "9c3e5a7b2d14")
+    settings = Settings(database_url=empty_database)
+    app = create_app(settings)
+    try:
+        with TestClient(app) as client:
+            api = make_org(app, client)
+            ann = api.post("/v1/contacts", json={"phone": "+14155550111"}).json()["data"]
+        done_first = [
+            {"index": 0, "contact_id": ann["id"], "outcome": "created", "description": None}
+        ]
+        payload = {
+            "sequence_id": None,
+            "step_id": None,
+            "channel_id": None,
+            "schedule_at": None,
+            "chunk_rows": 1,
+            "chunks": ["", json.dumps([{"phone": "+14155550122", "name": "Bob"}])],
+            "outcomes": [json.dumps(done_first)],
+        }
+        with Session(engine) as session, session.begin():
+            org_id = session.scalars(select(Organization.id)).one()
+            session.execute(
+                insert(Job).values(
+                    id=uuid.uuid4(),
+                    organization_id=org_id,
+                    kind="import",
+                    status="queued",
+                    payload=payload,
+                    total=2,
+                    processed=1,
+                    results=[],
+                    created_at=T0,
+                    updated_at=T0,
+                )
+            )
+    finally:
+        app.state.engine.dispose()
+
+    upgrade(empty_database)
+
+    app = create_app(settings)
+    try:
+        worker = Worker(app.state.sessions, settings)
+        while worker.run_job():
+            pass
+        worker.close()
+    finally:
+        app.state.engine.dispose()
+    with Session(engine) as session:
+        job = session.scalars(select(Job)).one()
+        parts_left = session.scalars(select(JobPart)).all()
+    assert (job.status, job.processed, "chunks" in job.payload) == ("done", 2, False)
+    assert [r["outcome"] for r in job.results] == ["created", "created"]
+    assert job.results[0]["contact_id"] == ann["id"]
+    assert parts_left == []

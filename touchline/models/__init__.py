@@ -4,7 +4,7 @@ from touchline.models.base import Base
 from touchline.models.channel import Channel, ChannelThrottle
 from touchline.models.contact import Contact, ContactPreference, ContactTag
 from touchline.models.health import ReadinessProbe
-from touchline.models.job import Job
+from touchline.models.job import Job, JobPart
 from touchline.models.message import LinkClick, Message, TrackedLink
 from touchline.models.organization import ApiKey, Organization
 from touchline.models.run import OPEN_STEP_CONTACT_STATUSES, SequenceRun, StepContact
@@ -23,6 +23,7 @@ __all__ = [
     "ContactPreference",
     "ContactTag",
     "Job",
+    "JobPart",
     "LinkClick",
     "Message",
     "Organization",

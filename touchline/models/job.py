@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from touchline.models.base import Base, IdMixin, OrgKey, TimestampMixin
@@ -31,3 +32,20 @@ class Job(IdMixin, TimestampMixin, Base):
     run_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class JobPart(Base):
+    """One chunk of a job's inputs, then its outcomes: each turn of an import reads and
+    writes its own part, where keeping every chunk in the job's payload rewrote (and, on
+    PostgreSQL, parsed again) all of the rows left at every turn."""
+
+    __tablename__ = "job_parts"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[int] = mapped_column(primary_key=True)
+    # JSON texts, parsed by the turn that needs them: inputs until the part is done, then
+    # its outcomes until the job is.
+    inputs: Mapped[str | None] = mapped_column(Text)
+    outcomes: Mapped[str | None] = mapped_column(Text)
