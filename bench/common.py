@@ -31,6 +31,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from tests.postgres import throwaway_postgres
+from touchline.migrate import upgrade
 
 Engine = Literal["sqlite", "postgresql"]
 ENGINES: tuple[Engine, ...] = ("sqlite", "postgresql")
@@ -177,6 +178,9 @@ def ensure_dataset(
         cached = Dataset.load(server, name)
         if cached is not None:
             log(f"using cached dataset {name} ({cached.counts})")
+            # Made by an older Touchline, a cached dataset lacks later migrations: the
+            # servers would fail on it or measure an old schema.
+            upgrade(server.database_url(name))
             return cached
     dataset = generate(server, name, step_contacts)
     if server.persistent:
