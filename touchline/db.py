@@ -163,18 +163,26 @@ def _configure_postgresql(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
-def plan_for_values(session: Session) -> None:
-    """Have PostgreSQL plan the rest of this transaction's statements for the values each
-    one is given.
+@contextmanager
+def planned_for_values(session: Session) -> Iterator[None]:
+    """Have PostgreSQL plan the statements run inside for the values each one is given.
 
     The driver prepares a statement run five times, and the server may then keep one
     generic plan for it. A bulk job's lookups (a column `= ANY` thousands of values, within
     one organization) run many times over a table the job itself is filling, whose
     statistics lag: the generic plan compared every row of the organization with every
-    value, where a plan made for the values probes an index or a hash of them.
+    value, where a plan made for the values probes an index or a hash of them. Only
+    inside: the setting also reaches the server's own foreign-key checks, which would then
+    be planned again for every row inserted.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    yield
+    # Not in a `finally`: after an error the transaction is rolled back, and the setting
+    # with it.
+    if postgresql:
+        session.execute(text("SET LOCAL plan_cache_mode = DEFAULT"))
 
 
 def reader(engine: Engine) -> Engine:

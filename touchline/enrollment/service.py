@@ -26,7 +26,7 @@ from touchline.core.recipients import recipient_address
 from touchline.core.relative import relative_key
 from touchline.core.settings import settings_of
 from touchline.core.views import ContactLike, ContactRow, RunLike, StepContactLike, StepContactRow
-from touchline.db import plan_for_values, utc_now
+from touchline.db import planned_for_values, utc_now
 from touchline.enrollment.schemas import (
     ContactRef,
     EnrollRequest,
@@ -215,14 +215,15 @@ class _Known:
 
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[ContactRow]) -> None:
         ids = list({c.id for c in contacts})
-        open_ids = _ids_in_sequence(
-            self.session,
-            StepContact,
-            sequence_id,
-            ids,
-            StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
-        )
-        run_ids = _ids_in_sequence(self.session, SequenceRun, sequence_id, ids)
+        with planned_for_values(self.session):
+            open_ids = _ids_in_sequence(
+                self.session,
+                StepContact,
+                sequence_id,
+                ids,
+                StepContact.status.in_(OPEN_STEP_CONTACT_STATUSES),
+            )
+            run_ids = _ids_in_sequence(self.session, SequenceRun, sequence_id, ids)
         for chunk in chunks(open_ids, _IN_LIST):
             for sc in self.session.scalars(select(StepContact).where(StepContact.id.in_(chunk))):
                 self.open[sc.contact_id] = sc
@@ -269,14 +270,14 @@ def resolve_inputs(
 ) -> tuple[_Known, Resolved]:
     """Each input's contact (found by the dedupe rules, or new and not yet written), or why
     it cannot be used; `first` is the index of the first input among the job's."""
-    plan_for_values(session)
     parsed: list[ContactInput | str] = []
     for raw in inputs:
         try:
             parsed.append(ContactInput.model_validate(raw))
         except ValidationError as exc:
             parsed.append(describe(exc))
-    known = _Known(session, org_id, [p for p in parsed if not isinstance(p, str)])
+    with planned_for_values(session):
+        known = _Known(session, org_id, [p for p in parsed if not isinstance(p, str)])
     resolved: Resolved = []
     for index, item in enumerate(parsed, start=first):
         if isinstance(item, str):
