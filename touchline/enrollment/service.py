@@ -175,8 +175,7 @@ class _Known:
         self.runs: dict[uuid.UUID, list[RunLike]] = {}
         # The contacts this job creates, inserted with its runs and step contacts in one
         # statement each; and the columns its inputs change on existing ones, by contact.
-        self.new: list[ContactRow] = []
-        self.created: set[uuid.UUID] = set()
+        self.new: dict[uuid.UUID, ContactRow] = {}
         self.changed: dict[uuid.UUID, dict[str, Any]] = {}
 
     def contact_for(self, data: ContactInput) -> tuple[ContactRow | None, str | None]:
@@ -192,12 +191,11 @@ class _Known:
         )
         if contact is None:
             contact = ContactRow(uuid.uuid4(), self.org_id)
-            self.new.append(contact)
-            self.created.add(contact.id)
+            self.new[contact.id] = contact
         elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
             return None, "another contact has this phone"
         changes = contact_changes(contact, data)
-        if contact.id not in self.created:
+        if contact.id not in self.new:
             changes = {k: v for k, v in changes.items() if getattr(contact, k) != v}
             if changes:
                 self.changed.setdefault(contact.id, {}).update(changes)
@@ -209,9 +207,11 @@ class _Known:
                 self.by[key].setdefault(value, contact)
         return contact, None
 
-    def run(self, run_id: uuid.UUID) -> RunLike:
-        # Runs this job started are not written yet, so they are looked up here, not read.
-        return next(r for runs in self.runs.values() for r in runs if r.id == run_id)
+    def run(self, contact_id: uuid.UUID, run_id: uuid.UUID) -> RunLike:
+        # Runs this job started are not written yet, so they are looked up here, not read:
+        # among the contact's own, not every run the job knows (a job reprocessing
+        # thousands of contacts searched them all for each).
+        return next(r for r in self.runs[contact_id] if r.id == run_id)
 
     def load_sequence_state(self, sequence_id: uuid.UUID, contacts: list[ContactRow]) -> None:
         ids = list({c.id for c in contacts})
@@ -292,7 +292,8 @@ def save_contacts(session: Session, known: _Known, more: Changeset | None = None
     now = utc_now()
     changes = Changeset(
         inserts=[
-            Insert(Contact, _columns(c) | {"created_at": now, "updated_at": now}) for c in known.new
+            Insert(Contact, _columns(c) | {"created_at": now, "updated_at": now})
+            for c in known.new.values()
         ]
     )
     for contact_id, values in known.changed.items():
@@ -392,7 +393,7 @@ class _Enroller:
         open_sc = known.open.get(contact.id)
         if open_sc is not None:
             if open_sc.step_id == self.target.id and open_sc.status != "active":
-                run = known.run(open_sc.sequence_run_id)
+                run = known.run(contact.id, open_sc.sequence_run_id)
                 place = progress.Place(self.sequence, self.target, contact, self.channel)
                 self.changes += progress.reschedule(open_sc, run, place, self.start, now)
                 return result(index, contact, "reprocessed")

@@ -170,7 +170,7 @@ def _upsert(
     with session.no_autoflush:
         known, resolved = resolve_inputs(session, org_id, rows, first)
     # A contact is created by the first row that names it; later rows update it.
-    new = {c.id for c in known.new}
+    new = set(known.new)
     results: list[dict[str, Any]] = []
     for index, contact, problem in resolved:
         if contact is None:
