@@ -33,5 +33,28 @@ def test_a_key_past_its_limit_gets_429_until_the_window_ends(app: FastAPI) -> No
     limited.state.engine.dispose()
 
 
+def test_list_contact_sequences_counts_each_request_once(app: FastAPI) -> None:
+    # Its requests are answered on two paths (touchline.runs.lane): a key seen moments ago
+    # in the common form, and everything else through the declared route.
+    settings = app.state.settings.model_dump() | {
+        "rate_limit_requests": 4,
+        "rate_limit_interval_ms": 60_000,
+    }
+    limited = create_app(Settings.model_validate(settings))
+    with TestClient(limited) as client:
+        api = make_org(limited, client)
+        contact_id = api.post("/v1/contacts", json={"email": "ann@example.com"}).json()["data"]
+        path = f"/v1/contacts/{contact_id['id']}/sequences"
+        answers = [
+            api.post(path, json={}).status_code,  # the key is now cached
+            api.post(path, json={"limit": 0}).status_code,  # refused by the declared route
+            api.get(path).status_code,
+        ]
+        assert answers == [200, 422, 200]
+        assert_error(api.post(path, json={}), 429)
+        assert_error(api.get(path, params={"limit": 1}), 429)
+    limited.state.engine.dispose()
+
+
 def test_no_limit_by_default(api: Api) -> None:
     assert all(api.get("/v1/contacts").status_code == 200 for _ in range(30))

@@ -17,7 +17,7 @@ from touchline.auth.cache import KeyCache
 from touchline.auth.limits import RateLimiter
 from touchline.config import Settings, get_settings
 from touchline.console.routes import error_page, install_console, is_console
-from touchline.db import make_engine, make_sessionmaker, reader
+from touchline.db import make_engine, make_sessionmaker
 from touchline.errors import (
     BadRequest,
     ErrorDetail,
@@ -29,6 +29,7 @@ from touchline.metrics import install_metrics
 from touchline.middleware import BodyLimits, ErrorEnvelope, error_response
 from touchline.requestctx import RequestContext
 from touchline.routing import ERROR_RESPONSES
+from touchline.runs.lane import ContactSequencesReader
 
 log = logging.getLogger("touchline")
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         finally:
             if worker is not None:
                 worker.stop()
+            await app.state.contact_sequences.aclose()
             engine.dispose()
 
     app = FastAPI(
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.read_sessions = make_sessionmaker(engine, writer=False)
-    app.state.read_engine = reader(engine)
+    app.state.contact_sequences = ContactSequencesReader(engine, settings)
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_requests, settings.rate_limit_interval_ms
@@ -142,10 +144,15 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.health import router as health
     from touchline.imports.routes import router as imports
     from touchline.messaging.routes import router as messaging
+    from touchline.runs.routes import contact_sequences_router
     from touchline.runs.routes import router as runs
     from touchline.sequences.routes import router as sequences
     from touchline.webhooks.routes import router as webhooks
 
+    # First: the router tries each route's pattern in turn, and the endpoint users call
+    # most should not wait for every other pattern to be tried. (Its one pattern matches
+    # no other route's paths.)
+    include_routes(app, contact_sequences_router)
     # Not made by api_router: included, so that its routes document the app's responses.
     app.include_router(health)
     # Imports before contacts: /v1/contacts/imports is not a contact id.

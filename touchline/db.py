@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -138,13 +139,13 @@ def make_engine(url: str, limits: Settings | None = None) -> Engine:
         pool_recycle=1800,
         pool_use_lifo=True,
         pool_timeout=pool_timeout,
-        connect_args={"options": _postgresql_limits(limits)} if limits else {},
+        connect_args={"options": postgresql_limits(limits)} if limits else {},
     )
     event.listen(engine, "connect", _configure_postgresql)
     return engine
 
 
-def _postgresql_limits(limits: Settings) -> str:
+def postgresql_limits(limits: Settings) -> str:
     # Bounded waits: a lock held elsewhere, a statement that runs away, and a transaction
     # left open by a client that stopped talking all end in an error the caller can
     # answer (409 or 503) instead of a request that never returns.
@@ -218,3 +219,26 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def driver_errors(
+    dialect: Dialect,
+    connection: Any = None,
+    invalidate: Callable[[BaseException], None] | None = None,
+) -> Iterator[None]:
+    """Driver errors raised inside come out as SQLAlchemy's, as they would from a statement
+    run through SQLAlchemy: the error envelope (touchline.faults) reads them the same way.
+    `invalidate` is called with an error that means `connection` (the driver's) is broken,
+    so that the pool does not hand it out again.
+    """
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as exc:
+        broken = dialect.is_disconnect(exc, connection, None)
+        if broken and invalidate is not None:
+            invalidate(exc)
+        raise DBAPIError.instance(
+            None, None, exc, dbapi_error, connection_invalidated=broken, dialect=dialect
+        ) from exc

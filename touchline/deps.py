@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import State
 
 from touchline.auth.cache import KeyCache
 from touchline.auth.limits import RateLimiter
@@ -54,6 +55,15 @@ def _lookup(factory: sessionmaker[Session], key: str) -> uuid.UUID | None:
         return organization_for_key(session, key)
 
 
+def cached_organization(state: State, key: str) -> uuid.UUID | None:
+    """The organization of a key that authenticated moments ago, the request counted
+    against its rate limit; None when the key must be looked up first."""
+    org_id: uuid.UUID | None = state.key_cache.get(key)
+    if org_id is not None:
+        state.rate_limiter.check(key)
+    return org_id
+
+
 async def _organization(
     request: Request,
     whippy_key: Annotated[str | None, Depends(_whippy_key)],
@@ -63,14 +73,16 @@ async def _organization(
     key = whippy_key or (bearer.credentials if bearer else None)
     if not key:
         raise Unauthorized("Missing API key: send X-WHIPPY-KEY or Authorization: Bearer")
-    cache: KeyCache = request.app.state.key_cache
-    org_id = cache.get(key)
+    state = request.app.state
+    org_id = cached_organization(state, key)
+    if org_id is not None:
+        return org_id
+    org_id = await run_in_threadpool(_lookup, state.read_sessions, key)
     if org_id is None:
-        org_id = await run_in_threadpool(_lookup, request.app.state.read_sessions, key)
-        if org_id is None:
-            raise Unauthorized("Unknown or revoked API key")
-        cache.put(key, org_id)
-    limiter: RateLimiter = request.app.state.rate_limiter
+        raise Unauthorized("Unknown or revoked API key")
+    cache: KeyCache = state.key_cache
+    cache.put(key, org_id)
+    limiter: RateLimiter = state.rate_limiter
     limiter.check(key)
     return org_id
 

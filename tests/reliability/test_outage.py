@@ -158,3 +158,37 @@ def _all_contacts(http: httpx.Client) -> list[dict[str, object]]:
         contacts.extend(page["data"])
         if len(contacts) >= page["total"]:
             return contacts
+
+
+def test_list_contact_sequences_answers_503_while_stopped_and_recovers(
+    database: PostgresServer, tmp_path: Path
+) -> None:
+    # The endpoint reads from its own async connections on the event loop, beside the
+    # pool the other routes use: they must fail and come back the same way, and the
+    # loop must stay free to answer everything else meanwhile.
+    with serving(database.url, tmp_path, "--no-worker") as served, served.client() as http:
+        contact_id = http.post("/v1/contacts", json={"name": "Ann", "email": "ann@example.com"})
+        contact_id = contact_id.json()["data"]["id"]
+        path = f"/v1/contacts/{contact_id}/sequences"
+        for _ in range(3):
+            assert http.post(path, json={}).json() == {"data": [], "total": 0}
+        database.stop("fast")
+        during: list[tuple[float, httpx.Response]] = []
+        for _ in range(4):
+            started = time.monotonic()
+            response = http.post(path, json={})
+            during.append((time.monotonic() - started, response))
+        health_started = time.monotonic()
+        assert http.get("/healthz").status_code == 200
+        health_seconds = time.monotonic() - health_started
+        database.start()
+        recovered = _wait_for(lambda: http.post(path, json={}).status_code == 200, 30)
+
+    for seconds, response in during:
+        assert response.status_code == 503, response.text
+        assert_envelope(response.json(), 503)
+        assert response.headers["retry-after"]
+        assert seconds < 30
+    print(f"while stopped: {[round(s, 2) for s, _ in during]} s")
+    assert health_seconds < 1
+    assert recovered

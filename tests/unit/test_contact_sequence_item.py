@@ -126,27 +126,27 @@ def test_text_must_stand_for_the_model_s_own_type() -> None:
 def test_a_built_item_is_what_the_model_answers() -> None:
     at = datetime(2026, 3, 2, 15, 0, 0, 250000, tzinfo=UTC)
     ids = [uuid.UUID(int=i) for i in range(4)]
-    row = types.SimpleNamespace(
-        sequence_id=ids[0],
-        sequence_title="Welcome",
-        sequence_status="active",
-        run_id=ids[1],
-        run_status="active",
-        run_created_at=at,
-        run_updated_at=at,
-        cur_status="pending",
-        cur_scheduled_at=at,
-        cur_updated_at=at,
-        cur_step_id=ids[2],
-        cur_step_title="Two",
-        cur_step_position=1,
-        last_step_id=ids[3],
-        last_step_title="One",
-        last_step_position=0,
-        last_completed_at=None,
-        next_step_id=None,
-        next_step_title=None,
-        next_step_position=None,
-    )
+    row = {
+        "sequence_id": ids[0],
+        "sequence_title": "Welcome",
+        "sequence_status": "active",
+        "run_id": ids[1],
+        "run_status": "active",
+        "run_created_at": at,
+        "run_updated_at": at,
+        "cur_status": "pending",
+        "cur_scheduled_at": at,
+        "cur_updated_at": at,
+        "cur_step_id": ids[2],
+        "cur_step_title": "Two",
+        "cur_step_position": 1,
+        "last_step_id": ids[3],
+        "last_step_title": "One",
+        "last_step_position": 0,
+        "last_completed_at": None,
+        "next_step_id": None,
+        "next_step_title": None,
+        "next_step_position": None,
+    }
     item = _item(row)
     assert ContactSequence.model_validate(item).model_dump(mode="json") == item

@@ -9,6 +9,8 @@ with no ORM objects or per-row model validation in between.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, TypedDict, overload
@@ -27,7 +29,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Dialect
 
 from touchline.models import Contact, Sequence, SequenceRun, Step, StepContact
 from touchline.runs.schemas import ContactSequencesQuery, ContactStatus, RunStatus
@@ -83,6 +85,10 @@ class ContactSequenceItem(TypedDict):
     next_step: NextStepItem | None
 
 
+# A page of items and the total.
+Page = tuple[list[ContactSequenceItem], int]
+
+
 @overload
 def uuid_text(value: None) -> None: ...
 @overload
@@ -91,7 +97,10 @@ def uuid_text(value: Any) -> str | None:
     """A stored UUID as the API writes it."""
     if value is None:
         return None
-    if isinstance(value, str):  # SQLite: 32 hex digits
+    if isinstance(value, str):
+        if len(value) == 36:  # PostgreSQL's own text
+            return value
+        # SQLite: 32 hex digits
         return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
     return str(value)
 
@@ -104,9 +113,12 @@ def time_text(value: Any) -> str | None:
     """A stored timestamp as the API writes it (UTC, `Z`, microseconds only when not 0)."""
     if value is None:
         return None
-    if isinstance(value, str):  # SQLite: naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'
-        text = value.replace(" ", "T")
-        return (text[:-7] if text.endswith(".000000") else text) + "Z"
+    if isinstance(value, str):
+        # SQLite: naive UTC 'YYYY-MM-DD HH:MM:SS.ffffff'. PostgreSQL's own text in UTC:
+        # 'YYYY-MM-DD HH:MM:SS.f+00', the fraction without its trailing zeros.
+        seconds, _, fraction = value.replace(" ", "T").removesuffix("+00").partition(".")
+        fraction = fraction.rstrip("0")
+        return f"{seconds}.{fraction.ljust(6, '0')}Z" if fraction else f"{seconds}Z"
     assert isinstance(value, datetime)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -233,49 +245,126 @@ def contact_sequences_statement(
     return statement.params(params)
 
 
-def contact_sequences(
-    conn: Connection, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
-) -> tuple[list[ContactSequenceItem], int] | None:
-    """The page and the total, or None when the contact is not the organization's."""
-    statement, params = _parameters(org_id, contact_id, query)
-    rows = conn.execute(statement, params).all()
+@dataclass(frozen=True)
+class _DriverStatement:
+    """One filter combination's statement as the driver takes it: SQLAlchemy compiles it
+    once, and each request binds its values as SQLAlchemy would have (`process`), without
+    going through SQLAlchemy's execution layer, which costs more than the statement itself
+    (docs/benchmarks.md)."""
+
+    sql: str
+    # The names of the columns it returns, in order.
+    columns: list[str]
+    # The constants the statement carries ('active', TRUE), already processed.
+    constants: dict[str, Any]
+    process: dict[str, Callable[[Any], Any]]
+    # The names in placeholder order for positional drivers (sqlite3); None for named ones.
+    order: tuple[str, ...] | None
+
+    def bind(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
+        bound = dict(self.constants)
+        for name, value in values.items():
+            process = self.process.get(name)
+            bound[name] = value if process is None else process(value)
+        return bound if self.order is None else [bound[name] for name in self.order]
+
+
+class DriverStatements:
+    """List Contact Sequences run on a driver's own connection, compiled for its dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._compiled: dict[Select[Any], _DriverStatement] = {}
+
+    def _compile(self, statement: Select[Any]) -> _DriverStatement:
+        found = self._compiled.get(statement)
+        if found is not None:
+            return found
+        compiled = statement.compile(dialect=self.dialect)
+        process: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+            if processor is not None:
+                process[name] = processor
+        constants = {
+            name: process[name](value) if name in process else value
+            for name, value in compiled.params.items()
+            if value is not None
+        }
+        order = None if compiled.positiontup is None else tuple(compiled.positiontup)
+        columns = [str(column.key) for column in statement.selected_columns]
+        found = self._compiled[statement] = _DriverStatement(
+            str(compiled), columns, constants, process, order
+        )
+        return found
+
+    def prepare(
+        self, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
+    ) -> tuple[_DriverStatement, dict[str, Any] | list[Any]]:
+        """The statement and its parameters, as the driver takes them."""
+        statement, values = _parameters(org_id, contact_id, query)
+        compiled = self._compile(statement)
+        return compiled, compiled.bind(values)
+
+    def run(
+        self,
+        driver_connection: Any,
+        org_id: uuid.UUID,
+        contact_id: uuid.UUID,
+        query: ContactSequencesQuery,
+    ) -> Page | None:
+        """The statement run on a sync driver's connection (its errors as it raises them:
+        see `db.driver_errors`)."""
+        statement, params = self.prepare(org_id, contact_id, query)
+        cursor = driver_connection.cursor()
+        try:
+            cursor.execute(statement.sql, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return page(statement.columns, rows)
+
+
+def page(columns: list[str], rows: list[Any]) -> Page | None:
+    """The items and the total from the statement's rows, or None when the contact is not
+    the organization's (no row at all)."""
     if not rows:
         return None
-    total = rows[0].total
-    return [_item(r) for r in rows if r.run_id is not None], total
+    named = [dict(zip(columns, row, strict=True)) for row in rows]
+    return [_item(r) for r in named if r["run_id"] is not None], named[0]["total"]
 
 
 def _step(step_id: uuid.UUID, title: str, position: int | None) -> NextStepItem:
     return {"id": uuid_text(step_id), "title": title, "position": position}
 
 
-def _item(r: Any) -> ContactSequenceItem:
+def _item(r: dict[str, Any]) -> ContactSequenceItem:
     return {
         "sequence": {
-            "id": uuid_text(r.sequence_id),
-            "title": r.sequence_title,
-            "status": r.sequence_status,
+            "id": uuid_text(r["sequence_id"]),
+            "title": r["sequence_title"],
+            "status": r["sequence_status"],
         },
         "sequence_run": {
-            "id": uuid_text(r.run_id),
-            "status": r.run_status,
-            "created_at": time_text(r.run_created_at),
-            "updated_at": time_text(r.run_updated_at),
+            "id": uuid_text(r["run_id"]),
+            "status": r["run_status"],
+            "created_at": time_text(r["run_created_at"]),
+            "updated_at": time_text(r["run_updated_at"]),
         },
-        "contact_status": r.cur_status,
+        "contact_status": r["cur_status"],
         "last_completed_step": None
-        if r.last_step_id is None
+        if r["last_step_id"] is None
         else {
-            **_step(r.last_step_id, r.last_step_title, r.last_step_position),
-            "completed_at": time_text(r.last_completed_at),
+            **_step(r["last_step_id"], r["last_step_title"], r["last_step_position"]),
+            "completed_at": time_text(r["last_completed_at"]),
         },
         "current_step": {
-            **_step(r.cur_step_id, r.cur_step_title, r.cur_step_position),
-            "status": r.cur_status,
-            "scheduled_at": time_text(r.cur_scheduled_at),
-            "updated_at": time_text(r.cur_updated_at),
+            **_step(r["cur_step_id"], r["cur_step_title"], r["cur_step_position"]),
+            "status": r["cur_status"],
+            "scheduled_at": time_text(r["cur_scheduled_at"]),
+            "updated_at": time_text(r["cur_updated_at"]),
         },
         "next_step": None
-        if r.next_step_id is None
-        else _step(r.next_step_id, r.next_step_title, r.next_step_position),
+        if r["next_step_id"] is None
+        else _step(r["next_step_id"], r["next_step_title"], r["next_step_position"]),
     }

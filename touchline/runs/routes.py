@@ -3,14 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import orjson
 from fastapi import Body, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from touchline.deps import OrgId, ReadSession
 from touchline.errors import NotFound
 from touchline.routing import api_router
-from touchline.runs import queries, service, timeline
+from touchline.runs import service, timeline
+from touchline.runs.lane import ContactSequencesReader, ContactSequencesRoute
 from touchline.runs.schemas import (
     ContactSequencesPage,
     ContactSequencesQuery,
@@ -23,6 +22,8 @@ from touchline.runs.timeline import RunEventOut
 from touchline.schemas import Data, Page, Pagination
 
 router = api_router(tags=["sequence contacts"])
+# List Contact Sequences' two routes, which the app tries before any other (touchline.app).
+contact_sequences_router = api_router(tags=["sequence contacts"])
 
 _LIST_DOC = (
     "Every sequence the contact is part of, one item per sequence (its latest run): the last "
@@ -31,53 +32,57 @@ _LIST_DOC = (
 )
 
 
-def _contact_sequences(
+async def _answer(
     request: Request, org: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
-) -> bytes:
-    # A plain connection: the one Core statement needs nothing of an ORM session.
-    with request.app.state.read_engine.connect() as conn:
-        found = queries.contact_sequences(conn, org, contact_id, query)
-    if found is None:
+) -> Response:
+    reader: ContactSequencesReader = request.app.state.contact_sequences
+    content = await reader.answer(org, contact_id, query)
+    if content is None:
         raise NotFound("Contact not found")
-    items, total = found
-    return orjson.dumps({"data": items, "total": total})
+    return Response(content, media_type="application/json")
 
 
-# The endpoint users call most: async, so that the whole request takes one trip to the
-# thread pool (the query), and serialized straight from the rows.
+# The endpoint users call most. Most of its requests never reach these functions: the
+# lane in front of each route answers them (see touchline.runs.lane); these answer the
+# rest, as declared here.
 
 
-@router.post(
-    "/v1/contacts/{contact_id}/sequences",
-    response_model=ContactSequencesPage,
-    summary="List Contact Sequences",
-    description=_LIST_DOC + " An empty or absent body means all defaults.",
-)
 async def list_contact_sequences(
     contact_id: uuid.UUID,
     request: Request,
     org: OrgId,
     body: Annotated[ContactSequencesQuery | None, Body()] = None,
 ) -> Response:
-    query = body or ContactSequencesQuery()
-    content = await run_in_threadpool(_contact_sequences, request, org, contact_id, query)
-    return Response(content, media_type="application/json")
+    return await _answer(request, org, contact_id, body or ContactSequencesQuery())
 
 
-@router.get(
-    "/v1/contacts/{contact_id}/sequences",
-    response_model=ContactSequencesPage,
-    summary="List Contact Sequences (query parameters)",
-    description=_LIST_DOC,
-)
 async def list_contact_sequences_get(
     contact_id: uuid.UUID,
     query: Annotated[ContactSequencesQuery, Query()],
     request: Request,
     org: OrgId,
 ) -> Response:
-    content = await run_in_threadpool(_contact_sequences, request, org, contact_id, query)
-    return Response(content, media_type="application/json")
+    return await _answer(request, org, contact_id, query)
+
+
+for _method, _endpoint, _summary, _description in (
+    (
+        "POST",
+        list_contact_sequences,
+        "List Contact Sequences",
+        _LIST_DOC + " An empty or absent body means all defaults.",
+    ),
+    ("GET", list_contact_sequences_get, "List Contact Sequences (query parameters)", _LIST_DOC),
+):
+    contact_sequences_router.add_api_route(
+        "/v1/contacts/{contact_id}/sequences",
+        _endpoint,
+        methods=[_method],
+        response_model=ContactSequencesPage,
+        summary=_summary,
+        description=_description,
+        route_class_override=ContactSequencesRoute,
+    )
 
 
 @router.get("/v1/sequences/{sequence_id}/contacts", summary="List a sequence's step contacts")

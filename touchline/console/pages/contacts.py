@@ -26,7 +26,7 @@ from touchline.errors import Conflict, NotFound, TouchlineError, ValidationFaile
 from touchline.messaging.schemas import MessageListQuery
 from touchline.messaging.service import list_messages
 from touchline.routing import api_router
-from touchline.runs.queries import contact_sequences
+from touchline.runs.lane import ContactSequencesReader
 from touchline.runs.schemas import ContactSequence, ContactSequencesQuery
 from touchline.schemas import Pagination
 from touchline.steps import live_steps_of
@@ -105,7 +105,8 @@ def _contact_page(
     org_id = operator.organization_id
     contact = contact_out(session, get_contact(session, org_id, contact_id))
     query = ContactSequencesQuery(limit=SEQUENCES_PER_PAGE, offset=seq_offset)
-    found = contact_sequences(session.connection(), org_id, contact_id, query)
+    reader: ContactSequencesReader = request.app.state.contact_sequences
+    found = reader.in_transaction(session.connection(), org_id, contact_id, query)
     if found is None:  # deleted between the two reads
         raise NotFound("Contact not found")
     items, sequences_total = found
