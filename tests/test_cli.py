@@ -517,7 +517,7 @@ def test_serve_warns_when_its_processes_may_open_more_connections_than_allowed(
     many = Settings(database_url=postgres_url, api_threads=1000)
     warning = connection_budget_warning(many, 2, with_worker=True)
     assert warning is not None
-    assert "may open up to 2024 connections" in warning
+    assert "may open up to 2040 connections" in warning  # 2 x (1000 + 10 + 8) + 4
     assert "PostgreSQL allows" in warning
     few = Settings(database_url=postgres_url, api_threads=4)
     assert connection_budget_warning(few, 2, with_worker=True) is None

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from touchline.config import Settings
 from touchline.db import RESERVED_CONNECTIONS, make_engine
 from touchline.metrics import MULTIPROCESS_DIR_VARIABLE
+from touchline.runs.lane import ASYNC_READ_CONNECTIONS
 
 log = logging.getLogger("touchline.serve")
 
@@ -37,7 +38,7 @@ WORKER_CONNECTIONS = 4
 
 def connections_needed(settings: Settings, processes: int, with_worker: bool) -> int:
     """The most connections N API processes (and the worker) may open together."""
-    per_process = settings.api_threads + RESERVED_CONNECTIONS
+    per_process = settings.api_threads + RESERVED_CONNECTIONS + ASYNC_READ_CONNECTIONS
     return processes * per_process + (WORKER_CONNECTIONS if with_worker else 0)
 
 
@@ -65,7 +66,7 @@ def connection_budget_warning(settings: Settings, processes: int, with_worker: b
         return None
     return (
         f"{processes} API processes may open up to {needed} connections "
-        f"({settings.api_threads} threads + {RESERVED_CONNECTIONS} each"
+        f"({settings.api_threads} threads + {RESERVED_CONNECTIONS + ASYNC_READ_CONNECTIONS} each"
         f"{f', and {WORKER_CONNECTIONS} for the worker' if with_worker else ''}); "
         f"PostgreSQL allows {limit}: lower TOUCHLINE_API_THREADS or raise max_connections"
     )
