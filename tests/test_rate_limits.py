@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -12,13 +14,21 @@ from touchline.app import create_app
 from touchline.config import Settings
 
 
-def test_a_key_past_its_limit_gets_429_until_the_window_ends(app: FastAPI) -> None:
+@contextmanager
+def _limited(app: FastAPI, requests: int, interval_ms: int) -> Iterator[tuple[FastAPI, TestClient]]:
+    """An app like `app` whose keys may make `requests` requests every `interval_ms`."""
     settings = app.state.settings.model_dump() | {
-        "rate_limit_requests": 3,
-        "rate_limit_interval_ms": 800,
+        "rate_limit_requests": requests,
+        "rate_limit_interval_ms": interval_ms,
     }
     limited = create_app(Settings.model_validate(settings))
     with TestClient(limited) as client:
+        yield limited, client
+    limited.state.engine.dispose()
+
+
+def test_a_key_past_its_limit_gets_429_until_the_window_ends(app: FastAPI) -> None:
+    with _limited(app, 3, 800) as (limited, client):
         api, other = make_org(limited, client), make_org(limited, client, "Other")
         assert [api.get("/v1/contacts").status_code for _ in range(3)] == [200, 200, 200]
         refused = api.get("/v1/contacts")
@@ -30,18 +40,12 @@ def test_a_key_past_its_limit_gets_429_until_the_window_ends(app: FastAPI) -> No
         assert other.get("/v1/contacts").status_code == 200
         time.sleep(remaining / 1000 + 0.05)
         assert api.get("/v1/contacts").status_code == 200
-    limited.state.engine.dispose()
 
 
 def test_list_contact_sequences_counts_each_request_once(app: FastAPI) -> None:
     # Its requests are answered on two paths (touchline.runs.lane): a key seen moments ago
     # in the common form, and everything else through the declared route.
-    settings = app.state.settings.model_dump() | {
-        "rate_limit_requests": 4,
-        "rate_limit_interval_ms": 60_000,
-    }
-    limited = create_app(Settings.model_validate(settings))
-    with TestClient(limited) as client:
+    with _limited(app, 4, 60_000) as (limited, client):
         api = make_org(limited, client)
         contact_id = api.post("/v1/contacts", json={"email": "ann@example.com"}).json()["data"]
         path = f"/v1/contacts/{contact_id['id']}/sequences"
@@ -53,7 +57,6 @@ def test_list_contact_sequences_counts_each_request_once(app: FastAPI) -> None:
         assert answers == [200, 422, 200]
         assert_error(api.post(path, json={}), 429)
         assert_error(api.get(path, params={"limit": 1}), 429)
-    limited.state.engine.dispose()
 
 
 def test_no_limit_by_default(api: Api) -> None:
