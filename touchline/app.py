@@ -149,10 +149,10 @@ def _include_routers(app: FastAPI) -> None:
     from touchline.sequences.routes import router as sequences
     from touchline.webhooks.routes import router as webhooks
 
-    # First: the router tries each route's pattern in turn, and the endpoint users call
-    # most should not wait for every other pattern to be tried. (Its one pattern matches
-    # no other route's paths.)
-    include_routes(app, contact_sequences_router)
+    # First, before even the documentation's routes: the router tries each route's pattern
+    # in turn, and the endpoint users call most should not wait for the others' to be
+    # tried. (Its one pattern matches no other route's paths.)
+    app.router.routes[:0] = contact_sequences_router.routes
     # Not made by api_router: included, so that its routes document the app's responses.
     app.include_router(health)
     # Imports before contacts: /v1/contacts/imports is not a contact id.
