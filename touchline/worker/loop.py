@@ -49,7 +49,7 @@ from touchline.core.relative import relative_key
 from touchline.core.settings import settings_of
 from touchline.core.windows import wanted_at
 from touchline.counters import count_sends
-from touchline.db import frozen_clock, unit_of_work, utc_now
+from touchline.db import frozen_clock, planned_for_values, unit_of_work, utc_now
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
 from touchline.imports.service import run_import
@@ -193,17 +193,22 @@ class Worker:
         expired = 0
         while True:
             with unit_of_work(self.sessions) as session:
-                rows = session.execute(
-                    select(StepContact, SequenceRun)
-                    .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
-                    .where(
-                        SequenceRun.status == "active",
-                        SequenceRun.expires_at <= now,
-                        StepContact.status.in_(("pending", "inactive")),
-                    )
-                    .limit(self.settings.worker_batch_size)
-                    .with_for_update(of=StepContact, skip_locked=True)
-                ).all()
+                with planned_for_values(session):
+                    # Planned for `now`: the generic plan PostgreSQL keeps once the driver has
+                    # prepared the statement cannot tell how few runs are past their expiry,
+                    # and hashed them against every step contact in the table (170 ms a tick
+                    # beside a bulk enrollment, docs/benchmarks.md).
+                    rows = session.execute(
+                        select(StepContact, SequenceRun)
+                        .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
+                        .where(
+                            SequenceRun.status == "active",
+                            SequenceRun.expires_at <= now,
+                            StepContact.status.in_(("pending", "inactive")),
+                        )
+                        .limit(self.settings.worker_batch_size)
+                        .with_for_update(of=StepContact, skip_locked=True)
+                    ).all()
                 apply(
                     session, combine(progress.finish(sc, run, "expired", now) for sc, run in rows)
                 )
