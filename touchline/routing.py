@@ -85,8 +85,8 @@ class UnitOfWorkRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
-def api_router(**kwargs: Any) -> APIRouter:
+def api_router(route_class: type[UnitOfWorkRoute] = UnitOfWorkRoute, **kwargs: Any) -> APIRouter:
     """Every router of the API is made here, so that every write route commits in place and
     documents the error envelope whether or not the router is included in an app (the app
     adds the API's routes to its own router: see touchline.app.include_routes)."""
-    return APIRouter(route_class=UnitOfWorkRoute, responses=ERROR_RESPONSES, **kwargs)
+    return APIRouter(route_class=route_class, responses=ERROR_RESPONSES, **kwargs)

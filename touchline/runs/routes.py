@@ -23,7 +23,7 @@ from touchline.schemas import Data, Page, Pagination
 
 router = api_router(tags=["sequence contacts"])
 # List Contact Sequences' two routes, which the app tries before any other (touchline.app).
-contact_sequences_router = api_router(tags=["sequence contacts"])
+contact_sequences_router = api_router(ContactSequencesRoute, tags=["sequence contacts"])
 
 _LIST_DOC = (
     "Every sequence the contact is part of, one item per sequence (its latest run): the last "
@@ -47,6 +47,12 @@ async def _answer(
 # rest, as declared here.
 
 
+@contact_sequences_router.post(
+    "/v1/contacts/{contact_id}/sequences",
+    response_model=ContactSequencesPage,
+    summary="List Contact Sequences",
+    description=_LIST_DOC + " An empty or absent body means all defaults.",
+)
 async def list_contact_sequences(
     contact_id: uuid.UUID,
     request: Request,
@@ -56,6 +62,12 @@ async def list_contact_sequences(
     return await _answer(request, org, contact_id, body or ContactSequencesQuery())
 
 
+@contact_sequences_router.get(
+    "/v1/contacts/{contact_id}/sequences",
+    response_model=ContactSequencesPage,
+    summary="List Contact Sequences (query parameters)",
+    description=_LIST_DOC,
+)
 async def list_contact_sequences_get(
     contact_id: uuid.UUID,
     query: Annotated[ContactSequencesQuery, Query()],
@@ -63,26 +75,6 @@ async def list_contact_sequences_get(
     org: OrgId,
 ) -> Response:
     return await _answer(request, org, contact_id, query)
-
-
-for _method, _endpoint, _summary, _description in (
-    (
-        "POST",
-        list_contact_sequences,
-        "List Contact Sequences",
-        _LIST_DOC + " An empty or absent body means all defaults.",
-    ),
-    ("GET", list_contact_sequences_get, "List Contact Sequences (query parameters)", _LIST_DOC),
-):
-    contact_sequences_router.add_api_route(
-        "/v1/contacts/{contact_id}/sequences",
-        _endpoint,
-        methods=[_method],
-        response_model=ContactSequencesPage,
-        summary=_summary,
-        description=_description,
-        route_class_override=ContactSequencesRoute,
-    )
 
 
 @router.get("/v1/sequences/{sequence_id}/contacts", summary="List a sequence's step contacts")
