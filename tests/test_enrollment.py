@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from tests.helpers import (
     Api,
@@ -702,6 +702,40 @@ def test_a_job_still_running_past_its_lease_is_not_run_again(
     job = get_job(api, job_id)
     assert (job["status"], job["error"]) == ("done", None)
     assert outcomes(job) == ["added", "added"]
+    assert api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["total"] == 2
+
+
+def test_a_contact_created_while_the_job_runs_is_enrolled_not_duplicated(
+    api: Api, worker: Worker, app: FastAPI
+) -> None:
+    if is_sqlite(app.state.engine):
+        pytest.skip("SQLite lets one writer in at a time: the job holds it while it runs")
+    sequence = make_sequence(api, ONE_DAY_FIRST)
+    raced, other = "+14155550121", "+14155550122"
+    job_id = accept(api, sequence["id"], {"to": [{"phone": raced}, {"phone": other}]})
+    created: list[dict[str, Any]] = []
+
+    # Between the job's lookup of the contacts and its insert of the new ones, a request
+    # creates one of them and commits: the insert then meets its unique key.
+    def create_first(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO contacts") and not created:
+            created.append({})
+            response = api.post("/v1/contacts", json={"phone": raced, "name": "Raced"})
+            assert response.status_code == 201, response.text
+            created[0] = response.json()["data"]
+
+    event.listen(app.state.engine, "before_cursor_execute", create_first)
+    try:
+        worker.run_once(T0)
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", create_first)
+
+    job = get_job(api, job_id)
+    assert (job["status"], job["error"]) == ("done", None)
+    assert outcomes(job) == ["added", "added"]
+    assert job["results"][0]["contact_id"] == created[0]["id"]
+    listed = api.get("/v1/contacts", params={"phone": raced}).json()
+    assert [c["id"] for c in listed["data"]] == [created[0]["id"]]
     assert api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["total"] == 2
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from touchline.applier import apply
@@ -52,6 +52,7 @@ from touchline.counters import count_sends
 from touchline.db import frozen_clock, planned_for_values, unit_of_work, utc_now
 from touchline.enrollment.service import run_enrollment, run_removal
 from touchline.errors import TouchlineError
+from touchline.faults import is_retryable
 from touchline.imports.service import run_import
 from touchline.messaging.actions import no_response
 from touchline.messaging.templates import RenderError
@@ -542,28 +543,50 @@ class Worker:
             return PassSummary(errors=1)
 
 
+# A turn of a job that lost a race (a deadlock, a serialization failure, or a unique key
+# that a concurrent request inserted first: a contact created by `POST /v1/contacts`
+# between the turn's lookup and its insert) runs again this many times in all before the
+# job fails: the next attempt finds the other side's rows and takes the path for them.
+JOB_TURN_ATTEMPTS = 3
+
+
 def work_on_job(
     sessions: sessionmaker[Session], job_id: uuid.UUID, at: datetime, held_until: datetime
 ) -> bool:
     """One turn of a claimed job, in a transaction of its own; True when it has more to do.
     It then stays `running`, leased until `held_until`. A failure fails the job."""
-    try:
-        with unit_of_work(sessions) as session:
-            # Holding the job's row while it runs keeps other workers' claims (FOR UPDATE
-            # SKIP LOCKED) off it even once its lease has run out, and makes two turns of
-            # the same job (a lease that ran out mid-turn) run one after the other.
-            job = session.get_one(Job, job_id, with_for_update=True)
-            if job.status != "running":
-                return False  # another worker finished it meanwhile
-            if JOB_HANDLERS[job.kind](session, job, at):
-                job.locked_until = held_until
-                return True
-            job.status, job.finished_at, job.locked_until = "done", at, None
-    except TouchlineError as exc:
-        _fail_job(sessions, job_id, str(exc), at)
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        _fail_job(sessions, job_id, f"internal error: {type(exc).__name__}", at)
+    for attempt in range(1, JOB_TURN_ATTEMPTS + 1):
+        try:
+            return _job_turn(sessions, job_id, at, held_until)
+        except DBAPIError as exc:
+            if attempt < JOB_TURN_ATTEMPTS and is_retryable(exc):
+                log.info("job %s: turn run again after %s", job_id, type(exc.orig).__name__)
+                continue
+            log.exception("job %s failed", job_id)
+            _fail_job(sessions, job_id, f"internal error: {type(exc).__name__}", at)
+        except TouchlineError as exc:
+            _fail_job(sessions, job_id, str(exc), at)
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            _fail_job(sessions, job_id, f"internal error: {type(exc).__name__}", at)
+        return False
+    raise AssertionError("unreachable")
+
+
+def _job_turn(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, at: datetime, held_until: datetime
+) -> bool:
+    with unit_of_work(sessions) as session:
+        # Holding the job's row while it runs keeps other workers' claims (FOR UPDATE
+        # SKIP LOCKED) off it even once its lease has run out, and makes two turns of
+        # the same job (a lease that ran out mid-turn) run one after the other.
+        job = session.get_one(Job, job_id, with_for_update=True)
+        if job.status != "running":
+            return False  # another worker finished it meanwhile
+        if JOB_HANDLERS[job.kind](session, job, at):
+            job.locked_until = held_until
+            return True
+        job.status, job.finished_at, job.locked_until = "done", at, None
     return False
 
 
