@@ -675,15 +675,24 @@ def wait_for_lock_waiters(app: FastAPI, count: int, unless_done: list[Future[Any
             time.sleep(0.02)
 
 
+def _job_for_two(api: Api, phones: tuple[str, str]) -> tuple[dict[str, Any], str]:
+    """A sequence whose first step is a day away, and a job adding two phones to it."""
+    sequence = make_sequence(api, ONE_DAY_FIRST)
+    return sequence, accept(api, sequence["id"], {"to": [{"phone": p} for p in phones]})
+
+
+def _both_added(api: Api, sequence: dict[str, Any], job: dict[str, Any]) -> None:
+    assert (job["status"], job["error"]) == ("done", None)
+    assert outcomes(job) == ["added", "added"]
+    assert api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["total"] == 2
+
+
 def test_a_job_still_running_past_its_lease_is_not_run_again(
     api: Api, worker: Worker, app: FastAPI
 ) -> None:
     if is_sqlite(app.state.engine):
         pytest.skip("SQLite lets one writer in at a time, so a running job cannot be taken")
-    sequence = make_sequence(api, ONE_DAY_FIRST)
-    job_id = accept(
-        api, sequence["id"], {"to": [{"phone": "+14155550111"}, {"phone": "+14155550112"}]}
-    )
+    sequence, job_id = _job_for_two(api, ("+14155550111", "+14155550112"))
     second = Worker(app.state.sessions, worker.settings)
     past_the_lease = T0 + timedelta(seconds=worker.settings.worker_lease_seconds + 1)
 
@@ -699,10 +708,7 @@ def test_a_job_still_running_past_its_lease_is_not_run_again(
         first_pass.result(timeout=30)
         second_pass.result(timeout=30)
 
-    job = get_job(api, job_id)
-    assert (job["status"], job["error"]) == ("done", None)
-    assert outcomes(job) == ["added", "added"]
-    assert api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["total"] == 2
+    _both_added(api, sequence, get_job(api, job_id))
 
 
 def test_a_contact_created_while_the_job_runs_is_enrolled_not_duplicated(
@@ -710,9 +716,8 @@ def test_a_contact_created_while_the_job_runs_is_enrolled_not_duplicated(
 ) -> None:
     if is_sqlite(app.state.engine):
         pytest.skip("SQLite lets one writer in at a time: the job holds it while it runs")
-    sequence = make_sequence(api, ONE_DAY_FIRST)
-    raced, other = "+14155550121", "+14155550122"
-    job_id = accept(api, sequence["id"], {"to": [{"phone": raced}, {"phone": other}]})
+    raced = "+14155550121"
+    sequence, job_id = _job_for_two(api, (raced, "+14155550122"))
     created: list[dict[str, Any]] = []
 
     # Between the job's lookup of the contacts and its insert of the new ones, a request
@@ -731,12 +736,10 @@ def test_a_contact_created_while_the_job_runs_is_enrolled_not_duplicated(
         event.remove(app.state.engine, "before_cursor_execute", create_first)
 
     job = get_job(api, job_id)
-    assert (job["status"], job["error"]) == ("done", None)
-    assert outcomes(job) == ["added", "added"]
+    _both_added(api, sequence, job)
     assert job["results"][0]["contact_id"] == created[0]["id"]
     listed = api.get("/v1/contacts", params={"phone": raced}).json()
     assert [c["id"] for c in listed["data"]] == [created[0]["id"]]
-    assert api.get(f"/v1/sequences/{sequence['id']}/sequence_runs").json()["total"] == 2
 
 
 # ---------------------------------------------------------------------------- size
