@@ -30,10 +30,12 @@ from sqlalchemy.engine import Dialect
 from starlette.types import Receive, Scope, Send
 
 from bench.common import Engine, raw_connect
-from touchline.runs.queries import contact_sequences_statement, time_text, uuid_text
+from touchline.runs.queries import DriverStatements, time_text, uuid_text
 from touchline.runs.schemas import ContactSequencesQuery
 
 _PLACEHOLDER = uuid.UUID(int=1)
+# The statement's parameter for the contact asked about.
+_CONTACT = "contact_id"
 
 
 def dialect_for(engine: Engine) -> Dialect:
@@ -46,23 +48,19 @@ class RawQuery:
     parameters in the form the driver takes (what SQLAlchemy would have bound)."""
 
     def __init__(self, engine: Engine, org_id: uuid.UUID, filters: dict[str, Any]) -> None:
-        dialect = dialect_for(engine)
         query = ContactSequencesQuery.model_validate(filters)
-        compiled = contact_sequences_statement(org_id, _PLACEHOLDER, query).compile(dialect=dialect)
-        self.sql = str(compiled)
+        # Touchline's own compiled statement and bound values, for a placeholder contact
+        # whose slots each request fills.
+        compiled, bound = DriverStatements(dialect_for(engine)).prepare(org_id, _PLACEHOLDER, query)
+        self.sql = compiled.sql
         self.engine = engine
-        processed: dict[str, Any] = {}
-        for name, value in compiled.params.items():
-            process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            processed[name] = process(value) if process else value
-        contact_names = {n for n, v in compiled.params.items() if v == _PLACEHOLDER}
-        if compiled.positiontup is not None:
-            order = list(compiled.positiontup)
-            self._positional = [processed[n] for n in order]
-            self._slots = [i for i, n in enumerate(order) if n in contact_names]
+        if isinstance(bound, list):
+            assert compiled.order is not None
+            self._positional = bound
+            self._slots = [i for i, n in enumerate(compiled.order) if n == _CONTACT]
         else:
-            self._named = processed
-            self._names = sorted(contact_names)
+            self._named = bound
+            self._names = [_CONTACT]
 
     def params(self, contact_id: uuid.UUID) -> Any:
         if self.engine == "sqlite":
