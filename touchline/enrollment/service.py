@@ -167,7 +167,9 @@ class _Known:
         ids = list({i for by_value in found.values() for i in by_value.values()})
         loaded: dict[uuid.UUID, ContactRow] = {}
         for chunk in chunks(ids, _IN_LIST):
-            for row in session.execute(select(*_CONTACT_COLUMNS).where(Contact.id.in_(chunk))):
+            for row in session.execute(
+                select(*_CONTACT_COLUMNS).where(among(session, Contact.id, chunk))
+            ):
                 loaded[row.id] = ContactRow(*row)
         for key, by_value in found.items():
             self.by[key] = {value: loaded[i] for value, i in by_value.items()}
@@ -225,10 +227,14 @@ class _Known:
             )
             run_ids = _ids_in_sequence(self.session, SequenceRun, sequence_id, ids)
         for chunk in chunks(open_ids, _IN_LIST):
-            for sc in self.session.scalars(select(StepContact).where(StepContact.id.in_(chunk))):
+            for sc in self.session.scalars(
+                select(StepContact).where(among(self.session, StepContact.id, chunk))
+            ):
                 self.open[sc.contact_id] = sc
         for chunk in chunks(run_ids, _IN_LIST):
-            for run in self.session.scalars(select(SequenceRun).where(SequenceRun.id.in_(chunk))):
+            for run in self.session.scalars(
+                select(SequenceRun).where(among(self.session, SequenceRun.id, chunk))
+            ):
                 self.runs.setdefault(run.contact_id, []).append(run)
 
 
@@ -248,7 +254,7 @@ def _ids_in_sequence(
     ours = case((model.sequence_id == sequence_id, model.id))
     found: list[uuid.UUID] = []
     for chunk in chunks(contact_ids, _IN_LIST):
-        statement = select(ours).where(model.contact_id.in_(chunk), *conditions)
+        statement = select(ours).where(among(session, model.contact_id, chunk), *conditions)
         found.extend(i for i in session.scalars(statement) if i is not None)
     return found
 

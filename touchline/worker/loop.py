@@ -559,17 +559,13 @@ def work_on_job(
         try:
             return _job_turn(sessions, job_id, at, held_until)
         except DBAPIError as exc:
-            if attempt < JOB_TURN_ATTEMPTS and is_retryable(exc):
-                log.info("job %s: turn run again after %s", job_id, type(exc.orig).__name__)
-                continue
-            log.exception("job %s failed", job_id)
-            _fail_job(sessions, job_id, f"internal error: {type(exc).__name__}", at)
-        except TouchlineError as exc:
-            _fail_job(sessions, job_id, str(exc), at)
+            if attempt == JOB_TURN_ATTEMPTS or not is_retryable(exc):
+                _fail_job(sessions, job_id, exc, at)
+                return False
+            log.info("job %s: turn run again after %s", job_id, type(exc.orig).__name__)
         except Exception as exc:
-            log.exception("job %s failed", job_id)
-            _fail_job(sessions, job_id, f"internal error: {type(exc).__name__}", at)
-        return False
+            _fail_job(sessions, job_id, exc, at)
+            return False
     raise AssertionError("unreachable")
 
 
@@ -590,7 +586,14 @@ def _job_turn(
     return False
 
 
-def _fail_job(sessions: sessionmaker[Session], job_id: uuid.UUID, error: str, at: datetime) -> None:
+def _fail_job(
+    sessions: sessionmaker[Session], job_id: uuid.UUID, exc: Exception, at: datetime
+) -> None:
+    if isinstance(exc, TouchlineError):
+        error = str(exc)
+    else:
+        log.error("job %s failed", job_id, exc_info=exc)
+        error = f"internal error: {type(exc).__name__}"
     with unit_of_work(sessions) as session:
         job = session.get_one(Job, job_id)
         job.status, job.error, job.finished_at, job.locked_until = "failed", error, at, None
