@@ -31,7 +31,7 @@ COLUMNS: dict[str, list[str]] = {
     "steps": (
         "id organization_id sequence_id title body subject channel_id position deleted_at "
         "schedule_options attachments sent_messages failed_deliveries responses link_clicks "
-        "unsubscribes created_at updated_at"
+        "unsubscribes created_at updated_at next_step_id"
     ).split(),
     "contacts": (
         "id organization_id name phone email external_id language timezone state blocked "

@@ -66,6 +66,12 @@ INVARIANTS: dict[str, str] = {
         GROUP BY sequence_id
         HAVING min(position) != 0 OR max(position) != count(*) - 1
             OR count(DISTINCT position) != count(*)) AS x""",
+    "live step not followed by the live step one position on": """
+        SELECT count(*) FROM steps s LEFT JOIN steps n ON n.sequence_id = s.sequence_id
+        AND n.deleted_at IS NULL AND n.position = s.position + 1
+        WHERE s.deleted_at IS NULL
+        AND (s.next_step_id IS NULL AND n.id IS NOT NULL
+            OR s.next_step_id IS NOT NULL AND (n.id IS NULL OR n.id != s.next_step_id))""",
     "deleted step with a position, or live step without one": """
         SELECT count(*) FROM steps WHERE (deleted_at IS NULL) != (position IS NOT NULL)""",
     "step contact of a deleted step still open": """

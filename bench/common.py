@@ -38,7 +38,7 @@ ENGINES: tuple[Engine, ...] = ("sqlite", "postgresql")
 
 BENCH_DIR = Path(os.environ.get("TOUCHLINE_BENCH_DIR", "/tmp/touchline-bench"))
 # Bumped whenever the generator changes what it builds, so stale templates are not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 TOUCHLINE = str(Path(sys.executable).parent / "touchline")
 # Processes run from the repository root, where `python -m bench.minimal_app` resolves.
 ROOT = Path(__file__).resolve().parents[1]

@@ -414,6 +414,9 @@ class Generator:
                         0,
                         s.ts(t0),
                         s.ts(t0),
+                        # Contacts advance along next_step_id (the worker, the API's
+                        # next_step): the live step one position on, none after the last.
+                        plan.step_ids[k + 1] if k + 1 < len(plan.step_ids) else None,
                     )
                 )
             if self.rng.random() < 0.1:
@@ -438,6 +441,7 @@ class Generator:
                         0,
                         s.ts(t0),
                         s.ts(t0 + DAY),
+                        None,
                     )
                 )
         return rows
