@@ -73,14 +73,14 @@ class ContactSequencesReader:
 
     async def answer(
         self, org_id: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
-    ) -> bytes | None:
-        """The response body, or None when the contact is not the organization's."""
+    ) -> bytes:
+        """The response body; NotFound when the contact is not the organization's."""
         if self._inline:
             found = self._read_inline(org_id, contact_id, query)
         else:
             found = await self._read_async(org_id, contact_id, query)
         if found is None:
-            return None
+            raise NotFound("Contact not found")
         items, total = found
         return orjson.dumps({"data": items, "total": total})
 
@@ -197,8 +197,6 @@ class ContactSequencesLane:
             await self._declared(scope, receive, send)
             return
         content = await state.contact_sequences.answer(org_id, common[1], common[2])
-        if content is None:
-            raise NotFound("Contact not found")
         headers = [
             (b"content-length", str(len(content)).encode()),
             (b"content-type", b"application/json"),

@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import Body, Query, Request, Response
 
 from touchline.deps import OrgId, ReadSession
-from touchline.errors import NotFound
 from touchline.routing import api_router
 from touchline.runs import service, timeline
 from touchline.runs.lane import ContactSequencesReader, ContactSequencesRoute
@@ -36,10 +35,7 @@ async def _answer(
     request: Request, org: uuid.UUID, contact_id: uuid.UUID, query: ContactSequencesQuery
 ) -> Response:
     reader: ContactSequencesReader = request.app.state.contact_sequences
-    content = await reader.answer(org, contact_id, query)
-    if content is None:
-        raise NotFound("Contact not found")
-    return Response(content, media_type="application/json")
+    return Response(await reader.answer(org, contact_id, query), media_type="application/json")
 
 
 # The endpoint users call most. Most of its requests never reach these functions: the

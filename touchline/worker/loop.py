@@ -197,8 +197,8 @@ class Worker:
                 with planned_for_values(session):
                     # Planned for `now`: the generic plan PostgreSQL keeps once the driver has
                     # prepared the statement cannot tell how few runs are past their expiry,
-                    # and hashed them against every step contact in the table (170 ms a tick
-                    # beside a bulk enrollment, docs/benchmarks.md).
+                    # and hashed them against every step contact in the table (measured in
+                    # docs/benchmarks.md, "Bulk enrollment: where PostgreSQL's time went").
                     rows = session.execute(
                         select(StepContact, SequenceRun)
                         .join(SequenceRun, SequenceRun.id == StepContact.sequence_run_id)
