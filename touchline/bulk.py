@@ -81,57 +81,115 @@ def update_rows(
     database evaluates on each row. Returns the rows it changed: their id, the values it
     set and the computed ones as the database found them.
 
-    One statement per set of columns written and guarded on PostgreSQL (the rows' values
-    as arrays, unnested); on SQLite a read and an executemany (see `_update_sqlite`). Rows
-    are written in id order, as the ORM's flush does: every writer that changes many rows
-    of a table at once should lock them in one order, else two such transactions can each
-    wait for the other.
+    Rows that get the same change (a settle's step contacts: one claim, one instant) are
+    written by one `UPDATE ... WHERE id IN (...) RETURNING` on both engines. The others, one
+    statement per set of columns written and guarded on PostgreSQL (the rows' values as
+    arrays, unnested); on SQLite an executemany (see `_update_sqlite`). Rows are written
+    in id order within a statement, as the ORM's flush does: every writer that changes
+    many rows of a table at once should lock them in one order, else two such
+    transactions can each wait for the other.
     """
     computed = dict(computed or {})
     table = _table_of(model)
+    postgresql = _is_postgresql(session)
     by_keys: dict[tuple[tuple[str, ...], tuple[str, ...]], list[RowChange]] = {}
     for row in sorted(rows, key=lambda r: r.id):
         by_keys.setdefault((tuple(sorted(row.values)), tuple(sorted(row.guard))), []).append(row)
     changed: list[Mapping[str, Any]] = []
     for (keys, guard_keys), group in sorted(by_keys.items()):
-        if not _is_postgresql(session):
-            for part in chunks(group, _SQLITE_IN_LIST):
-                changed.extend(_update_sqlite(session, table, part, keys, computed))
+        alike, various = _alike(group, keys, guard_keys)
+        for same in alike:
+            changed.extend(_update_same(session, table, same, computed, postgresql))
+        if not various:
             continue
-        first = group[0]
-        if all(r.values == first.values and r.guard == first.guard for r in group):
-            # The same change for every row (a settle's step contacts): scalar parameters
-            # and one array of ids, which PostgreSQL plans as an index lookup per id.
-            ids = bindparam(None, [r.id for r in group], type_=ARRAY(table.c.id.type))
-            where = [
-                table.c.id == any_(ids),
-                *(_holds(table.c[k], first.guard[k]) for k in guard_keys),
-            ]
-            new_values: dict[str, Any] = dict(first.values)
+        if postgresql:
+            changed.extend(_update_unnest(session, table, various, keys, guard_keys, computed))
+            continue
+        for part in chunks(various, _SQLITE_IN_LIST):
+            changed.extend(_update_sqlite(session, table, part, computed))
+    return changed
+
+
+def _alike(
+    rows: list[RowChange], keys: tuple[str, ...], guard_keys: tuple[str, ...]
+) -> tuple[list[list[RowChange]], list[RowChange]]:
+    """`rows` (same columns) split into runs of two or more that get the same change, and
+    the rest."""
+    by_change: dict[tuple[Any, ...], list[RowChange]] = {}
+    various: list[RowChange] = []
+    for row in rows:
+        change = (*(row.values[k] for k in keys), *(row.guard[k] for k in guard_keys))
+        try:
+            by_change.setdefault(change, []).append(row)
+        except TypeError:  # a JSON value: compared by nothing cheaper than the row itself
+            various.append(row)
+    alike = [same for same in by_change.values() if len(same) > 1]
+    various.extend(same[0] for same in by_change.values() if len(same) == 1)
+    various.sort(key=lambda r: r.id)
+    return alike, various
+
+
+def _update_same(
+    session: Session,
+    table: Table,
+    rows: list[RowChange],
+    computed: dict[str, ColumnElement[Any]],
+    postgresql: bool,
+) -> list[Mapping[str, Any]]:
+    """Rows that get the same values under the same guard: scalar parameters and a list of
+    ids (on PostgreSQL one array, planned as an index lookup per id)."""
+    first = rows[0]
+    guard = [_holds(table.c[k], v) for k, v in first.guard.items()]
+    names = list(computed)
+    changed: list[Mapping[str, Any]] = []
+    for part in [rows] if postgresql else chunks(rows, _SQLITE_IN_LIST):
+        ids = [r.id for r in part]
+        if postgresql:
+            where = table.c.id == any_(bindparam(None, ids, type_=ARRAY(table.c.id.type)))
         else:
-            params = [
-                {_ROW_ID: r.id, **r.values, **{f"{_GUARD}{k}": v for k, v in r.guard.items()}}
-                for r in group
-            ]
-            v = _unnest(table, [_ROW_ID, *keys, *(f"{_GUARD}{k}" for k in guard_keys)], params)
-            where = [
-                table.c.id == v.c[_ROW_ID],
-                *(table.c[k].is_not_distinct_from(v.c[f"{_GUARD}{k}"]) for k in guard_keys),
-            ]
-            new_values = {key: v.c[key] for key in keys}
+            where = table.c.id.in_(ids)
         statement = (
             update(table)
-            .where(*where)
-            .values(new_values | computed)
-            .returning(table.c.id, *(table.c[key] for key in computed))
+            .where(where, *guard)
+            .values(dict(first.values) | computed)
+            .returning(table.c.id, *(table.c[key] for key in names))
         )
-        by_id = {r.id: r for r in group}
-        names = list(computed)
         changed.extend(
-            {"id": row_id, **by_id[row_id].values, **dict(zip(names, found, strict=True))}
+            {"id": row_id, **first.values, **dict(zip(names, found, strict=True))}
             for row_id, *found in session.execute(statement)
         )
     return changed
+
+
+def _update_unnest(
+    session: Session,
+    table: Table,
+    rows: list[RowChange],
+    keys: tuple[str, ...],
+    guard_keys: tuple[str, ...],
+    computed: dict[str, ColumnElement[Any]],
+) -> list[Mapping[str, Any]]:
+    """PostgreSQL's `update_rows` for rows with the same columns and different values: one
+    `UPDATE ... FROM unnest(...)`."""
+    params = [
+        {_ROW_ID: r.id, **r.values, **{f"{_GUARD}{k}": v for k, v in r.guard.items()}} for r in rows
+    ]
+    v = _unnest(table, [_ROW_ID, *keys, *(f"{_GUARD}{k}" for k in guard_keys)], params)
+    statement = (
+        update(table)
+        .where(
+            table.c.id == v.c[_ROW_ID],
+            *(table.c[k].is_not_distinct_from(v.c[f"{_GUARD}{k}"]) for k in guard_keys),
+        )
+        .values({key: v.c[key] for key in keys} | computed)
+        .returning(table.c.id, *(table.c[key] for key in computed))
+    )
+    by_id = {r.id: r for r in rows}
+    names = list(computed)
+    return [
+        {"id": row_id, **by_id[row_id].values, **dict(zip(names, found, strict=True))}
+        for row_id, *found in session.execute(statement)
+    ]
 
 
 def _holds(column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
@@ -142,15 +200,25 @@ def _update_sqlite(
     session: Session,
     table: Table,
     rows: list[RowChange],
-    keys: tuple[str, ...],
     computed: dict[str, ColumnElement[Any]],
 ) -> list[Mapping[str, Any]]:
-    """SQLite's `update_rows` for rows with the same columns: the rows whose guard holds are
-    read first (with the computed values), then written by one executemany. SQLite has no
-    executemany with RETURNING, and a statement per row cost more than the rest of a
-    worker's settle. Writers hold the database's write lock from their first statement
-    (`BEGIN IMMEDIATE`, db.py), so nothing changes the rows between the two."""
+    """SQLite's `update_rows` for rows with the same columns and different values: one
+    executemany (SQLite has none with RETURNING, and a statement per row cost more than the
+    rest of a worker's settle). Rows with nothing to check (no guard, nothing computed) are
+    written at once; when every row changed, that is the answer. Otherwise the rows whose
+    guard holds are read first, with the computed values, and only they are written.
+    Writers hold the database's write lock from their first statement (`BEGIN IMMEDIATE`,
+    db.py), so nothing changes the rows between the read and the write."""
+    statement = update(table).where(table.c.id == bindparam(_ROW_ID))
     guard_keys = sorted({k for r in rows for k in r.guard})
+    if not guard_keys and not computed:
+        written = session.execute(statement, [{_ROW_ID: r.id, **r.values} for r in rows]).rowcount
+        if written == len(rows):
+            return [{"id": r.id, **r.values} for r in rows]
+        # Rows that were deleted meanwhile: the ones still there are the ones written.
+        ids = [r.id for r in rows]
+        there = set(session.scalars(select(table.c.id).where(table.c.id.in_(ids))))
+        return [{"id": r.id, **r.values} for r in rows if r.id in there]
     found = {
         row["id"]: row
         for row in session.execute(
@@ -168,7 +236,6 @@ def _update_sqlite(
     ]
     if not hits:
         return []
-    statement = update(table).where(table.c.id == bindparam(_ROW_ID))
     if computed:
         statement = statement.values(computed)
     session.execute(statement, [{_ROW_ID: r.id, **r.values} for r in hits])
