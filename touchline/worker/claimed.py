@@ -21,7 +21,7 @@ from touchline.bulk import among
 from touchline.core import progress
 from touchline.core.views import ContactRow, SequenceRow, StepRow
 from touchline.models import Channel, Message, SequenceRun, StepContact
-from touchline.worker.rows import load_rows, next_steps
+from touchline.worker.rows import load_rows, steps_and_next
 
 
 @dataclass(slots=True)
@@ -100,10 +100,9 @@ def load(session: Session, ids: list[uuid.UUID]) -> Loaded:
     scs = list(session.scalars(select(StepContact).where(among(session, StepContact.id, ids))))
     loaded = Loaded(step_contacts=scs)
     loaded.runs = _by_id(session, SequenceRun, (sc.sequence_run_id for sc in scs))
-    loaded.steps = load_rows(session, StepRow, (sc.step_id for sc in scs))
+    loaded.steps, loaded.next_steps = steps_and_next(session, (sc.step_id for sc in scs))
     loaded.sequences = load_rows(session, SequenceRow, (sc.sequence_id for sc in scs))
     loaded.contacts = load_rows(session, ContactRow, (sc.contact_id for sc in scs))
-    loaded.next_steps = next_steps(session, loaded.steps.values())
     loaded.channels = _by_id(
         session,
         Channel,

@@ -12,10 +12,10 @@ from dataclasses import fields
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from touchline.bulk import among
-from touchline.core.views import ContactRow, SequenceRow, StepLike, StepRow
+from touchline.core.views import ContactRow, SequenceRow, StepRow
 from touchline.models import Contact, Sequence, Step
 
 _MODELS: dict[type[Any], type[Step] | type[Sequence] | type[Contact]] = {
@@ -47,14 +47,28 @@ def load_rows(
     return _rows(session, row_type, among(session, _MODELS[row_type].id, wanted))
 
 
-def next_steps(session: Session, steps: Iterable[StepLike]) -> dict[uuid.UUID, StepRow]:
-    """For each of `steps`, the step a contact advances to after it (`next_step_id`, kept
-    by the sequences service), by the step's id. A deleted step has none: its contacts
-    finish where they are."""
-    steps = list(steps)
-    following = load_rows(session, StepRow, (s.next_step_id for s in steps))
-    return {
-        s.id: following[s.next_step_id]
-        for s in steps
-        if s.next_step_id in following and following[s.next_step_id].position is not None
-    }
+def steps_and_next(
+    session: Session, ids: Iterable[uuid.UUID]
+) -> tuple[dict[uuid.UUID, StepRow], dict[uuid.UUID, StepRow]]:
+    """The steps with these ids, and for each the step a contact advances to after it
+    (`next_step_id`, kept by the sequences service), both by the step's id, read together
+    (a step joined to its next one). A deleted step has none: its contacts finish where
+    they are."""
+    wanted = set(ids)
+    if not wanted:
+        return {}, {}
+    after = aliased(Step)
+    names = [f.name for f in fields(StepRow)]
+    statement = (
+        select(*(getattr(Step, n) for n in names), *(getattr(after, n) for n in names))
+        .outerjoin(after, after.id == Step.next_step_id)
+        .where(among(session, Step.id, wanted))
+    )
+    width, position = len(names), names.index("position")
+    steps: dict[uuid.UUID, StepRow] = {}
+    following: dict[uuid.UUID, StepRow] = {}
+    for row in session.connection().execute(statement):
+        step = steps[row[0]] = StepRow(*row[:width])
+        if row[width] is not None and row[width + position] is not None:
+            following[step.id] = StepRow(*row[width:])
+    return steps, following
