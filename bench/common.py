@@ -31,6 +31,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from tests.postgres import throwaway_postgres
+from touchline.db import SQLITE_PRAGMAS
 from touchline.migrate import upgrade
 
 Engine = Literal["sqlite", "postgresql"]
@@ -203,11 +204,14 @@ def working_copy(server: DatabaseServer, dataset: Dataset) -> Iterator[Dataset]:
 
 
 def raw_connect(url: str) -> Any:
-    """A plain DB-API connection (sqlite3 or psycopg), autocommit, no SQLAlchemy."""
+    """A plain DB-API connection (sqlite3 or psycopg), autocommit, no SQLAlchemy. A SQLite
+    one has Touchline's settings (a floor with SQLite's default `synchronous=FULL` pays an
+    fsync per commit that Touchline does not)."""
     if url.startswith("sqlite"):
         path = make_url(url).database
         conn = sqlite3.connect(path or "", timeout=30, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout=30000")
+        for pragma in (*SQLITE_PRAGMAS, "busy_timeout=30000"):
+            conn.execute(f"PRAGMA {pragma}")
         return conn
     return psycopg.connect(url, autocommit=True)
 

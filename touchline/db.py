@@ -58,16 +58,28 @@ def is_sqlite(bind: Engine | Connection) -> bool:
     return bind.dialect.name == "sqlite"
 
 
+# Every SQLite connection Touchline opens (and the benchmarks' SQL floors) runs with these.
+# Several processes (API, workers) share one file: WAL lets readers run beside the writer.
+# A checkpoint (WAL pages copied back into the database, then an fsync) runs in the commit
+# that finds the WAL at `wal_autocheckpoint` pages or more. A worker's send writes a few
+# dozen pages (rows and their index leaves), so at SQLite's default of 1,000 nearly every
+# worker commit paid one; at 10,000 (a WAL of about 40 MB) a checkpoint comes every few
+# batches and copies a page written several times once (docs/benchmarks.md, "SQLite's
+# checkpoints").
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "wal_autocheckpoint=10000",
+    "foreign_keys=ON",
+)
+
+
 def _configure_sqlite(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     def configure(dbapi_connection: Any, _record: Any) -> None:
-        # Several processes (API, workers) share one file: WAL lets readers run beside
-        # the writer, and busy_timeout makes writers queue, for a bounded time, instead of
-        # failing at once.
+        # busy_timeout makes writers queue, for a bounded time, instead of failing at once.
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in (*SQLITE_PRAGMAS, f"busy_timeout={busy_timeout_ms}"):
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
     return configure
