@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from touchline.bulk import (
     RowChange,
@@ -142,3 +142,60 @@ def test_chunks_cover_every_value_once_in_order() -> None:
     assert list(chunks([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
     assert list(chunks([1, 2], 2)) == [[1, 2]]
     assert list(chunks([], 3)) == []
+
+
+def test_rows_given_the_same_change_come_back_only_where_their_guard_held(app: FastAPI) -> None:
+    org_id = uuid.uuid4()
+    keys = _keys(org_id, 5)
+    with unit_of_work(app.state.sessions) as session:
+        insert_rows(session, Organization, [{"id": org_id, "name": "Same change"}])
+        insert_rows(session, ApiKey, keys)
+    with unit_of_work(app.state.sessions) as session:
+        update_rows(session, ApiKey, [RowChange(keys[2]["id"], {"revoked_at": T0})])
+    revoke = {"revoked_at": T1, "created_at": T1}
+    with unit_of_work(app.state.sessions) as session:
+        # Four rows get one change under one guard (keys[2] no longer passes it), one row
+        # another change: both kinds in one call.
+        changed = update_rows(
+            session,
+            ApiKey,
+            [
+                *(RowChange(k["id"], revoke, {"revoked_at": None}) for k in keys[:4]),
+                RowChange(keys[4]["id"], {"prefix": "tl_last"}, {"revoked_at": None}),
+            ],
+        )
+    assert sorted(changed, key=lambda r: str(r["id"])) == sorted(
+        [{"id": k["id"], **revoke} for k in (keys[0], keys[1], keys[3])]
+        + [{"id": keys[4]["id"], "prefix": "tl_last"}],
+        key=lambda r: str(r["id"]),
+    )
+    with unit_of_work(app.state.sessions) as session:
+        stored = {
+            k.id: (k.created_at, k.revoked_at)
+            for k in session.scalars(select(ApiKey).where(ApiKey.organization_id == org_id))
+        }
+    assert stored == {
+        keys[0]["id"]: (T1, T1),
+        keys[1]["id"]: (T1, T1),
+        keys[2]["id"]: (T0, T0),
+        keys[3]["id"]: (T1, T1),
+        keys[4]["id"]: (T0, None),
+    }
+
+
+def test_unguarded_rows_that_are_gone_do_not_come_back_as_changed(app: FastAPI) -> None:
+    org_id = uuid.uuid4()
+    keys = _keys(org_id, 3)
+    with unit_of_work(app.state.sessions) as session:
+        insert_rows(session, Organization, [{"id": org_id, "name": "Gone"}])
+        insert_rows(session, ApiKey, keys)
+    with unit_of_work(app.state.sessions) as session:
+        session.execute(delete(ApiKey).where(ApiKey.id == keys[1]["id"]))
+        changed = update_rows(
+            session,
+            ApiKey,
+            [RowChange(k["id"], {"prefix": f"tl_new{i}"}) for i, k in enumerate(keys)],
+        )
+    assert sorted((r["id"], r["prefix"]) for r in changed) == sorted(
+        [(keys[0]["id"], "tl_new0"), (keys[2]["id"], "tl_new2")]
+    )
