@@ -38,6 +38,16 @@ def _keys(org_id: uuid.UUID, n: int) -> list[dict[str, Any]]:
     ]
 
 
+def _stored_keys(app: FastAPI, name: str, n: int) -> tuple[uuid.UUID, list[dict[str, Any]]]:
+    """A new organization with `n` API keys, written; its id and the keys' rows."""
+    org_id = uuid.uuid4()
+    keys = _keys(org_id, n)
+    with unit_of_work(app.state.sessions) as session:
+        insert_rows(session, Organization, [{"id": org_id, "name": name}])
+        insert_rows(session, ApiKey, keys)
+    return org_id, keys
+
+
 def test_inserted_and_updated_rows_read_back_as_given(app: FastAPI) -> None:
     org_id = uuid.uuid4()
     keys = _keys(org_id, 4)
@@ -92,11 +102,7 @@ def test_inserted_and_updated_rows_read_back_as_given(app: FastAPI) -> None:
 
 
 def test_rows_looked_up_by_lists_are_exactly_the_listed_ones(app: FastAPI) -> None:
-    org_id = uuid.uuid4()
-    keys = _keys(org_id, 5)
-    with unit_of_work(app.state.sessions) as session:
-        insert_rows(session, Organization, [{"id": org_id, "name": "Lookups"}])
-        insert_rows(session, ApiKey, keys)
+    _, keys = _stored_keys(app, "Lookups", 5)
 
     def prefixes(where: Any) -> set[str]:
         with unit_of_work(app.state.sessions) as session:
@@ -145,11 +151,7 @@ def test_chunks_cover_every_value_once_in_order() -> None:
 
 
 def test_rows_given_the_same_change_come_back_only_where_their_guard_held(app: FastAPI) -> None:
-    org_id = uuid.uuid4()
-    keys = _keys(org_id, 5)
-    with unit_of_work(app.state.sessions) as session:
-        insert_rows(session, Organization, [{"id": org_id, "name": "Same change"}])
-        insert_rows(session, ApiKey, keys)
+    org_id, keys = _stored_keys(app, "Same change", 5)
     with unit_of_work(app.state.sessions) as session:
         update_rows(session, ApiKey, [RowChange(keys[2]["id"], {"revoked_at": T0})])
     revoke = {"revoked_at": T1, "created_at": T1}
@@ -184,11 +186,7 @@ def test_rows_given_the_same_change_come_back_only_where_their_guard_held(app: F
 
 
 def test_unguarded_rows_that_are_gone_do_not_come_back_as_changed(app: FastAPI) -> None:
-    org_id = uuid.uuid4()
-    keys = _keys(org_id, 3)
-    with unit_of_work(app.state.sessions) as session:
-        insert_rows(session, Organization, [{"id": org_id, "name": "Gone"}])
-        insert_rows(session, ApiKey, keys)
+    _, keys = _stored_keys(app, "Gone", 3)
     with unit_of_work(app.state.sessions) as session:
         session.execute(delete(ApiKey).where(ApiKey.id == keys[1]["id"]))
         changed = update_rows(
