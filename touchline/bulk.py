@@ -212,10 +212,11 @@ def _update_sqlite(
     statement = update(table).where(table.c.id == bindparam(_ROW_ID))
     guard_keys = sorted({k for r in rows for k in r.guard})
     if not guard_keys and not computed:
-        written = session.execute(statement, [{_ROW_ID: r.id, **r.values} for r in rows]).rowcount
+        params = [{_ROW_ID: r.id, **r.values} for r in rows]
+        written = session.connection().execute(statement, params).rowcount
         if written == len(rows):
             return [{"id": r.id, **r.values} for r in rows]
-        # Rows that were deleted meanwhile: the ones still there are the ones written.
+        # Some rows are gone (deleted before this statement): the others are the ones written.
         ids = [r.id for r in rows]
         there = set(session.scalars(select(table.c.id).where(table.c.id.in_(ids))))
         return [{"id": r.id, **r.values} for r in rows if r.id in there]
