@@ -60,12 +60,17 @@ class DatabaseServer:
     def database_url(self, name: str) -> str:
         if self.engine == "sqlite":
             return f"sqlite:///{BENCH_DIR / (name + '.db')}"
-        assert self.postgres_url is not None
-        return make_url(self.postgres_url).set(database=name).render_as_string(False)
+        return self._libpq_url(name)
 
     def admin_url(self) -> str:
+        return self._libpq_url("postgres")
+
+    def _libpq_url(self, database: str) -> str:
+        # A plain `postgresql://` URL, which psycopg connects to and Touchline accepts, even
+        # when --postgres-url names SQLAlchemy's driver (`postgresql+psycopg://`).
         assert self.postgres_url is not None
-        return make_url(self.postgres_url).set(database="postgres").render_as_string(False)
+        url = make_url(self.postgres_url).set(drivername="postgresql", database=database)
+        return url.render_as_string(False)
 
     def exists(self, name: str) -> bool:
         if self.engine == "sqlite":
