@@ -121,7 +121,7 @@ def _alike(
         change = (*(row.values[k] for k in keys), *(row.guard[k] for k in guard_keys))
         try:
             by_change.setdefault(change, []).append(row)
-        except TypeError:  # a JSON value: compared by nothing cheaper than the row itself
+        except TypeError:  # an unhashable value (a JSON document): written row by row
             various.append(row)
     alike = [same for same in by_change.values() if len(same) > 1]
     various.extend(same[0] for same in by_change.values() if len(same) == 1)

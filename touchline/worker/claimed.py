@@ -1,10 +1,10 @@
 """Claimed step contacts: what a worker reads for a batch it holds, and keeps until each
 one is settled.
 
-A batch's rows are read with one query per table (step contacts, runs, steps, sequences,
-contacts, channels, messages, the steps that follow). Steps, sequences and contacts come as
-plain rows (views.py); step contacts and runs as ORM objects, read-only once the claim's
-transaction ends.
+A batch's rows are read with one query per table (step contacts, runs, steps with the steps
+that follow them, sequences, contacts, channels, messages). Steps, sequences and contacts
+come as plain rows (views.py); step contacts and runs as ORM objects, read-only once the
+claim's transaction ends.
 """
 
 from __future__ import annotations

@@ -18,13 +18,12 @@ from touchline.bulk import among
 from touchline.core.views import ContactRow, SequenceRow, StepRow
 from touchline.models import Contact, Sequence, Step
 
-_MODELS: dict[type[Any], type[Step] | type[Sequence] | type[Contact]] = {
-    StepRow: Step,
+_MODELS: dict[type[Any], type[Sequence] | type[Contact]] = {
     SequenceRow: Sequence,
     ContactRow: Contact,
 }
 
-RowT = TypeVar("RowT", StepRow, SequenceRow, ContactRow)
+RowT = TypeVar("RowT", SequenceRow, ContactRow)
 
 
 def _rows(
