@@ -349,3 +349,38 @@ def test_worker_once_exits_zero_and_counts_the_failed_items(
 def _b_sequences(other_api: Api) -> dict[str, Any]:
     [sequence] = other_api.get("/v1/sequences").json()["data"]
     return dict(other_api.get(f"/v1/sequences/{sequence['id']}").json()["data"])
+
+
+def test_a_claim_renders_in_the_sandbox_for_a_bounded_time_and_the_rest_waits_its_turn(
+    api: Api, other_api: Api, app: FastAPI, settings: Settings
+) -> None:
+    """A claim holds its rows' locks (on SQLite, the one write lock) while it renders. Once
+    its time for templates rendered in the sandbox is spent, their step contacts go back
+    to the queue as they were: the claim's other messages go out with it, and the
+    sandboxed ones with later claims, each once."""
+    a = _a_sequence(api, body="{% for i in range(3) %}{{ i }}{% endfor %} Hello")
+    _enroll(api, a["id"], [f"+1415555{i:04d}" for i in range(9000, 9005)])
+    b = _b_sequence(other_api)
+    # The least time there is: one sandboxed render a claim.
+    bounded = settings.model_copy(update={"worker_claim_render_seconds": 1e-9})
+    worker = Worker(app.state.sessions, bounded)
+    try:
+        with frozen_clock(T0):
+            while worker.run_job():
+                pass
+            first = worker.run_batch()
+        # It claimed all eleven and sent B's five and one of A's six.
+        assert first.sent == B_CONTACTS + 1
+        assert len(_outbound(app, other_api)) == B_CONTACTS
+        assert len(_outbound(app, api)) == 1
+        # The other five wait in the first step, due as before.
+        waiting = step_contacts(api, a["id"], status="pending")
+        assert [sc["step_id"] for sc in waiting].count(a["steps"][0]["id"]) == 5
+        worker.run_once(T0)
+    finally:
+        worker.close()
+    _assert_b_delivered_once(app, other_api, b)
+    sent = _outbound(app, api)
+    assert {m.delivery_status for m in sent} == {"sent"}
+    assert sorted(m.body for m in sent) == ["012 Hello"] * 6
+    assert len({m.step_contact_id for m in sent}) == 6

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Sends a worker keeps in flight at once (each waits on its provider, not on the CPU);
     # one channel may take half of them. See docs/benchmarks.md for how it was chosen.
     worker_send_concurrency: int = Field(default=256, ge=1, le=2000)
+    # How long one claim may spend rendering templates in the sandbox's child (the first
+    # render always runs); the claim holds its rows' locks, and on SQLite the write lock.
+    worker_claim_render_seconds: float = Field(default=1.0, gt=0, le=60)
     # The longest a provider may take to answer one send; a channel's own `timeout` is
     # refused above it and capped at it.
     provider_timeout_max_seconds: float = Field(default=30.0, gt=0, le=600)

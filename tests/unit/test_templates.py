@@ -281,3 +281,18 @@ def test_check_uses_no_child_for_plain_templates(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(sandbox.Renderer, "render", no_child)
     assert check_template(fresh("Hi {{ first_name|title }}, {{ properties.plan }}")) is None
+
+
+@pytest.mark.parametrize(
+    ("source", "here"),
+    [
+        ("Plain text", True),
+        ("Hi {{ first_name }}, {{ properties.city | default('there') }}", True),
+        ("{% if first_name %}Hi {{ first_name }}{% endif %}", True),
+        ("{% for i in range(3) %}{{ i }}{% endfor %}", False),
+        ("{{ first_name * 3 }}", False),
+        ("{% if %}", True),  # refused at once, wherever it is rendered
+    ],
+)
+def test_what_renders_in_this_process_and_what_in_the_sandbox(source: str, here: bool) -> None:
+    assert templates.renders_here(source) is here

@@ -335,11 +335,28 @@ def render_marked(source: str, variables: dict[str, Any], *, max_chars: int) -> 
     return _render(source, variables, max_chars, marked=True)
 
 
+def renders_here(source: str) -> bool:
+    """Whether `source` renders in this process (text and placeholders: microseconds), not
+    in the sandbox's child, where one render may take up to RENDER_BUDGET_SECONDS."""
+    if _is_text(source) or len(source) > MAX_TEMPLATE_CHARS:
+        return True
+    try:
+        return _compiled(source) is not None
+    except Exception:
+        # It fails when rendered, at once, and only its own step contact (the worker asks
+        # this of every claimed step: it must not fail a batch).
+        return True
+
+
+def _is_text(source: str) -> bool:
+    # Every Jinja construct opens with a brace, and Jinja changes nothing else but line ends.
+    return "{" not in source and "\r" not in source
+
+
 def _render(source: str, variables: dict[str, Any], max_chars: int, *, marked: bool) -> str:
-    if "{" not in source and "\r" not in source:
-        # Every Jinja construct opens with a brace, and Jinja changes nothing else but line
-        # ends: plain text (most subjects) renders as itself, without the compile a worker
-        # would otherwise pay once per template.
+    if _is_text(source):
+        # Plain text (most subjects) renders as itself, without the compile a worker would
+        # otherwise pay once per template.
         text = source
     elif len(source) > MAX_TEMPLATE_CHARS:
         raise RenderError(_too_long_source(source), template_fault=True)

@@ -55,7 +55,7 @@ from touchline.errors import TouchlineError
 from touchline.faults import is_retryable
 from touchline.imports.service import run_import
 from touchline.messaging.actions import no_response
-from touchline.messaging.templates import RenderError
+from touchline.messaging.templates import RenderError, renders_here
 from touchline.models import (
     Channel,
     ContactPreference,
@@ -334,9 +334,14 @@ class Worker:
             else:
                 assert channel is not None
                 to_send.append((item, channel))
+        # Steps whose templates render here first: renders in the sandbox's child are
+        # bounded per claim (`_render_due`), and must not push the others out.
+        sandboxed = {item.id for item, _ in to_send if not _renders_here(item)}
+        to_send.sort(key=lambda pair: pair[0].id in sandboxed)
         to_send = self._within_shares(to_send, plan, now)
         slots = throttle.reserve(session, _per_channel(to_send), now)
         waiting: Counter[uuid.UUID] = Counter()
+        render_until: float | None = None
         for item, channel in to_send:
             channel_slots = slots.get(channel.id)
             starts_at: datetime | None = None
@@ -349,10 +354,17 @@ class Worker:
                     )
                     continue
                 starts_at = channel_slots.starts[taken]
+            message = loaded.messages.get(item.id)
+            if message is None and item.id in sandboxed:
+                if render_until is None:
+                    render_until = time.monotonic() + self.settings.worker_claim_render_seconds
+                elif time.monotonic() >= render_until:
+                    # Back to the queue as it was: a later claim renders it. The claim holds
+                    # SQLite's one write lock, and every other writer waits for it.
+                    plan.deferred[item.id] = item.step_contact.scheduled_at
+                    continue
             try:
-                self._prepare_send(
-                    plan, item, channel, loaded.messages.get(item.id), now, starts_at
-                )
+                self._prepare_send(plan, item, channel, message, now, starts_at)
             except Exception:
                 log.exception("preparing step contact %s failed; it fails", item.id)
                 plan.settled.append(Done(item, FAIL))
@@ -597,6 +609,11 @@ def _fail_job(
     with unit_of_work(sessions) as session:
         job = session.get_one(Job, job_id)
         job.status, job.error, job.finished_at, job.locked_until = "failed", error, at, None
+
+
+def _renders_here(item: Claimed) -> bool:
+    """Whether the step's message renders in this process (see templates.renders_here)."""
+    return renders_here(item.step.body) and renders_here(item.step.subject or "")
 
 
 def _per_channel(to_send: list[tuple[Claimed, Channel]]) -> dict[uuid.UUID, tuple[Channel, int]]:
