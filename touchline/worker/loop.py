@@ -94,6 +94,10 @@ JOB_HANDLERS: dict[str, JobHandler] = {
 # it then lingers for more to finish, so that settles come in groups rather than one by one.
 _WAIT_SECONDS = 0.1
 _LINGER_SECONDS = 0.02
+# How long a worker waits after a claim that ran out of render time before it claims again.
+# A writer waiting for SQLite's lock sleeps up to 100 ms between tries, and a worker that
+# claimed again at once would take the lock back before any woke up.
+_AFTER_RENDER_BOUND_SECONDS = 0.2
 _OUTBOX = OutboxProvider()
 
 
@@ -106,6 +110,8 @@ class _Plan:
     deferred: dict[uuid.UUID, datetime] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
+    # Step contacts put back because the claim's render time ran out.
+    render_bound: bool = False
 
 
 class Worker:
@@ -294,6 +300,8 @@ class Worker:
             plan = self._plan(session, loaded, token, at)
             put_back(session, plan.deferred)
             outbound.write_messages(session, plan.messages, plan.links)
+        if plan.render_bound:
+            time.sleep(_AFTER_RENDER_BOUND_SECONDS)
         summary.deferred += sum(due > at for due in plan.deferred.values())
         self._add_ready(plan.settled)
         if plan.sends:
@@ -362,6 +370,7 @@ class Worker:
                     # Back to the queue as it was: a later claim renders it. The claim holds
                     # SQLite's one write lock, and every other writer waits for it.
                     plan.deferred[item.id] = item.step_contact.scheduled_at
+                    plan.render_bound = True
                     continue
             try:
                 self._prepare_send(plan, item, channel, message, now, starts_at)
