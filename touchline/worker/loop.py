@@ -110,7 +110,7 @@ class _Plan:
     deferred: dict[uuid.UUID, datetime] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
-    # Step contacts put back because the claim's render time ran out.
+    # Whether step contacts were put back because the claim's render time ran out.
     render_bound: bool = False
 
 
@@ -343,7 +343,7 @@ class Worker:
                 assert channel is not None
                 to_send.append((item, channel))
         # Steps whose templates render here first: renders in the sandbox's child are
-        # bounded per claim (`_render_due`), and must not push the others out.
+        # bounded per claim (below), and must not push the others out.
         sandboxed = {item.id for item, _ in to_send if not _renders_here(item)}
         to_send.sort(key=lambda pair: pair[0].id in sandboxed)
         to_send = self._within_shares(to_send, plan, now)
