@@ -15,7 +15,7 @@ each length, which the driver parses again (it caches only short texts) and cann
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.selectable import TableValuedAlias
 
 from touchline.models import Base
@@ -140,25 +141,32 @@ def _update_same(
     ids (on PostgreSQL one array, planned as an index lookup per id)."""
     first = rows[0]
     guard = [_holds(table.c[k], v) for k, v in first.guard.items()]
-    names = list(computed)
     changed: list[Mapping[str, Any]] = []
     for part in [rows] if postgresql else chunks(rows, _SQLITE_IN_LIST):
-        ids = [r.id for r in part]
-        if postgresql:
-            where = table.c.id == any_(bindparam(None, ids, type_=ARRAY(table.c.id.type)))
-        else:
-            where = table.c.id.in_(ids)
         statement = (
             update(table)
-            .where(where, *guard)
+            .where(among(session, table.c.id, [r.id for r in part]), *guard)
             .values(dict(first.values) | computed)
-            .returning(table.c.id, *(table.c[key] for key in names))
         )
-        changed.extend(
-            {"id": row_id, **first.values, **dict(zip(names, found, strict=True))}
-            for row_id, *found in session.execute(statement)
-        )
+        changed.extend(_returning(session, statement, table, computed, lambda _id: first))
     return changed
+
+
+def _returning(
+    session: Session,
+    statement: Update,
+    table: Table,
+    computed: dict[str, ColumnElement[Any]],
+    change_of: Callable[[uuid.UUID], RowChange],
+) -> list[Mapping[str, Any]]:
+    """Run `statement` with `RETURNING id, <computed columns>`: each changed row's id, the
+    values its change set and the computed ones as the database left them."""
+    names = list(computed)
+    returned = session.execute(statement.returning(table.c.id, *(table.c[k] for k in names)))
+    return [
+        {"id": row_id, **change_of(row_id).values, **dict(zip(names, found, strict=True))}
+        for row_id, *found in returned
+    ]
 
 
 def _update_unnest(
@@ -182,14 +190,8 @@ def _update_unnest(
             *(table.c[k].is_not_distinct_from(v.c[f"{_GUARD}{k}"]) for k in guard_keys),
         )
         .values({key: v.c[key] for key in keys} | computed)
-        .returning(table.c.id, *(table.c[key] for key in computed))
     )
-    by_id = {r.id: r for r in rows}
-    names = list(computed)
-    return [
-        {"id": row_id, **by_id[row_id].values, **dict(zip(names, found, strict=True))}
-        for row_id, *found in session.execute(statement)
-    ]
+    return _returning(session, statement, table, computed, {r.id: r for r in rows}.__getitem__)
 
 
 def _holds(column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
@@ -271,7 +273,7 @@ def add_to_rows(
 
 
 def among(
-    session: Session, column: QueryableAttribute[Any], values: Iterable[Any]
+    session: Session, column: QueryableAttribute[Any] | ColumnElement[Any], values: Iterable[Any]
 ) -> ColumnElement[bool]:
     """`column IN values`."""
     values = list(values)
