@@ -37,6 +37,7 @@ from touchline.core.changes import (
     add_counts,
 )
 from touchline.models import Base, Step
+from touchline.models.ids import new_id
 from touchline.outbox import QUIET, Events, queue
 
 # `then` chains are short (finish -> advance the run); a longer one is a bug, not a workload.
@@ -101,7 +102,7 @@ def _save(session: Session, saved: list[Saved], events: Events) -> None:
             session.add(obj)
             if obj.id is None:
                 # The column default runs at flush; the event needs the id now.
-                obj.id = uuid.uuid4()
+                obj.id = new_id()
         events.add(type(obj), obj.organization_id, obj.id, item.what)
 
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Literal
@@ -41,6 +38,7 @@ from touchline.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from touchline.models.ids import new_id
 
 ALL_EVENTS: Literal["*"] = "*"
 
@@ -141,7 +139,10 @@ def queue(session: Session, events: Events) -> int:
         if shown is None:
             continue  # deleted later in the transaction: nothing to announce
         for sub_id in subs:
-            delivery_id = ordered_id()
+            # Deliveries go out in id order among those due at the same instant, so a
+            # receiver gets an object's `created` before its `updated` even when both were
+            # queued in one worker pass, whose clock (`--now`) stands still.
+            delivery_id = new_id()
             body = {"data": shown, "event": name, "request_id": str(delivery_id)}
             rows.append(
                 {
@@ -183,25 +184,3 @@ def _show(session: Session, keys: list[Key]) -> dict[Key, dict[str, Any]]:
                 )
             )
     return _serializer(session, objects)
-
-
-_last_stamp = 0
-_stamp_lock = threading.Lock()
-
-
-def ordered_id() -> uuid.UUID:
-    """A UUID laid out as version 7 (RFC 9562): ids made later sort higher.
-
-    Deliveries go out in id order among those due at the same instant, so a receiver gets
-    an object's `created` before its `updated` even when both were queued in one worker
-    pass, whose clock (`--now`) stands still. Within this process the ids strictly increase.
-    """
-    global _last_stamp
-    with _stamp_lock:
-        stamp = max(time.time_ns() // 1000, _last_stamp + 1)  # microseconds
-        _last_stamp = stamp
-    millis, micros = divmod(stamp, 1000)
-    value = (
-        (millis & (2**48 - 1)) << 80 | 0x7 << 76 | micros << 64 | 0b10 << 62 | secrets.randbits(62)
-    )
-    return uuid.UUID(int=value)

@@ -36,6 +36,7 @@ from touchline.models import (
     Step,
     StepContact,
 )
+from touchline.models.ids import new_id
 from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import Page, from_orm
 from touchline.validation import email_for_lookup, phone_for_lookup
@@ -170,7 +171,7 @@ def upsert_contact(
     created = contact is None
     changes = Changeset()
     if contact is None:
-        contact = Contact(id=uuid.uuid4(), organization_id=org_id, properties={})
+        contact = Contact(id=new_id(), organization_id=org_id, properties={})
         changes = create(contact)
     apply(session, changes + _apply(session, contact, data) + _replace_tags(session, contact, tags))
     return contact, created

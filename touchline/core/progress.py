@@ -45,6 +45,7 @@ from touchline.core.views import (
 )
 from touchline.core.windows import due_at, rules_for
 from touchline.models import Channel, LinkClick, SequenceRun, StepContact, TriggerTimer
+from touchline.models.ids import new_id
 
 
 def step_channel_id(step: StepLike, run: RunLike, sequence: SequenceLike) -> uuid.UUID | None:
@@ -105,7 +106,7 @@ def begin(
     settings = settings_of(sequence)
     run = NewRun(
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "expires_at": _expiry(now, settings.max_time),
             "organization_id": organization_id,
             "sequence_id": sequence.id,
@@ -158,7 +159,7 @@ def _step_contact(
         due = place.due(start)
     scheduled = due if isinstance(due, datetime) else None
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "organization_id": run.organization_id,
         "sequence_id": run.sequence_id,
         "step_id": step.id,
@@ -331,7 +332,7 @@ def reactivate(
 def click(sc: StepContactLike, link_id: uuid.UUID, now: datetime) -> Changeset:
     """A tracked link of the step's message was followed (and kept for the run's history)."""
     clicked = {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "organization_id": sc.organization_id,
         "link_id": link_id,
         "step_contact_id": sc.id,
@@ -426,7 +427,7 @@ def _await_replies(item: ClaimedLike, now: datetime) -> Changeset:
         insert(
             TriggerTimer,
             {
-                "id": uuid.uuid4(),
+                "id": new_id(),
                 "organization_id": item.step_contact.organization_id,
                 "step_contact_id": item.step_contact.id,
                 "trigger_id": uuid.UUID(trigger["id"]),

@@ -48,6 +48,7 @@ from touchline.models import (
     Step,
     StepContact,
 )
+from touchline.models.ids import new_id
 from touchline.pagination import paginate
 from touchline.schemas import Page, Pagination
 from touchline.sequences.service import get_sequence, get_step
@@ -192,7 +193,7 @@ class _Known:
             None,
         )
         if contact is None:
-            contact = ContactRow(uuid.uuid4(), self.org_id)
+            contact = ContactRow(new_id(), self.org_id)
             self.new[contact.id] = contact
         elif data.phone and data.phone != contact.phone and data.phone in self.by["phone"]:
             return None, "another contact has this phone"

@@ -33,6 +33,7 @@ from touchline.models import (
     TriggerFiring,
     TriggerTimer,
 )
+from touchline.models.ids import new_id
 from touchline.steps import first_step, live_steps
 
 
@@ -308,7 +309,7 @@ def fire(
     firing = _Firing(session, at, now)
     actions = [action | {"outcome": firing.run(action)} for action in trigger["actions"]]
     record = TriggerFiring(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=at.sc.organization_id,
         sequence_id=at.sequence.id,
         sequence_run_id=at.run.id,

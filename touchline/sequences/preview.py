@@ -30,6 +30,7 @@ from touchline.core.windows import rules_for, wanted_at
 from touchline.db import utc_now
 from touchline.errors import ValidationFailed
 from touchline.models import Sequence, Step
+from touchline.models.ids import new_id
 from touchline.schemas import RequestModel
 from touchline.sequences.service import get_sequence
 from touchline.steps import first_step, live_steps
@@ -105,7 +106,7 @@ def preview(
     contact: ContactLike = (
         get_contact(session, org_id, body.contact_id)
         if body.contact_id is not None
-        else ContactRow(uuid.uuid4(), org_id, timezone=body.timezone)
+        else ContactRow(new_id(), org_id, timezone=body.timezone)
     )
     steps = live_steps(session, sequence.id)
     step = (

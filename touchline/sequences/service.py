@@ -19,6 +19,7 @@ from touchline.core.settings import SequenceSettings, settings_of
 from touchline.db import utc_now
 from touchline.errors import NotFound, ValidationFailed, from_pydantic
 from touchline.models import OPEN_STEP_CONTACT_STATUSES, Job, Sequence, Step, StepContact
+from touchline.models.ids import new_id
 from touchline.pagination import contains, equal_to, paginate
 from touchline.schemas import Page, Pagination, from_orm
 from touchline.sequences.schemas import (
@@ -264,7 +265,7 @@ def create_step(
     _check_entry(sequence, data.entry)
     steps = live_steps(session, sequence.id)
     step = Step(
-        id=uuid.uuid4(),
+        id=new_id(),
         organization_id=org_id,
         sequence_id=sequence.id,
         **data.model_dump(include=_STEP_COLUMNS),

@@ -27,6 +27,7 @@ from touchline.core.schedule import LONGEST_WAIT, LONGEST_WAIT_TEXT, Delay
 from touchline.core.triggers import keyword_form
 from touchline.errors import ErrorDetail, ValidationFailed
 from touchline.models import Channel, Sequence, Step
+from touchline.models.ids import new_id
 from touchline.schemas import RequestModel
 
 MAX_TRIGGERS = 10
@@ -171,7 +172,7 @@ class FiringOut(BaseModel):
 def stored(triggers: list[TriggerIn]) -> list[dict[str, Any]]:
     """The triggers as the step keeps them: JSON, each with its id."""
     return [
-        t.model_dump(mode="json", exclude_none=True) | {"id": str(t.id or uuid.uuid4())}
+        t.model_dump(mode="json", exclude_none=True) | {"id": str(t.id or new_id())}
         for t in triggers
     ]
 

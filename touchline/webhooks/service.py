@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from touchline.db import utc_now
 from touchline.errors import Conflict, NotFound, ValidationFailed
 from touchline.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
+from touchline.models.ids import new_id
 from touchline.netpolicy import OutboundPolicy
-from touchline.outbox import ordered_id
 from touchline.pagination import equal_to, paginate
 from touchline.schemas import Page, Pagination, from_orm
 from touchline.webhooks.schemas import (
@@ -176,10 +176,10 @@ def resend_delivery(
         original.next_attempt_at = now
         session.flush()
         return original
-    new_id = ordered_id()
-    body = json.loads(original.payload) | {"request_id": str(new_id)}
+    copy_id = new_id()
+    body = json.loads(original.payload) | {"request_id": str(copy_id)}
     copy = WebhookDelivery(
-        id=new_id,
+        id=copy_id,
         organization_id=org_id,
         subscription_id=sub.id,
         event=original.event,

@@ -7,7 +7,6 @@ provider's idempotency key, the same on every retry and after a crash.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from touchline.messaging.templates import (
     render_marked,
 )
 from touchline.models import Channel, Message, TrackedLink
+from touchline.models.ids import new_id
 from touchline.worker.claimed import Claimed
 from touchline.worker.sender import Send
 
@@ -62,7 +62,7 @@ def new_message(
     row = message_row(item, channel, body=body, subject=subject, now=now)
     links.extend(
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "organization_id": item.organization_id,
             "token": token,
             "url": url,
@@ -83,7 +83,7 @@ def message_row(
     sc, contact = item.step_contact, item.contact
     to = recipient_address(channel.type, contact)
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "organization_id": sc.organization_id,
         "direction": "OUTBOUND",
         "channel_id": channel.id,
