@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.helpers import Api, enroll, make_sequence
-from touchline.models import ids
 from touchline.models.ids import new_id
 from touchline.worker.loop import Worker
 
@@ -27,7 +26,7 @@ def test_ids_increase_even_when_the_clock_stands_still_or_steps_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = iter([5_000_000_000_000_000] * 50 + [4_000_000_000_000_000] * 50)
-    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
     made = [new_id() for _ in range(100)]
     assert made == sorted(made)
     assert len(set(made)) == 100
