@@ -195,6 +195,10 @@ class ReceiverState:
 
 class ReceiverServer(ThreadingHTTPServer):
     state: ReceiverState
+    # A worker has up to half its 256 send slots on one channel, and a test may run two
+    # workers: with the default backlog of 5 the kernel dropped connections, the sends
+    # timed out after the request had arrived, and their retries arrived again.
+    request_queue_size = 512
 
 
 class ReceiverHandler(BaseHTTPRequestHandler):
