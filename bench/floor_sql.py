@@ -19,6 +19,14 @@ from typing import Any
 
 from bench.common import Engine, raw_connect
 
+# New rows get time-ordered ids, as Touchline makes them (version 7 UUIDs: a millisecond
+# timestamp first), so that the floor's inserts land where the worker's do in each index.
+_PG_NEW_ID = """encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+          placing substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+          FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"""
+_SQLITE_NEW_ID = """printf('%012x', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
+          || '7' || substr(lower(hex(randomblob(10))), 1, 19)"""
+
 _PG = {
     "claim": """
         UPDATE step_contacts SET status = 'active', locked_until = %(lease)s,
@@ -29,11 +37,11 @@ _PG = {
             AND s.status = 'active'
           ORDER BY sc.scheduled_at LIMIT %(n)s FOR UPDATE OF sc SKIP LOCKED)
         RETURNING id""",
-    "messages": """
+    "messages": f"""
         INSERT INTO messages (id, organization_id, direction, channel_id, contact_id,
           sequence_id, step_id, step_contact_id, to_address, from_address, body, subject,
           delivery_status, attempts, created_at, updated_at)
-        SELECT gen_random_uuid(), sc.organization_id, 'OUTBOUND', ch.id, c.id, sc.sequence_id,
+        SELECT {_PG_NEW_ID}, sc.organization_id, 'OUTBOUND', ch.id, c.id, sc.sequence_id,
           sc.step_id, sc.id,
           CASE WHEN ch.type = 'sms' THEN coalesce(c.phone, '') ELSE coalesce(c.email, '') END,
           ch.address, st.body, st.subject, 'queued', 0, %(now)s, %(now)s
@@ -53,11 +61,11 @@ _PG = {
         UPDATE step_contacts SET status = 'finished', finish_reason = 'completed',
           completed_at = %(now)s, locked_until = NULL, updated_at = %(now)s
         WHERE id = ANY(%(ids)s)""",
-    "next": """
+    "next": f"""
         INSERT INTO step_contacts (id, organization_id, sequence_id, step_id, sequence_run_id,
           contact_id, channel_id, status, scheduled_at, attempts, responded, clicked_link,
           unsubscribed, created_at, updated_at)
-        SELECT gen_random_uuid(), sc.organization_id, sc.sequence_id, nxt.id,
+        SELECT {_PG_NEW_ID}, sc.organization_id, sc.sequence_id, nxt.id,
           sc.sequence_run_id, sc.contact_id,
           coalesce(nxt.channel_id, r.channel_id, s.default_channel_id), 'pending',
           %(now)s + make_interval(
@@ -85,7 +93,7 @@ _PG = {
         WHERE sc.id = ANY(%(ids)s) AND r.id = sc.sequence_run_id""",
 }
 
-# SQLite: ids travel as one JSON array parameter; new ids are 32 random hex digits.
+# SQLite: ids travel as one JSON array parameter; new ids are 32 hex digits.
 _IN = "IN (SELECT value FROM json_each(:ids))"
 _SQLITE = {
     "claim": """
@@ -101,7 +109,7 @@ _SQLITE = {
         INSERT INTO messages (id, organization_id, direction, channel_id, contact_id,
           sequence_id, step_id, step_contact_id, to_address, from_address, body, subject,
           delivery_status, attempts, created_at, updated_at)
-        SELECT lower(hex(randomblob(16))), sc.organization_id, 'OUTBOUND', ch.id, c.id,
+        SELECT {_SQLITE_NEW_ID}, sc.organization_id, 'OUTBOUND', ch.id, c.id,
           sc.sequence_id, sc.step_id, sc.id,
           CASE WHEN ch.type = 'sms' THEN coalesce(c.phone, '') ELSE coalesce(c.email, '') END,
           ch.address, st.body, st.subject, 'queued', 0, :now, :now
@@ -125,7 +133,7 @@ _SQLITE = {
         INSERT INTO step_contacts (id, organization_id, sequence_id, step_id, sequence_run_id,
           contact_id, channel_id, status, scheduled_at, attempts, responded, clicked_link,
           unsubscribed, created_at, updated_at)
-        SELECT lower(hex(randomblob(16))), sc.organization_id, sc.sequence_id, nxt.id,
+        SELECT {_SQLITE_NEW_ID}, sc.organization_id, sc.sequence_id, nxt.id,
           sc.sequence_run_id, sc.contact_id,
           coalesce(nxt.channel_id, r.channel_id, s.default_channel_id), 'pending',
           strftime('%Y-%m-%d %H:%M:%S', :now,
