@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -219,6 +220,14 @@ def raw_connect(url: str) -> Any:
             conn.execute(f"PRAGMA {pragma}")
         return conn
     return psycopg.connect(url, autocommit=True)
+
+
+def stored_time(engine: Engine, value: datetime) -> datetime | str:
+    """`value` as a raw connection passes it: on SQLite naive UTC text, as Touchline stores
+    times there."""
+    if engine == "sqlite":
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
 
 
 # ---------------------------------------------------------------------- processes

@@ -69,6 +69,7 @@ from bench.common import (
     raw_connect,
     servers,
     spread,
+    stored_time,
     worker_processes,
 )
 from bench.providers import ACCOUNT_SID, AUTH_TOKEN, SMTP_LOGIN, Providers, loopback_providers
@@ -341,8 +342,7 @@ def populate(url: str, config: Config, providers: Providers) -> None:
 def make_due(url: str) -> tuple[float, int]:
     """Every pending step contact due now, in one statement; returns (its commit, rows)."""
     sqlite = url.startswith("sqlite")
-    now = datetime.now(UTC)
-    value: Any = now.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else now
+    value = stored_time("sqlite" if sqlite else "postgresql", datetime.now(UTC))
     mark = "?" if sqlite else "%s"
     conn = raw_connect(url)
     try:

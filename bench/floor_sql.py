@@ -17,7 +17,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import Engine, raw_connect
+from bench.common import Engine, raw_connect, stored_time
 
 # New rows get time-ordered ids, as Touchline makes them (version 7 UUIDs: a millisecond
 # timestamp first), so that the floor's inserts land where the worker's do in each index.
@@ -166,10 +166,7 @@ SETTLE = ("sent", "counters", "finish", "next", "runs")
 
 
 def _now(engine: Engine) -> datetime | str:
-    now = datetime.now(UTC)
-    if engine == "sqlite":
-        return now.replace(tzinfo=None).isoformat(" ", "microseconds")
-    return now
+    return stored_time(engine, datetime.now(UTC))
 
 
 def run_batch(conn: Any, engine: Engine, batch_size: int) -> int:

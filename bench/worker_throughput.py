@@ -40,6 +40,7 @@ from bench.common import (
     raw_connect,
     servers,
     spread,
+    stored_time,
     worker_processes,
     working_copy,
 )
@@ -59,12 +60,6 @@ class Round:
     @property
     def rate(self) -> float:
         return (self.finished + self.inactive) / self.seconds if self.seconds > 0 else 0.0
-
-
-def _stored_time(engine: Engine, value: datetime) -> Any:
-    return (
-        value.replace(tzinfo=None).isoformat(" ", "microseconds") if engine == "sqlite" else value
-    )
 
 
 def _epoch(value: Any) -> float:
@@ -94,7 +89,7 @@ def make_due(dataset: Dataset, count: int) -> tuple[float, int]:
         f"WHERE sc.status = 'pending' AND s.status = 'active' ORDER BY sc.id LIMIT {mark}",
         (count,),
     )
-    due_at = _stored_time(engine, datetime.now(UTC) - timedelta(minutes=1))
+    due_at = stored_time(engine, datetime.now(UTC) - timedelta(minutes=1))
     # Running workers may be settling some of these rows (a next step that just fell
     # due): lock them in id order, the order the settle writes them in, so that the two
     # never deadlock.
