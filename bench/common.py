@@ -341,7 +341,12 @@ def spread(values: Sequence[float]) -> str:
     """min..max of the repeats, to show how noisy the machine was."""
     if not values:
         return "-"
-    return f"{min(values):.4g}..{max(values):.4g}"
+    return f"{_figure(min(values))}..{_figure(max(values))}"
+
+
+def _figure(value: float) -> str:
+    # Four significant digits, but never an exponent for a rate of 10,000/s or more.
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def log(message: str) -> None:

@@ -3,16 +3,16 @@
     .venv/bin/python -m bench.enrollment --engine postgresql --size 1000000
 
 On a private copy of the dataset, `touchline serve --no-worker` and one `touchline worker`
-run side by side. Each round creates a three-step sequence through the API (first step a day
-out, so enrolling sends nothing), then sends `--requests` (default 25) `POST
-/v1/sequences/{id}/contacts` of 4,000 inputs each, one after the other, and waits for every
-job to be done. Contacts per second = all inputs / (from the first POST to the last job's
-`done`, polled in the database every 50 ms). The dataset's step contacts that are due
-(thousands in a dataset made hours before, more as the day goes on) are put off a day
-first, so that the worker does the enrollment alone. Two kinds of input, `--repeats` times each:
-**new** contacts (phones nobody has: each is created) and **existing** ones (the same phones
-again, into another sequence: each is found by the dedupe rules). Every input must come out
-`added`.
+(`--workers N`: N of them) run side by side. Each round creates a three-step sequence
+through the API (first step a day out, so enrolling sends nothing), then sends `--requests`
+(default 25) `POST /v1/sequences/{id}/contacts` of 4,000 inputs each, one after the other,
+and waits for every job to be done. Contacts per second = all inputs / (from the first POST
+to the last job's `done`, polled in the database every 50 ms). The dataset's step contacts
+that are due (thousands in a dataset made hours before, more as the day goes on) are put off
+a day first, so that the workers do the enrollment alone. Two kinds of input, `--repeats`
+times each: **new** contacts (phones nobody has: each is created) and **existing** ones (the
+same phones again, into another sequence: each is found by the dedupe rules). Every input
+must come out `added`.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def bench_engine(dataset: Dataset, args: argparse.Namespace) -> list[list[str]]:
     log(f"{dataset.engine}: {put_off_due(dataset)} due step contacts of the dataset put off")
     with (
         real_server(dataset.url) as (port, _),
-        worker_processes(dataset.url, 1),
+        worker_processes(dataset.url, args.workers),
         httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             headers={"X-WHIPPY-KEY": dataset.api_key},
@@ -159,6 +159,7 @@ def bench_engine(dataset: Dataset, args: argparse.Namespace) -> list[list[str]]:
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=25, help="requests of 4,000 per round")
+    parser.add_argument("--workers", type=int, default=1, help="`touchline worker` processes")
     args = parser.parse_args()
     rows: list[list[str]] = []
     for _, server in servers(args):

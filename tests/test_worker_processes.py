@@ -203,6 +203,54 @@ def test_sends_slower_than_the_lease_are_each_sent_once_by_two_workers(
     assert counts["messages"] == 40
 
 
+def test_two_workers_run_overlapping_enrollment_jobs_at_once_without_duplicates(
+    api: Api, app: FastAPI, settings: Settings
+) -> None:
+    """Eight jobs of 500, alternating between two sequences, each sharing half its phones
+    with the next, shared by two worker processes (on PostgreSQL they run side by side):
+    every input is added, and each phone is one contact with one run in each sequence it
+    was sent to."""
+    later = [{"title": "Tomorrow", "body": "Hi", "schedule_options": {"days": 1}}]
+    sequences = [make_sequence(api, later)["id"] for _ in range(2)]
+    channel_id = api.get(f"/v1/sequences/{sequences[0]}").json()["data"]["default_channel_id"]
+    api.put(f"/v1/sequences/{sequences[1]}", json={"default_channel_id": channel_id})
+    jobs: list[tuple[str, list[str]]] = []
+    for k in range(8):
+        phones = [f"+1415300{n:04d}" for n in range(k * 250, k * 250 + 500)]
+        sequence_id = sequences[k % 2]
+        response = api.post(
+            f"/v1/sequences/{sequence_id}/contacts", json={"to": [{"phone": p} for p in phones]}
+        )
+        assert response.status_code == 202, response.text
+        jobs.append((response.json()["data"]["job_id"], phones))
+    with workers(settings, 2) as procs:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            statuses = {
+                api.get(f"/v1/jobs/{job_id}").json()["data"]["status"] for job_id, _ in jobs
+            }
+            if statuses <= {"done", "failed"}:
+                break
+            time.sleep(0.1)
+        assert _stop(procs) == [0, 0]
+    contact_of: dict[str, str] = {}
+    for job_id, phones in jobs:
+        job = api.get(f"/v1/jobs/{job_id}").json()["data"]
+        assert (job["status"], job["error"]) == ("done", None)
+        assert {r["outcome"] for r in job["results"]} == {"added"}
+        for phone, result in zip(phones, job["results"], strict=True):
+            # The same phone is the same contact in both jobs that name it.
+            assert contact_of.setdefault(phone, result["contact_id"]) == result["contact_id"]
+    assert len(set(contact_of.values())) == len(contact_of) == 2250
+    assert api.get("/v1/contacts", params={"limit": 1}).json()["total"] == 2250
+    for k, sequence_id in enumerate(sequences):
+        named = {p for j, (_, phones) in enumerate(jobs) if j % 2 == k for p in phones}
+        runs = api.get(f"/v1/sequences/{sequence_id}/sequence_runs", params={"limit": 1}).json()[
+            "total"
+        ]
+        assert runs == len(named)
+
+
 # Nested loops over a contact's property: nothing to do for the sample contact a step is
 # tried on when saved (it has no properties), about 50 ms of sandboxed rendering for each
 # contact that has `n: 250`, well inside the render budget.
