@@ -222,6 +222,15 @@ def raw_connect(url: str) -> Any:
     return psycopg.connect(url, autocommit=True)
 
 
+def engine_of(url: str) -> Engine:
+    return "sqlite" if url.startswith("sqlite") else "postgresql"
+
+
+def mark(engine: Engine) -> str:
+    """The raw driver's placeholder: sqlite3's `?`, psycopg's `%s`."""
+    return "?" if engine == "sqlite" else "%s"
+
+
 def stored_time(engine: Engine, value: datetime) -> datetime | str:
     """`value` as a raw connection passes it: on SQLite naive UTC text, as Touchline stores
     times there."""

@@ -62,7 +62,9 @@ from bench.common import (
     DatabaseServer,
     Engine,
     bench_parser,
+    engine_of,
     log,
+    mark,
     median,
     percentile,
     print_report,
@@ -277,13 +279,16 @@ def _limit_rate(api: _Api, url: str, channel_id: str) -> None:
     answer = api.call("PUT", f"/v1/channels/{channel_id}", {"max_per_second": RATE_LIMIT}, 200)
     if answer.get("max_per_second") == RATE_LIMIT:
         return
-    sqlite = url.startswith("sqlite")
-    mark = "?" if sqlite else "%s"
+    engine = engine_of(url)
+    at = mark(engine)
     conn = raw_connect(url)
     try:
         conn.execute(
-            f"UPDATE channels SET max_per_second = {mark} WHERE id = {mark}",
-            (RATE_LIMIT, uuid.UUID(channel_id).hex if sqlite else uuid.UUID(channel_id)),
+            f"UPDATE channels SET max_per_second = {at} WHERE id = {at}",
+            (
+                RATE_LIMIT,
+                uuid.UUID(channel_id).hex if engine == "sqlite" else uuid.UUID(channel_id),
+            ),
         )
     except (sqlite3.OperationalError, psycopg.errors.UndefinedColumn) as exc:
         raise Skipped("neither the API nor the channels table has max_per_second") from exc
@@ -341,13 +346,13 @@ def populate(url: str, config: Config, providers: Providers) -> None:
 
 def make_due(url: str) -> tuple[float, int]:
     """Every pending step contact due now, in one statement; returns (its commit, rows)."""
-    sqlite = url.startswith("sqlite")
-    value = stored_time("sqlite" if sqlite else "postgresql", datetime.now(UTC))
-    mark = "?" if sqlite else "%s"
+    engine = engine_of(url)
+    value = stored_time(engine, datetime.now(UTC))
     conn = raw_connect(url)
     try:
         made = conn.execute(
-            f"UPDATE step_contacts SET scheduled_at = {mark} WHERE status = 'pending'", (value,)
+            f"UPDATE step_contacts SET scheduled_at = {mark(engine)} WHERE status = 'pending'",
+            (value,),
         ).rowcount
         return time.time(), int(made)
     finally:

@@ -30,6 +30,7 @@ from bench.common import (
     bench_parser,
     ensure_dataset,
     log,
+    mark,
     median,
     raw_connect,
     real_server,
@@ -65,11 +66,12 @@ def _sequence(client: httpx.Client, dataset: Dataset, title: str) -> str:
 def _wait_job(dataset: Dataset, job_id: str, timeout: float = 600) -> str:
     conn = raw_connect(dataset.url)
     key: Any = uuid.UUID(job_id).hex if dataset.engine == "sqlite" else uuid.UUID(job_id)
-    mark = "?" if dataset.engine == "sqlite" else "%s"
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            status = conn.execute(f"SELECT status FROM jobs WHERE id = {mark}", (key,)).fetchone()
+            status = conn.execute(
+                f"SELECT status FROM jobs WHERE id = {mark(dataset.engine)}", (key,)
+            ).fetchone()
             if status and status[0] in ("done", "failed"):
                 return str(status[0])
             time.sleep(0.05)
@@ -110,13 +112,13 @@ def one_round(
 def put_off_due(dataset: Dataset) -> int:
     """Put the dataset's due step contacts off a day; returns how many there were."""
     now = datetime.now(UTC)
-    mark = "?" if dataset.engine == "sqlite" else "%s"
+    at = mark(dataset.engine)
     conn = raw_connect(dataset.url)
     try:
         return int(
             conn.execute(
-                f"UPDATE step_contacts SET scheduled_at = {mark} "
-                f"WHERE status = 'pending' AND scheduled_at <= {mark}",
+                f"UPDATE step_contacts SET scheduled_at = {at} "
+                f"WHERE status = 'pending' AND scheduled_at <= {at}",
                 (
                     stored_time(dataset.engine, now + timedelta(days=1)),
                     stored_time(dataset.engine, now + timedelta(hours=1)),

@@ -29,7 +29,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Dialect
 from starlette.types import Receive, Scope, Send
 
-from bench.common import Engine, raw_connect
+from bench.common import Engine, engine_of, raw_connect
 from touchline.runs.queries import DriverStatements, time_text, uuid_text
 from touchline.runs.schemas import ContactSequencesQuery
 
@@ -145,7 +145,7 @@ class ContactSequencesApp:
 
     def __init__(self, url: str, org_id: uuid.UUID) -> None:
         self.url = url
-        self.engine: Engine = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self.engine: Engine = engine_of(url)
         self.org_id = org_id
         self.queries: dict[bytes, RawQuery] = {}
 

@@ -35,6 +35,7 @@ from bench.common import (
     bench_parser,
     ensure_dataset,
     log,
+    mark,
     median,
     print_report,
     raw_connect,
@@ -80,13 +81,13 @@ def make_due(dataset: Dataset, count: int) -> tuple[float, int]:
     """Make `count` pending step contacts of active sequences due; returns (commit time, n)."""
     engine = dataset.engine
     conn = raw_connect(dataset.url)
-    mark = "?" if engine == "sqlite" else "%s"
+    at = mark(engine)
     conn.execute("BEGIN IMMEDIATE" if engine == "sqlite" else "BEGIN")
     conn.execute("DELETE FROM bench_due")
     conn.execute(
         "INSERT INTO bench_due (id) SELECT sc.id FROM step_contacts sc "
         "JOIN sequences s ON s.id = sc.sequence_id "
-        f"WHERE sc.status = 'pending' AND s.status = 'active' ORDER BY sc.id LIMIT {mark}",
+        f"WHERE sc.status = 'pending' AND s.status = 'active' ORDER BY sc.id LIMIT {at}",
         (count,),
     )
     due_at = stored_time(engine, datetime.now(UTC) - timedelta(minutes=1))
@@ -95,7 +96,7 @@ def make_due(dataset: Dataset, count: int) -> tuple[float, int]:
     # never deadlock.
     locked = "" if engine == "sqlite" else " FOR UPDATE OF sc"
     conn.execute(
-        f"UPDATE step_contacts SET scheduled_at = {mark} WHERE id IN (SELECT sc.id FROM "
+        f"UPDATE step_contacts SET scheduled_at = {at} WHERE id IN (SELECT sc.id FROM "
         "step_contacts sc JOIN bench_due d ON d.id = sc.id ORDER BY sc.id"
         f"{locked})",
         (due_at,),
