@@ -47,8 +47,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 ATTEMPTS = 3
 
 
+class HoldsSession:
+    """A dependency that brings its endpoint the request's session along with other things
+    (the console's Visit): a write session in it commits in the endpoint's call like one the
+    endpoint takes itself."""
+
+    session: Session
+
+
 def _units_of_work(kwargs: dict[str, Any]) -> list[Session]:
-    return [v for v in kwargs.values() if isinstance(v, Session) and v.info.get(UNIT_OF_WORK)]
+    values = (v.session if isinstance(v, HoldsSession) else v for v in kwargs.values())
+    return [v for v in values if isinstance(v, Session) and v.info.get(UNIT_OF_WORK)]
 
 
 def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
