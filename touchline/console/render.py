@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from pydantic import BaseModel
 from starlette.templating import Jinja2Templates
 
 from touchline.console.session import CSRF_FIELD, CSRF_HEADER, Operator
-from touchline.schemas import Pagination
+from touchline.schemas import Page, Pagination
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -70,6 +72,22 @@ def filters_of(query: BaseModel) -> str:
     given = query.model_dump(exclude={"limit", "offset"}, exclude_none=True)
     chosen = {name: str(value) for name, value in given.items() if value != ""}
     return "&" + urlencode(chosen) if chosen else ""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a list as its table and pager (macros.html `table`) show it."""
+
+    rows: Sequence[Any]
+    # How many match; counted no further than `capped` where the list caps its count.
+    total: int
+    query: Pagination
+    filters: str
+    capped: int | None = None
+
+    @classmethod
+    def of(cls, found: Page[Any], query: Pagination, capped: int | None = None) -> Listing:
+        return cls(found.data, found.total, query, filters_of(query), capped)
 
 
 def page(

@@ -8,18 +8,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form, Query, Request
+from fastapi import Query
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from touchline.channels.service import get_channel
-from touchline.console.forms import parse
-from touchline.console.render import count_up_to, filters_of, page
-from touchline.console.session import Checked, Operator, SignedIn
+from touchline.console.forms import Posted, parse
+from touchline.console.render import Listing, count_up_to
+from touchline.console.visit import Posting, Viewing, Visit
 from touchline.contacts.schemas import ContactSearch
 from touchline.contacts.service import contact_out, get_contact, search_contacts
 from touchline.db import utc_now
-from touchline.deps import DbSession, ReadSession
 from touchline.enrollment.schemas import MoveRequest, RemoveRequest
 from touchline.enrollment.service import accept_removal, move_contact
 from touchline.errors import Conflict, NotFound, TouchlineError, ValidationFailed
@@ -59,27 +57,11 @@ def search_of(query: ContactsQuery) -> tuple[ContactSearch, str | None]:
 
 
 @router.get("/contacts")
-def contacts(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
-    query: Annotated[ContactsQuery, Query()],
-) -> Response:
+def contacts(visit: Viewing, query: Annotated[ContactsQuery, Query()]) -> Response:
     search, read_as = search_of(query)
     capped = count_up_to(query)
-    found = search_contacts(session, operator.organization_id, search, count_up_to=capped)
-    return page(
-        request,
-        "contacts.html",
-        operator,
-        contacts=found.data,
-        total=found.total,
-        query=query,
-        read_as=read_as,
-        # The search's fields, for the pager's links to carry.
-        filters=filters_of(query),
-        capped=capped,
-    )
+    found = search_contacts(visit.session, visit.org, search, count_up_to=capped)
+    return visit.page("contacts.html", listing=Listing.of(found, query, capped), read_as=read_as)
 
 
 @dataclass(frozen=True)
@@ -93,19 +75,17 @@ class Notice:
 
 
 def _contact_page(
-    request: Request,
-    operator: Operator,
-    session: Session,
+    visit: Visit,
     contact_id: uuid.UUID,
     messages: Pagination,
     seq_offset: int = 0,
     notice: Notice | None = None,
     status_code: int = 200,
 ) -> Response:
-    org_id = operator.organization_id
+    session, org_id = visit.session, visit.org
     contact = contact_out(session, get_contact(session, org_id, contact_id))
     query = ContactSequencesQuery(limit=SEQUENCES_PER_PAGE, offset=seq_offset)
-    reader: ContactSequencesReader = request.app.state.contact_sequences
+    reader: ContactSequencesReader = visit.request.app.state.contact_sequences
     found = reader.in_transaction(session.connection(), org_id, contact_id, query)
     if found is None:  # deleted between the two reads
         raise NotFound("Contact not found")
@@ -125,10 +105,8 @@ def _contact_page(
         for p in contact.communication_preferences
         if not p.opt_in
     ]
-    return page(
-        request,
+    return visit.page(
         "contact.html",
-        operator,
         status_code=status_code,
         section="contacts",
         contact=contact,
@@ -148,9 +126,7 @@ def _contact_page(
 
 @router.get("/contacts/{contact_id}")
 def contact(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
+    visit: Viewing,
     contact_id: uuid.UUID,
     messages: Annotated[Pagination, Query()],
     seq_offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
@@ -162,28 +138,15 @@ def contact(
         notice = Notice(True, "The contact is being removed from the sequence.", removing)
     elif moved is not None:
         notice = Notice(True, "The contact was moved.", moved_to=moved)
-    return _contact_page(request, operator, session, contact_id, messages, seq_offset, notice)
+    return _contact_page(visit, contact_id, messages, seq_offset, notice)
 
 
-def _refused(
-    request: Request,
-    operator: Operator,
-    session: Session,
-    contact_id: uuid.UUID,
-    error: TouchlineError,
-) -> Response:
+def _refused(visit: Visit, contact_id: uuid.UUID, error: TouchlineError) -> Response:
     """The contact's page again, saying why the action was refused (nothing written)."""
-    session.rollback()
+    visit.session.rollback()
     message = "; ".join(d.description for d in error.details)
-    return _contact_page(
-        request,
-        operator,
-        session,
-        contact_id,
-        Pagination(),
-        notice=Notice(False, message),
-        status_code=error.status,
-    )
+    notice = Notice(False, message)
+    return _contact_page(visit, contact_id, Pagination(), notice=notice, status_code=error.status)
 
 
 def _back(contact_id: uuid.UUID, **params: Any) -> RedirectResponse:
@@ -191,38 +154,26 @@ def _back(contact_id: uuid.UUID, **params: Any) -> RedirectResponse:
 
 
 @router.post("/contacts/{contact_id}/sequences/{sequence_id}/remove")
-def remove_from_sequence(
-    request: Request,
-    operator: Checked,
-    session: DbSession,
-    contact_id: uuid.UUID,
-    sequence_id: uuid.UUID,
-) -> Response:
-    org_id = operator.organization_id
+def remove_from_sequence(visit: Posting, contact_id: uuid.UUID, sequence_id: uuid.UUID) -> Response:
     # The contact is checked here: the job would only report a foreign one as not found.
-    get_contact(session, org_id, contact_id)
+    get_contact(visit.session, visit.org, contact_id)
     body = RemoveRequest(contacts=[{"id": str(contact_id)}])
     try:
-        job = accept_removal(session, org_id, sequence_id, body)
+        job = accept_removal(visit.session, visit.org, sequence_id, body)
     except ValidationFailed as exc:
-        return _refused(request, operator, session, contact_id, exc)
+        return _refused(visit, contact_id, exc)
     return _back(contact_id, removing=job.id)
 
 
 @router.post("/contacts/{contact_id}/sequences/{sequence_id}/move")
 def move_to_step(
-    request: Request,
-    operator: Checked,
-    session: DbSession,
-    contact_id: uuid.UUID,
-    sequence_id: uuid.UUID,
-    step_id: Annotated[str, Form()] = "",
+    visit: Posting, contact_id: uuid.UUID, sequence_id: uuid.UUID, posted: Posted
 ) -> Response:
-    org_id = operator.organization_id
-    get_contact(session, org_id, contact_id)
+    get_contact(visit.session, visit.org, contact_id)
+    fields = {"contact_id": str(contact_id), "step_id": posted.get("step_id", "")}
     try:
-        body = parse(MoveRequest, {"contact_id": str(contact_id), "step_id": step_id})
-        moved = move_contact(session, org_id, sequence_id, body, utc_now())
+        body = parse(MoveRequest, fields)
+        moved = move_contact(visit.session, visit.org, sequence_id, body, utc_now())
     except (ValidationFailed, Conflict) as exc:
-        return _refused(request, operator, session, contact_id, exc)
+        return _refused(visit, contact_id, exc)
     return _back(contact_id, moved=moved.step_id)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, TypeVar
 
-from fastapi import Form, Request, UploadFile
+from fastapi import Form, UploadFile
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
-from touchline.console.forms import errors_by_field
-from touchline.console.render import page
-from touchline.console.session import Checked, Operator, SignedIn
-from touchline.deps import DbSession, ReadSession
+from touchline.console.forms import Posted, Refused, errors_by_field, form_context
+from touchline.console.visit import Posting, Viewing, Visit
 from touchline.errors import ValidationFailed
 from touchline.imports.service import accept_import, rows_from_csv
 from touchline.routing import api_router
@@ -32,32 +29,20 @@ MAX_CHOICES = 500
 _FIELD_OF = {"status": "sequence_id", "file": "csv", "rows": "csv"}
 
 
-def _form(
-    request: Request,
-    operator: Operator,
-    session: Session,
-    form: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-) -> Response:
-    active, total = sequence_choices(session, operator.organization_id, MAX_CHOICES, "active")
-    return page(
-        request,
+def _form(visit: Visit, blank: Mapping[str, str], refused: Refused | None = None) -> Response:
+    active, total = sequence_choices(visit.session, visit.org, MAX_CHOICES, "active")
+    return visit.page(
         "enroll.html",
-        operator,
-        status_code=422 if errors else 200,
         sequences=active,
-        steps=live_steps_of(session, [s.id for s in active]),
+        steps=live_steps_of(visit.session, [s.id for s in active]),
         more_sequences=total > len(active),
-        form=form or {},
-        errors=errors or {},
+        **form_context(refused, blank),
     )
 
 
 @router.get("/enroll")
-def enroll_form(
-    request: Request, operator: SignedIn, session: ReadSession, sequence_id: str = ""
-) -> Response:
-    return _form(request, operator, session, {"sequence_id": sequence_id})
+def enroll_form(visit: Viewing, sequence_id: str = "") -> Response:
+    return _form(visit, {"sequence_id": sequence_id})
 
 
 def _uuid(value: str, field: str, errors: dict[str, str], missing: str | None) -> uuid.UUID | None:
@@ -86,28 +71,25 @@ def _csv_bytes(text: str, file: UploadFile | None, errors: dict[str, str]) -> by
 
 @router.post("/enroll")
 def enroll(
-    request: Request,
-    operator: Checked,
-    session: DbSession,
-    sequence_id: Annotated[str, Form()] = "",
-    step_id: Annotated[str, Form()] = "",
-    csv_text: Annotated[str, Form()] = "",
+    visit: Posting,
+    posted: Posted,
+    # Typed, not read from `posted`: a file, not text.
     file: Annotated[UploadFile | None, Form()] = None,
 ) -> Response:
-    form = {"sequence_id": sequence_id, "step_id": step_id, "csv_text": csv_text}
+    form = {name: posted.get(name, "") for name in ("sequence_id", "step_id", "csv_text")}
     errors: dict[str, str] = {}
-    sequence = _uuid(sequence_id, "sequence_id", errors, "Choose a sequence")
-    step = _uuid(step_id, "step_id", errors, None)
-    data = _csv_bytes(csv_text, file, errors)
+    sequence = _uuid(form["sequence_id"], "sequence_id", errors, "Choose a sequence")
+    step = _uuid(form["step_id"], "step_id", errors, None)
+    data = _csv_bytes(form["csv_text"], file, errors)
     # Each check runs whatever the others found, so that every error shows at once.
     rows = _checked(lambda: rows_from_csv(data), errors) if "csv" not in errors else None
     if rows is not None and sequence is not None and not errors:
-        org_id = operator.organization_id
-        job = _checked(lambda: accept_import(session, org_id, rows, sequence, step), errors)
+        org_id = visit.org
+        job = _checked(lambda: accept_import(visit.session, org_id, rows, sequence, step), errors)
         if job is not None:
             return RedirectResponse(f"/app/jobs/{job.id}", status_code=303)
-        session.rollback()
-    return _form(request, operator, session, form, errors)
+        visit.session.rollback()
+    return _form(visit, {}, Refused(form, errors))
 
 
 def _checked(action: Callable[[], T], errors: dict[str, str]) -> T | None:

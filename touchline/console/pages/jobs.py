@@ -6,12 +6,11 @@ import uuid
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.responses import Response
 
-from touchline.console.render import filters_of, page
-from touchline.console.session import SignedIn
-from touchline.deps import ReadSession
+from touchline.console.render import Listing, filters_of
+from touchline.console.visit import Viewing
 from touchline.enrollment import service
 from touchline.enrollment.schemas import JobSummary, Outcome
 from touchline.imports.service import outcomes_csv
@@ -29,29 +28,16 @@ class OutcomeQuery(Pagination):
 
 
 @router.get("/jobs")
-def jobs(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
-    query: Annotated[Pagination, Query()],
-) -> Response:
-    found = service.list_jobs(session, operator.organization_id, query)
-    return page(request, "jobs.html", operator, jobs=found.data, total=found.total, query=query)
+def jobs(visit: Viewing, query: Annotated[Pagination, Query()]) -> Response:
+    found = service.list_jobs(visit.session, visit.org, query)
+    return visit.page("jobs.html", listing=Listing.of(found, query))
 
 
 @router.get("/jobs/{job_id}")
-def job(
-    request: Request,
-    job_id: uuid.UUID,
-    operator: SignedIn,
-    session: ReadSession,
-    query: Annotated[OutcomeQuery, Query()],
-) -> Response:
-    found = service.get_job(session, operator.organization_id, job_id)
-    return page(
-        request,
+def job(visit: Viewing, job_id: uuid.UUID, query: Annotated[OutcomeQuery, Query()]) -> Response:
+    found = service.get_job(visit.session, visit.org, job_id)
+    return visit.page(
         "job.html",
-        operator,
         job=JobSummary.model_validate(found),
         finished=found.status in FINISHED,
         **_outcomes(found, query),
@@ -59,23 +45,21 @@ def job(
 
 
 @router.get("/jobs/{job_id}/progress")
-def job_progress(
-    request: Request, job_id: uuid.UUID, operator: SignedIn, session: ReadSession
-) -> Response:
+def job_progress(visit: Viewing, job_id: uuid.UUID) -> Response:
     """The progress section alone, polled by the job page while the job runs. Once it has
     finished, the outcomes come along, to take the place of the page's empty section."""
-    summary = service.job_summary(session, operator.organization_id, job_id)
+    summary = service.job_summary(visit.session, visit.org, job_id)
     finished = summary.status in FINISHED
     outcomes: dict[str, Any] = {}
     if finished:
-        found = service.get_job(session, operator.organization_id, job_id)
+        found = service.get_job(visit.session, visit.org, job_id)
         outcomes = _outcomes(found, OutcomeQuery())
-    return page(request, "job_progress.html", operator, job=summary, finished=finished, **outcomes)
+    return visit.page("job_progress.html", job=summary, finished=finished, **outcomes)
 
 
 @router.get("/jobs/{job_id}/outcomes.csv")
-def job_outcomes_csv(job_id: uuid.UUID, operator: SignedIn, session: ReadSession) -> Response:
-    found = service.get_job(session, operator.organization_id, job_id)
+def job_outcomes_csv(visit: Viewing, job_id: uuid.UUID) -> Response:
+    found = service.get_job(visit.session, visit.org, job_id)
     return Response(
         outcomes_csv(found),
         media_type="text/csv; charset=utf-8",
@@ -92,8 +76,11 @@ def _outcomes(job: Job, query: OutcomeQuery) -> dict[str, Any]:
         results = [r for r in results if r["outcome"] == query.outcome]
     return {
         "counts": sorted(counts.items(), key=lambda item: (-item[1], item[0])),
-        "results": results[query.offset : query.offset + query.limit],
-        "matching": len(results),
-        "query": query,
-        "filters": filters_of(query),
+        "outcome": query.outcome,
+        "listing": Listing(
+            results[query.offset : query.offset + query.limit],
+            len(results),
+            query,
+            filters_of(query),
+        ),
     }

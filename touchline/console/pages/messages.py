@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.responses import Response
 
 from touchline.channels.schemas import ChannelListQuery
 from touchline.channels.service import list_channels
-from touchline.console.render import count_up_to, filters_of, page
-from touchline.console.session import SignedIn
-from touchline.deps import ReadSession
+from touchline.console.render import Listing, count_up_to
+from touchline.console.visit import Viewing
 from touchline.messaging.schemas import MessageFilter
 from touchline.messaging.service import list_messages
 from touchline.routing import api_router
@@ -24,27 +23,16 @@ CHOICES = 200
 
 
 @router.get("/messages")
-def messages(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
-    query: Annotated[MessageFilter, Query()],
-) -> Response:
-    org = operator.organization_id
+def messages(visit: Viewing, query: Annotated[MessageFilter, Query()]) -> Response:
+    session, org = visit.session, visit.org
     capped = count_up_to(query)
     found = list_messages(session, org, query, count_up_to=capped)
     channels = list_channels(session, org, ChannelListQuery(limit=CHOICES)).data
     sequences, _ = sequence_choices(session, org, CHOICES)
-    return page(
-        request,
+    return visit.page(
         "messages.html",
-        operator,
-        messages=found.data,
-        total=found.total,
-        query=query,
+        listing=Listing.of(found, query, capped),
         channels=channels,
         channel_names={c.id: c.name for c in channels},
         sequences=sequences,
-        filters=filters_of(query),
-        capped=capped,
     )

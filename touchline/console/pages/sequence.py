@@ -8,20 +8,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Query
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from touchline.channels.schemas import ChannelListQuery
 from touchline.channels.service import list_channels
-from touchline.console.forms import errors_by_field, parse
-from touchline.console.render import page
-from touchline.console.session import Checked, Operator, SignedIn
+from touchline.console.forms import Posted, Refused, errors_by_field, form_context, parse
+from touchline.console.visit import Posting, Previewing, Viewing, Visit
 from touchline.contacts.schemas import ContactSearch
 from touchline.contacts.service import get_contact, search_contacts
 from touchline.core.settings import settings_of
-from touchline.deps import DbSession, ReadSession
 from touchline.errors import NotFound, TouchlineError, ValidationFailed
 from touchline.messaging.templates import (
     MAX_EMAIL_CHARS,
@@ -66,14 +64,6 @@ DELIVERED_CAP = 250
 _CAPS = ("max_contact_sequence_runs", "max_add_per_time", "max_add_time", "max_time")
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """The posted form's text fields (Starlette keeps the parse the CSRF check made)."""
-    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-
-
-Form = Annotated[dict[str, str], Depends(_form)]
-
-
 def _url(sequence_id: uuid.UUID, done: str | None = None) -> RedirectResponse:
     return RedirectResponse(
         f"/app/sequences/{sequence_id}" + (f"?done={done}" if done else ""), status_code=303
@@ -88,7 +78,17 @@ class Bar:
     percent: float
 
 
-def _funnels(session: Session, steps: Sequence[StepOut]) -> dict[uuid.UUID, list[Bar]]:
+@dataclass(frozen=True)
+class Funnels:
+    """Each step's bars, and the bounds its entered and delivered were counted within (the
+    page states them)."""
+
+    bars: dict[uuid.UUID, list[Bar]]
+    entered_cap: int = ENTERED_CAP
+    delivered_cap: int = DELIVERED_CAP
+
+
+def _funnels(session: Session, steps: Sequence[StepOut]) -> Funnels:
     """Each step's funnel: the step's own counters, with entered and delivered counted
     within bounds; bar widths are shares of the largest number on the page."""
     # Every contact sent a message or still waiting entered the step: a step whose exact
@@ -115,18 +115,19 @@ def _funnels(session: Session, steps: Sequence[StepOut]) -> dict[uuid.UUID, list
             ("Opted out", a.unsubscribes, False),
         ]
     largest = max((n or 0 for bars in rows.values() for _, n, _ in bars), default=0) or 1
-    return {
-        step_id: [
-            Bar(name, n, at_least, round(100 * (n or 0) / largest, 1)) for name, n, at_least in bars
-        ]
-        for step_id, bars in rows.items()
-    }
+    return Funnels(
+        {
+            step_id: [
+                Bar(name, n, at_least, round(100 * (n or 0) / largest, 1))
+                for name, n, at_least in bars
+            ]
+            for step_id, bars in rows.items()
+        }
+    )
 
 
 def _page(
-    request: Request,
-    operator: Operator,
-    session: Session,
+    visit: Visit,
     sequence_id: uuid.UUID,
     query: Pagination | None = None,
     *,
@@ -135,14 +136,12 @@ def _page(
     **context: Any,
 ) -> Response:
     query = query or Pagination()
-    org = operator.organization_id
+    session, org = visit.session, visit.org
     sequence = service.get_sequence(session, org, sequence_id)
     steps = service.list_steps(session, org, sequence_id, query)
     channels = list_channels(session, org, ChannelListQuery(limit=500)).data
-    return page(
-        request,
+    return visit.page(
         template,
-        operator,
         status_code=status_code,
         sequence=sequence,
         settings=settings_of(sequence),
@@ -152,53 +151,41 @@ def _page(
         channels=channels,
         channel_names={c.id: c.name for c in channels},
         funnels=_funnels(session, steps.data),
-        entered_cap=ENTERED_CAP,
-        delivered_cap=DELIVERED_CAP,
         **context,
     )
 
 
 @router.get("/sequences/{sequence_id}")
 def sequence_page(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
+    visit: Viewing,
     sequence_id: uuid.UUID,
     query: Annotated[Pagination, Query()],
     done: str = "",
 ) -> Response:
-    return _page(request, operator, session, sequence_id, query, notice=_DONE.get(done))
+    return _page(visit, sequence_id, query, notice=_DONE.get(done))
 
 
-def _refused(
-    request: Request,
-    operator: Operator,
-    session: Session,
-    sequence_id: uuid.UUID,
-    **context: Any,
-) -> Response:
+def _refused(visit: Visit, sequence_id: uuid.UUID, **context: Any) -> Response:
     """The page again with what the API refused, and nothing of the attempt written."""
-    session.rollback()
-    return _page(request, operator, session, sequence_id, status_code=422, **context)
+    visit.session.rollback()
+    return _page(visit, sequence_id, status_code=422, **context)
 
 
 @router.post("/sequences/{sequence_id}/status")
-def change_status(
-    request: Request, operator: Checked, session: DbSession, sequence_id: uuid.UUID, form: Form
-) -> Response:
+def change_status(visit: Posting, sequence_id: uuid.UUID, form: Posted) -> Response:
     status = form.get("status", "")
     try:
         data = parse(SequenceUpdate, {"status": status})
-        service.update_sequence(session, operator.organization_id, sequence_id, data)
+        service.update_sequence(visit.session, visit.org, sequence_id, data)
     except ValidationFailed as exc:
         message = "; ".join(d.description for d in exc.details)
-        return _refused(request, operator, session, sequence_id, refusal=message)
+        return _refused(visit, sequence_id, refusal=message)
     return _url(sequence_id, data.status)
 
 
 @router.post("/sequences/{sequence_id}/archive")
-def archive(operator: Checked, session: DbSession, sequence_id: uuid.UUID) -> Response:
-    service.archive_sequence(session, operator.organization_id, sequence_id)
+def archive(visit: Posting, sequence_id: uuid.UUID) -> Response:
+    service.archive_sequence(visit.session, visit.org, sequence_id)
     return _url(sequence_id, "archived")
 
 
@@ -253,9 +240,7 @@ def _cleared(model: BaseModel, form: Mapping[str, str], names: Sequence[str]) ->
 
 
 @router.post("/sequences/{sequence_id}/settings")
-def update_settings(
-    request: Request, operator: Checked, session: DbSession, sequence_id: uuid.UUID, form: Form
-) -> Response:
+def update_settings(visit: Posting, sequence_id: uuid.UUID, form: Posted) -> Response:
     fields = {
         "title": form.get("title", ""),
         "description": form.get("description", ""),
@@ -264,11 +249,9 @@ def update_settings(
     }
     try:
         data = _cleared(parse(SequenceUpdate, fields), form, ("description", "default_channel_id"))
-        service.update_sequence(session, operator.organization_id, sequence_id, data)
+        service.update_sequence(visit.session, visit.org, sequence_id, data)
     except ValidationFailed as exc:
-        return _refused(
-            request, operator, session, sequence_id, errors=_settings_errors(exc), form=form
-        )
+        return _refused(visit, sequence_id, errors=_settings_errors(exc), form=form)
     return _url(sequence_id, "settings")
 
 
@@ -307,115 +290,71 @@ def _step_values(step: StepOut) -> dict[str, str]:
 
 
 @router.post("/sequences/{sequence_id}/steps")
-def add_step(
-    request: Request, operator: Checked, session: DbSession, sequence_id: uuid.UUID, form: Form
-) -> Response:
+def add_step(visit: Posting, sequence_id: uuid.UUID, form: Posted) -> Response:
     try:
         data = parse(StepCreate, _step_fields(form))
-        service.create_step(session, operator.organization_id, sequence_id, data)
+        service.create_step(visit.session, visit.org, sequence_id, data)
     except ValidationFailed as exc:
         errors = errors_by_field(exc)
-        return _refused(request, operator, session, sequence_id, step_errors=errors, step_form=form)
+        return _refused(visit, sequence_id, step_errors=errors, step_form=form)
     return _url(sequence_id, "added")
 
 
-def _step(
-    session: Session, operator: Operator, sequence_id: uuid.UUID, step_id: uuid.UUID
-) -> StepOut:
-    sequence = service.get_sequence(session, operator.organization_id, sequence_id)
-    return service.step_out(session, service.get_step(session, sequence, step_id))
+def _step(visit: Visit, sequence_id: uuid.UUID, step_id: uuid.UUID) -> StepOut:
+    sequence = service.get_sequence(visit.session, visit.org, sequence_id)
+    return service.step_out(visit.session, service.get_step(visit.session, sequence, step_id))
 
 
 def _edit_page(
-    request: Request,
-    operator: Operator,
-    session: Session,
+    visit: Visit,
     sequence_id: uuid.UUID,
     step_id: uuid.UUID,
-    *,
-    status_code: int = 200,
-    errors: dict[str, str] | None = None,
-    form: Mapping[str, str] | None = None,
+    refused: Refused | None = None,
 ) -> Response:
-    step = _step(session, operator, sequence_id, step_id)
-    channels = list_channels(session, operator.organization_id, ChannelListQuery(limit=500)).data
-    return page(
-        request,
+    step = _step(visit, sequence_id, step_id)
+    channels = list_channels(visit.session, visit.org, ChannelListQuery(limit=500)).data
+    return visit.page(
         "sequence_step_form.html",
-        operator,
-        status_code=status_code,
-        sequence=service.get_sequence(session, operator.organization_id, sequence_id),
+        sequence=service.get_sequence(visit.session, visit.org, sequence_id),
         step=step,
         channels=channels,
-        errors=errors,
-        form=form if form is not None else _step_values(step),
+        **form_context(refused, _step_values(step)),
     )
 
 
 @router.get("/sequences/{sequence_id}/steps/{step_id}/edit")
-def edit_step_form(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
-    sequence_id: uuid.UUID,
-    step_id: uuid.UUID,
-) -> Response:
-    return _edit_page(request, operator, session, sequence_id, step_id)
+def edit_step_form(visit: Viewing, sequence_id: uuid.UUID, step_id: uuid.UUID) -> Response:
+    return _edit_page(visit, sequence_id, step_id)
 
 
 @router.post("/sequences/{sequence_id}/steps/{step_id}")
-def edit_step(
-    request: Request,
-    operator: Checked,
-    session: DbSession,
-    sequence_id: uuid.UUID,
-    step_id: uuid.UUID,
-    form: Form,
-) -> Response:
+def edit_step(visit: Posting, sequence_id: uuid.UUID, step_id: uuid.UUID, form: Posted) -> Response:
     try:
         data = _cleared(parse(StepUpdate, _step_fields(form)), form, ("subject", "channel_id"))
-        service.update_step(session, operator.organization_id, sequence_id, step_id, data)
+        service.update_step(visit.session, visit.org, sequence_id, step_id, data)
     except ValidationFailed as exc:
-        session.rollback()
-        return _edit_page(
-            request,
-            operator,
-            session,
-            sequence_id,
-            step_id,
-            status_code=422,
-            errors=errors_by_field(exc),
-            form=form,
-        )
+        visit.session.rollback()
+        return _edit_page(visit, sequence_id, step_id, Refused(form, errors_by_field(exc)))
     return _url(sequence_id, "saved")
 
 
 @router.post("/sequences/{sequence_id}/steps/{step_id}/move")
-def move_step(
-    request: Request,
-    operator: Checked,
-    session: DbSession,
-    form: Form,
-    sequence_id: uuid.UUID,
-    step_id: uuid.UUID,
-) -> Response:
-    step = _step(session, operator, sequence_id, step_id)
+def move_step(visit: Posting, form: Posted, sequence_id: uuid.UUID, step_id: uuid.UUID) -> Response:
+    step = _step(visit, sequence_id, step_id)
     position = (step.position or 0) + (-1 if form.get("direction") == "up" else 1)
     try:
         # Past either end is clamped by the service: the step stays where it is.
         data = parse(StepUpdate, {"position": max(position, 0)})
-        service.update_step(session, operator.organization_id, sequence_id, step_id, data)
+        service.update_step(visit.session, visit.org, sequence_id, step_id, data)
     except ValidationFailed as exc:
         message = "; ".join(d.description for d in exc.details)
-        return _refused(request, operator, session, sequence_id, refusal=message)
+        return _refused(visit, sequence_id, refusal=message)
     return _url(sequence_id, "moved")
 
 
 @router.post("/sequences/{sequence_id}/steps/{step_id}/delete")
-def delete_step(
-    operator: Checked, session: DbSession, sequence_id: uuid.UUID, step_id: uuid.UUID
-) -> Response:
-    service.delete_step(session, operator.organization_id, sequence_id, step_id)
+def delete_step(visit: Posting, sequence_id: uuid.UUID, step_id: uuid.UUID) -> Response:
+    service.delete_step(visit.session, visit.org, sequence_id, step_id)
     return _url(sequence_id, "deleted")
 
 
@@ -465,10 +404,8 @@ def _rendered(
 
 
 @router.post("/sequences/{sequence_id}/preview")
-def preview(
-    request: Request, operator: Checked, session: ReadSession, sequence_id: uuid.UUID, form: Form
-) -> Response:
-    org = operator.organization_id
+def preview(visit: Previewing, sequence_id: uuid.UUID, form: Posted) -> Response:
+    session, org = visit.session, visit.org
     sequence = service.get_sequence(session, org, sequence_id)
     ref = form.get("contact", "")
     contact = _find_contact(session, org, ref)
@@ -483,6 +420,6 @@ def preview(
         "preview_contact": contact,
         "preview": results,
     }
-    if request.headers.get("HX-Request") == "true":
-        return page(request, "sequence_preview.html", operator, sequence=sequence, **context)
-    return _page(request, operator, session, sequence_id, **context)
+    if visit.request.headers.get("HX-Request") == "true":
+        return visit.page("sequence_preview.html", sequence=sequence, **context)
+    return _page(visit, sequence_id, **context)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Form, Query, Request
+from fastapi import Query
 from fastapi.responses import RedirectResponse, Response
 from pydantic import Field
 
-from touchline.console.forms import errors_by_field, parse
-from touchline.console.render import filters_of, page
-from touchline.console.session import Checked, SignedIn
-from touchline.deps import DbSession, ReadSession
+from touchline.console.forms import Posted, Refused, errors_by_field, form_context, parse
+from touchline.console.render import Listing
+from touchline.console.visit import Posting, Viewing, Visit
 from touchline.errors import ValidationFailed
 from touchline.routing import api_router
 from touchline.runs.service import open_counts
@@ -27,53 +26,32 @@ class SequencesQuery(SequenceListQuery):
 
 
 @router.get("/sequences")
-def sequences(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
-    query: Annotated[SequencesQuery, Query()],
-) -> Response:
-    return _list(request, operator, session, query)
+def sequences(visit: Viewing, query: Annotated[SequencesQuery, Query()]) -> Response:
+    return _list(visit, query)
 
 
-def _list(
-    request: Request,
-    operator: SignedIn,
-    session: ReadSession,
-    query: SequenceListQuery,
-    errors: dict[str, str] | None = None,
-    form: dict[str, str] | None = None,
-) -> Response:
-    found = service.list_sequences(session, operator.organization_id, query)
-    return page(
-        request,
+def _list(visit: Visit, query: SequenceListQuery, refused: Refused | None = None) -> Response:
+    found = service.list_sequences(visit.session, visit.org, query)
+    counts = open_counts(visit.session, [s.id for s in found.data])
+    return visit.page(
         "sequences.html",
-        operator,
-        status_code=422 if errors else 200,
-        sequences=found.data,
-        total=found.total,
-        query=query,
-        filters=filters_of(query),
-        counts=open_counts(session, [s.id for s in found.data]),
-        errors=errors,
-        form=form or {},
+        listing=Listing.of(found, query),
+        counts=counts,
+        **form_context(refused, {}),
     )
 
 
 @router.post("/sequences")
-def create_sequence(
-    request: Request,
-    operator: Checked,
-    session: DbSession,
-    title: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    type: Annotated[str, Form()] = "sequential",
-) -> Response:
-    form = {"title": title, "description": description, "type": type}
+def create_sequence(visit: Posting, posted: Posted) -> Response:
+    form = {
+        "title": posted.get("title", ""),
+        "description": posted.get("description", ""),
+        "type": posted.get("type") or "sequential",
+    }
     try:
         data = parse(SequenceCreate, form)
-        sequence = service.create_sequence(session, operator.organization_id, data)
+        sequence = service.create_sequence(visit.session, visit.org, data)
     except ValidationFailed as exc:
-        session.rollback()
-        return _list(request, operator, session, SequencesQuery(), errors_by_field(exc), form)
+        visit.session.rollback()
+        return _list(visit, SequencesQuery(), Refused(form, errors_by_field(exc)))
     return RedirectResponse(f"/app/sequences/{sequence.id}", status_code=303)
