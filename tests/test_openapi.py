@@ -104,6 +104,18 @@ def test_every_operation_has_a_summary_and_a_success_schema(app: FastAPI) -> Non
     assert problems == []
 
 
+def test_every_operation_has_a_summary_and_a_description(app: FastAPI) -> None:
+    # The summary names the operation; the description says what a client needs beyond it
+    # (order, filters, what a 404/409/422 means here): a new route must have both.
+    missing = [
+        f"{method} {path}: no {field}"
+        for (method, path), operation in sorted(_documented(app).items())
+        for field in ("summary", "description")
+        if not str(operation.get(field) or "").strip()
+    ]
+    assert missing == []
+
+
 def test_docs_page_and_schema_are_served(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200

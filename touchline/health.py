@@ -26,6 +26,8 @@ def record_probe(session: Session) -> None:
 
 @router.get("/healthz", summary="The process is up")
 async def healthz() -> dict[str, str]:
+    """Answers 200 `{"status": "ok"}` while the process runs, without touching the database
+    (`/readyz` does); needs no API key."""
     # Async: it must answer even while every thread of the pool is busy.
     return {"status": "ok"}
 
@@ -33,11 +35,11 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="The database accepts writes",
-    description="503 in the error envelope, with Retry-After, while the database is "
-    "unreachable, full or read-only; use it to take the process out of a load balancer.",
     responses={503: {"model": ErrorBody, "description": "The database cannot be written"}},
 )
 def readyz(request: Request) -> dict[str, str]:
+    """503 in the error envelope, with Retry-After, while the database is unreachable, full or
+    read-only; use it to take the process out of a load balancer."""
     with unit_of_work(request.app.state.sessions) as session:
         record_probe(session)
     return {"status": "ok"}

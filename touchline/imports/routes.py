@@ -63,14 +63,6 @@ def _validated(model: type[M], data: Any) -> M:
     "/v1/contacts/imports",
     status_code=202,
     summary="Import contacts from a CSV file or JSON rows",
-    description="Either `multipart/form-data` with a UTF-8 CSV as `file` (a header row: "
-    "phone, email, name, first_name, last_name, external_id, timezone, language; any other "
-    "column becomes a property; empty cells are left out) or JSON `rows`. At most 100,000 "
-    "rows. Without `sequence_id` each row creates or updates a contact (matched by phone, "
-    "else external_id, else email: outcomes `created`, `updated`, `invalid`); with it, each "
-    "row is also added to that active sequence with the outcomes of "
-    "`POST /v1/sequences/{sequence_id}/contacts`. Done in the background in chunks; "
-    "`GET /v1/jobs/{job_id}` shows `processed` of `total` and each row's outcome.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -84,6 +76,13 @@ def _validated(model: type[M], data: Any) -> M:
 def import_contacts(
     raw: Annotated[_RawImport, Depends(_raw_import)], session: DbSession, org: OrgId
 ) -> Data[AcceptedJob]:
+    """Either `multipart/form-data` with a UTF-8 CSV as `file` (a header row: phone, email, name,
+    first_name, last_name, external_id, timezone, language; any other column becomes a property;
+    empty cells are left out) or JSON `rows`. At most 100,000 rows. Without `sequence_id` each
+    row creates or updates a contact (matched by phone, else external_id, else email: outcomes
+    `created`, `updated`, `invalid`); with it, each row is also added to that active sequence
+    with the outcomes of `POST /v1/sequences/{sequence_id}/contacts`. Done in the background in
+    chunks; `GET /v1/jobs/{job_id}` shows `processed` of `total` and each row's outcome."""
     if raw.file is not None:
         form = _validated(ImportForm, raw.fields)
         rows = service.rows_from_csv(raw.file)
@@ -106,9 +105,9 @@ class _CsvResponse(PlainTextResponse):
 @router.get(
     "/v1/jobs/{job_id}/outcomes.csv",
     summary="A job's per-row outcomes as CSV",
-    description="One line per input: row (0-based), contact_id, outcome, description.",
     response_class=_CsvResponse,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 def job_outcomes(job_id: uuid.UUID, session: ReadSession, org: OrgId) -> _CsvResponse:
+    """One line per input: row (0-based), contact_id, outcome, description."""
     return _CsvResponse(service.outcomes_csv(get_job(session, org, job_id)))

@@ -29,18 +29,16 @@ class Forbidden(TouchlineError, status=403, message="Signature check failed"): .
 def list_messages(
     query: Annotated[MessageListQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[MessageOut]:
+    """Outbound and inbound, newest first. Filters combine; a `contact_id` of another organization,
+    like an unknown one, gives an empty page rather than a 404."""
     return service.list_messages(session, org, query)
 
 
-@router.post(
-    "/v1/messages/inbound",
-    status_code=201,
-    summary="Record a message a contact sent",
-    description="A reply marks the contact's open step contacts on that channel `responded` "
-    "and applies each sequence's `on_response`. STOP, UNSUBSCRIBE, CANCEL, END or QUIT opt "
-    "the contact out of the channel; START opts back in.",
-)
+@router.post("/v1/messages/inbound", status_code=201, summary="Record a message a contact sent")
 def inbound(body: InboundMessage, session: DbSession, org: OrgId) -> Data[MessageOut]:
+    """A reply marks the contact's open step contacts on that channel `responded` and applies each
+    sequence's `on_response`. STOP, UNSUBSCRIBE, CANCEL, END or QUIT opt the contact out of the
+    channel; START opts back in."""
     return Data(data=service.message_out(service.receive(session, org, body, utc_now())))
 
 
@@ -68,8 +66,6 @@ def _verified(channel: Channel, url: str, form: dict[str, str], signature: str) 
     "/webhooks/twilio/inbound",
     tags=["providers"],
     summary="Twilio's incoming-message webhook",
-    description="Point a Twilio number's messaging webhook here. Verified by Twilio's "
-    "X-Twilio-Signature against the channel's auth token; answers empty TwiML.",
     response_class=Response,
     responses={
         200: {
@@ -80,6 +76,8 @@ def _verified(channel: Channel, url: str, form: dict[str, str], signature: str) 
     },
 )
 async def twilio_inbound(request: Request) -> Response:
+    """Point a Twilio number's messaging webhook here. Verified by Twilio's X-Twilio-Signature
+    against the channel's auth token; answers empty TwiML."""
     url, form, signature = await _twilio_form(request)
 
     def receive() -> None:
@@ -118,13 +116,13 @@ TWILIO_STATUSES = {"delivered": "delivered", "failed": "failed", "undelivered": 
     "/webhooks/twilio/status",
     tags=["providers"],
     summary="Twilio's delivery status callback",
-    description="Touchline asks Twilio to report here when a channel's `status_callback` is "
-    "on; `delivered` and `failed`/`undelivered` update the message.",
     status_code=204,
     response_class=Response,
     responses={403: {"description": "Bad signature"}},
 )
 async def twilio_status(request: Request) -> Response:
+    """Touchline asks Twilio to report here when a channel's `status_callback` is on; `delivered`
+    and `failed`/`undelivered` update the message."""
     url, form, signature = await _twilio_form(request)
 
     def update() -> None:
@@ -153,11 +151,11 @@ async def twilio_status(request: Request) -> Response:
     "/l/{token}",
     tags=["links"],
     summary="Follow a tracked link",
-    description="Redirects (302) to the original URL and marks the step contact "
-    "`clicked_link`. No API key: this is the link contacts receive.",
     response_class=RedirectResponse,
     status_code=302,
     responses={302: {"description": "Redirect to the original URL"}},
 )
 def follow(token: str, session: DbSession) -> RedirectResponse:
+    """Redirects (302) to the original URL and marks the step contact `clicked_link`. No API key:
+    this is the link contacts receive."""
     return RedirectResponse(service.follow_link(session, token, utc_now()), status_code=302)

@@ -80,6 +80,9 @@ def list_sequence_contacts(
     session: ReadSession,
     org: OrgId,
 ) -> Page[StepContactOut]:
+    """Every step contact of every run, finished ones too, most recently updated first. Filters
+    combine: `status` (`complete` = finished and not removed), `step_ids` (comma-separated) and
+    the `responded`, `unsubscribed` and `clicked_link` flags."""
     return service.list_step_contacts(session, org, sequence_id, query)
 
 
@@ -87,6 +90,9 @@ def list_sequence_contacts(
 def list_runs(
     sequence_id: uuid.UUID, query: Annotated[RunsQuery, Query()], session: ReadSession, org: OrgId
 ) -> Page[RunOut]:
+    """Newest run first, each with its step contacts in the order they were entered. `phone` is the
+    contact's; `before` and `after` bound the run's start, exclusive (a time without a zone is
+    UTC)."""
     return service.list_runs(session, org, sequence_id, query)
 
 
@@ -94,14 +100,14 @@ def list_runs(
 def get_run(
     sequence_id: uuid.UUID, run_id: uuid.UUID, session: ReadSession, org: OrgId
 ) -> Data[RunOut]:
+    """With its contact and its step contacts in the order they were entered. A run of another
+    sequence is a 404."""
     return Data(data=service.get_run(session, org, sequence_id, run_id))
 
 
 @router.get(
     "/v1/sequences/{sequence_id}/sequence_runs/{run_id}/events",
     summary="What happened to a sequence run",
-    description="In order: steps entered and left, messages sent, the contact's replies "
-    "while the run was open, and trigger firings with each action's outcome.",
 )
 def list_run_events(
     sequence_id: uuid.UUID,
@@ -110,4 +116,6 @@ def list_run_events(
     session: ReadSession,
     org: OrgId,
 ) -> Page[RunEventOut]:
+    """In order: steps entered and left, messages sent, the contact's replies while the run was
+    open, and trigger firings with each action's outcome."""
     return timeline.run_events(session, org, sequence_id, run_id, query)
