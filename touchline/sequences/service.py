@@ -7,7 +7,7 @@ from collections.abc import Sequence as Seq
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
@@ -109,19 +109,32 @@ def create_sequence(session: Session, org_id: uuid.UUID, data: SequenceCreate) -
     return sequence
 
 
+def _updated_columns(
+    session: Session,
+    org_id: uuid.UUID,
+    data: BaseModel,
+    kept: tuple[str, ...],
+    clearable: tuple[str, ...],
+) -> dict[str, Any]:
+    """An update's plain column values: each field of `kept` given a value (a null one leaves
+    the column as it is), each of `clearable` given at all (null clears it). A channel among
+    them must be the organization's."""
+    given = data.model_dump(exclude_unset=True)
+    values = {key: getattr(data, key) for key in kept if given.get(key) is not None}
+    values |= {key: getattr(data, key) for key in clearable if key in given}
+    for key in ("channel_id", "default_channel_id"):
+        if key in values:
+            check_channel(session, org_id, values[key], field=key)
+    return values
+
+
 def update_sequence(
     session: Session, org_id: uuid.UUID, sequence_id: uuid.UUID, data: SequenceUpdate
 ) -> Sequence:
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
-    given = data.model_dump(exclude_unset=True)
-    values: dict[str, Any] = {}
-    if data.title is not None:
-        values["title"] = data.title
-    if "description" in given:
-        values["description"] = data.description
-    if "default_channel_id" in given:
-        check_channel(session, org_id, data.default_channel_id, field="default_channel_id")
-        values["default_channel_id"] = data.default_channel_id
+    values = _updated_columns(
+        session, org_id, data, ("title",), ("description", "default_channel_id")
+    )
     if data.settings is not None:
         values["settings"] = _merged_settings(sequence.settings, data.settings)
     changes = assign(sequence, values)
@@ -288,17 +301,8 @@ def update_step(
     sequence = get_sequence(session, org_id, sequence_id, lock=True)
     _refuse_archived(sequence)
     step = get_step(session, sequence, step_id)
-    given = data.model_dump(exclude_unset=True)
-    values = {
-        key: getattr(data, key)
-        for key in ("title", "body", "schedule_options", "attachments")
-        if given.get(key) is not None
-    }
-    if "subject" in given:
-        values["subject"] = data.subject
-    if "channel_id" in given:
-        check_channel(session, org_id, data.channel_id, field="channel_id")
-        values["channel_id"] = data.channel_id
+    kept = ("title", "body", "schedule_options", "attachments")
+    values = _updated_columns(session, org_id, data, kept, ("subject", "channel_id"))
     if data.triggers is not None:
         values["triggers"] = _triggers(session, sequence, data.triggers)
     if data.entry is not None:
