@@ -24,32 +24,22 @@ from typing import Any, Literal
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from touchline import models
 from touchline.bulk import among, chunks
 from touchline.db import utc_now
-from touchline.models import (
-    Base,
-    Contact,
-    Message,
-    Sequence,
-    SequenceRun,
-    Step,
-    StepContact,
-    TriggerFiring,
-    WebhookDelivery,
-    WebhookSubscription,
-)
+from touchline.models import Base, WebhookDelivery, WebhookSubscription
 from touchline.models.ids import new_id
 
 ALL_EVENTS: Literal["*"] = "*"
 
 KINDS: dict[type[Base], str] = {
-    Sequence: "sequence",
-    Step: "step",
-    StepContact: "step_contact",
-    SequenceRun: "sequence_run",
-    Contact: "contact",
-    Message: "message",
-    TriggerFiring: "trigger",
+    models.Sequence: "sequence",
+    models.Step: "step",
+    models.StepContact: "step_contact",
+    models.SequenceRun: "sequence_run",
+    models.Contact: "contact",
+    models.Message: "message",
+    models.TriggerFiring: "trigger",
 }
 # A firing is only ever created, and subscribers know it by what happened.
 _RENAMED = {"trigger.created": "trigger.fired"}
@@ -57,11 +47,11 @@ _RENAMED = {"trigger.created": "trigger.fired"}
 # Columns the API does not show: the engine's leases, attempt counters and retry timers, and
 # a run's "latest" flag. A change to those alone is not news to a subscriber.
 QUIET: dict[type[Base], frozenset[str]] = {
-    StepContact: frozenset({"locked_until", "attempts", "claim"}),
-    Message: frozenset({"attempts", "next_attempt_at"}),
-    SequenceRun: frozenset({"is_latest"}),
+    models.StepContact: frozenset({"locked_until", "attempts", "claim"}),
+    models.Message: frozenset({"attempts", "next_attempt_at"}),
+    models.SequenceRun: frozenset({"is_latest"}),
     # Kept by the sequences service from the steps' order, which the API shows.
-    Step: frozenset({"next_step_id"}),
+    models.Step: frozenset({"next_step_id"}),
 }
 
 What = Literal["created", "updated"]

@@ -39,8 +39,7 @@ Change = Callable[[StepContact, SequenceRun, Contact], Changeset]
 
 
 def run_step_changed(session: Session, job: Job, now: datetime) -> None:
-    step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
-    sequence = session.get_one(Sequence, step.sequence_id)
+    step, sequence = _job_step(session, job)
 
     def reschedule(sc: StepContact, run: SequenceRun, contact: Contact) -> Changeset:
         if sc.status != "pending" or sc.claim is not None:
@@ -53,8 +52,7 @@ def run_step_changed(session: Session, job: Job, now: datetime) -> None:
 
 
 def run_step_deleted(session: Session, job: Job, now: datetime) -> None:
-    step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
-    sequence = session.get_one(Sequence, step.sequence_id)
+    step, sequence = _job_step(session, job)
     next_id = job.payload.get("next_step_id")
     following = session.get(Step, uuid.UUID(next_id)) if next_id else None
     if following is not None and following.deleted_at is not None:
@@ -70,6 +68,12 @@ def run_step_deleted(session: Session, job: Job, now: datetime) -> None:
         return progress.move(sc, run, place, now)[1]
 
     job.processed = _each_open(session, step, move_on)
+
+
+def _job_step(session: Session, job: Job) -> tuple[Step, Sequence]:
+    """The step a job of this module is about, deleted or not, and its sequence."""
+    step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
+    return step, session.get_one(Sequence, step.sequence_id)
 
 
 def _each_open(session: Session, step: Step, change: Change) -> int:

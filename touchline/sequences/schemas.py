@@ -108,8 +108,7 @@ class StepUpdate(RequestModel):
     attachments: list[Any] | None = None
     entry: StepEntry | None = Field(
         default=None,
-        description="trigger_only (branched sequences): reached by a trigger's move_to_step, "
-        "never by the advance from the step before.",
+        description="trigger_only (branched): reached only by a trigger's move_to_step.",
     )
     triggers: Triggers | None = Field(
         default=None,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +28,8 @@ EventType = Literal[
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 EventTypeFilter = Literal[EventType, "*"]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
+# Long enough to resist guessing; receivers keep it in their own configuration.
+SigningSecret = Annotated[str, Field(min_length=16, max_length=200)]
 
 
 def _check_url(value: str) -> str:
@@ -60,11 +62,8 @@ class WebhookUpdate(RequestModel):
         description='Event names to receive; "*" means every event, present and future.',
     )
     active: bool | None = Field(default=None, description="false pauses deliveries.")
-    secret: str | None = Field(
-        default=None,
-        min_length=16,
-        max_length=200,
-        description="Replaces the signing secret. Write-only: never returned.",
+    secret: SigningSecret | None = Field(
+        default=None, description="Replaces the signing secret. Write-only: never returned."
     )
 
     @field_validator("url")
@@ -87,10 +86,8 @@ class WebhookCreate(WebhookUpdate):
         "and future.",
     )
     active: bool = True
-    secret: str | None = Field(
+    secret: SigningSecret | None = Field(
         default=None,
-        min_length=16,
-        max_length=200,
         description="Signing secret; one is generated when absent. Returned only in the "
         "response to this request.",
     )

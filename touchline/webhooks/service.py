@@ -120,13 +120,10 @@ def list_deliveries(
     session: Session, org_id: uuid.UUID, subscription_id: uuid.UUID, query: DeliveryListQuery
 ) -> Page[DeliveryOut]:
     get_subscription(session, org_id, subscription_id)
-    conditions = [
-        WebhookDelivery.subscription_id == subscription_id,
-        *equal_to(query, status=WebhookDelivery.status, event=WebhookDelivery.event),
-    ]
     statement = (
         select(WebhookDelivery)
-        .where(*conditions)
+        .where(WebhookDelivery.subscription_id == subscription_id)
+        .where(*equal_to(query, status=WebhookDelivery.status, event=WebhookDelivery.event))
         .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
     )
     rows, total = paginate(session, statement, limit=query.limit, offset=query.offset)

@@ -14,24 +14,24 @@ class PassSummary:
     failed: int = 0
     retried: int = 0
     expired: int = 0
-    # Date-relative steps whose moment had passed when the contact entered them.
     skipped: int = 0
-    # Replied while their send waited for a retry: the reply ended the run.
+    """Date-relative steps whose moment had passed when the contact entered them."""
     responded: int = 0
-    # Put back in the queue: their channel could not send before a later instant.
+    """Replied while their send waited for a retry: the reply ended the run."""
     deferred: int = 0
-    # No longer this worker's when it came to send or settle them: taken over after its
-    # lease lapsed, or removed, moved or answered meanwhile (their message may have gone
-    # out; the change that came first stands).
+    """Put back in the queue: their channel could not send before a later instant."""
     lost: int = 0
+    """No longer this worker's when it came to send or settle them: taken over after its lease
+    lapsed, or removed, moved or answered meanwhile (their message may have gone out; the change
+    that came first stands)."""
     webhooks: int = 0
-    # no_response triggers whose wait ended: fired, or dropped (the contact replied).
     timers: int = 0
-    # Turns that failed (the database was away...); their step contacts come back later.
+    """no_response triggers whose wait ended: fired, or dropped (the contact replied)."""
     errors: int = 0
-    # Settled step contacts by (channel type, outcome as describe() names it), for the
-    # metrics' sends counter; not part of describe().
+    """Turns that failed (the database was away...); their step contacts come back later."""
     sends: Counter[tuple[str, str]] = field(default_factory=Counter, compare=False)
+    """Settled step contacts by (channel type, outcome as describe() names it), for the metrics'
+    sends counter; not part of describe()."""
 
     def add(self, other: PassSummary) -> None:
         for name in _COUNTS:
@@ -49,18 +49,20 @@ class PassSummary:
 
     @property
     def step_contacts(self) -> int:
-        return (
-            self.sent
-            + self.inactive
-            + self.failed
-            + self.retried
-            + self.expired
-            + self.skipped
-            + self.responded
-            + self.deferred
-            + self.lost
-        )
+        return sum(getattr(self, name) for name in _STEP_OUTCOMES)
 
 
 _COUNTS = tuple(f.name for f in fields(PassSummary) if f.name != "sends")
+# The counters of step contacts, each settled or put back one way.
+_STEP_OUTCOMES = (
+    "sent",
+    "inactive",
+    "failed",
+    "retried",
+    "expired",
+    "skipped",
+    "responded",
+    "deferred",
+    "lost",
+)
 _SHOWN = {"retried": "retrying"}
