@@ -27,11 +27,11 @@ from touchline.models import (
     OPEN_STEP_CONTACT_STATUSES,
     Contact,
     Job,
-    Sequence,
     SequenceRun,
     Step,
     StepContact,
 )
+from touchline.sequences.service import get_sequence
 
 _BATCH = 500
 
@@ -39,7 +39,8 @@ Change = Callable[[StepContact, SequenceRun, Contact], Changeset]
 
 
 def run_step_changed(session: Session, job: Job, now: datetime) -> None:
-    step, sequence = _job_step(session, job)
+    step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
+    sequence = get_sequence(session, job.organization_id, step.sequence_id)
 
     def reschedule(sc: StepContact, run: SequenceRun, contact: Contact) -> Changeset:
         if sc.status != "pending" or sc.claim is not None:
@@ -52,7 +53,8 @@ def run_step_changed(session: Session, job: Job, now: datetime) -> None:
 
 
 def run_step_deleted(session: Session, job: Job, now: datetime) -> None:
-    step, sequence = _job_step(session, job)
+    step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
+    sequence = get_sequence(session, job.organization_id, step.sequence_id)
     next_id = job.payload.get("next_step_id")
     following = session.get(Step, uuid.UUID(next_id)) if next_id else None
     if following is not None and following.deleted_at is not None:
@@ -68,12 +70,6 @@ def run_step_deleted(session: Session, job: Job, now: datetime) -> None:
         return progress.move(sc, run, place, now)[1]
 
     job.processed = _each_open(session, step, move_on)
-
-
-def _job_step(session: Session, job: Job) -> tuple[Step, Sequence]:
-    """The step a job of this module is about, deleted or not, and its sequence."""
-    step = session.get_one(Step, uuid.UUID(job.payload["step_id"]))
-    return step, session.get_one(Sequence, step.sequence_id)
 
 
 def _each_open(session: Session, step: Step, change: Change) -> int:
