@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import Query
 from fastapi.responses import Response
 
-from touchline.console.render import Listing, filters_of
+from touchline.console.render import Listing
 from touchline.console.visit import Viewing
 from touchline.enrollment import service
 from touchline.enrollment.schemas import JobSummary, Outcome
 from touchline.imports.service import outcomes_csv
 from touchline.models import Job
 from touchline.routing import api_router
-from touchline.schemas import Pagination
+from touchline.schemas import Page, Pagination
 
 router = api_router()
 
@@ -76,11 +76,8 @@ def _outcomes(job: Job, query: OutcomeQuery) -> dict[str, Any]:
         results = [r for r in results if r["outcome"] == query.outcome]
     return {
         "counts": sorted(counts.items(), key=lambda item: (-item[1], item[0])),
-        "outcome": query.outcome,
-        "listing": Listing(
-            results[query.offset : query.offset + query.limit],
-            len(results),
+        "listing": Listing.of(
+            Page(data=results[query.offset : query.offset + query.limit], total=len(results)),
             query,
-            filters_of(query),
         ),
     }
